@@ -1,0 +1,192 @@
+//! The checked configuration model: what the rest of tunneld runs from.
+//!
+//! Every value here is resolved (tunnel, then `[hosts]`, then `[defaults]`, then the built-in
+//! default) and validated; nothing is "filled in later". Types derive `PartialEq` so that a reload
+//! can diff two configurations tunnel by tunnel.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A whole configuration file, checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The file it was read from (for messages).
+    pub path: PathBuf,
+    /// Every tunnel of the file, sorted by name.
+    pub tunnels: Vec<Tunnel>,
+}
+
+/// One supervised SSH connection (through zero or more jump hosts) and all of its forwards.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tunnel {
+    /// The tunnel's name, `[A-Za-z0-9_.-]+`.
+    pub name: String,
+    /// The SSH server that carries the forwards (the last hop).
+    pub target: Hop,
+    /// Jump hosts in the order they are dialled: `jump[0]` is dialled directly, each next hop
+    /// through the previous one, and `target` through the last. Already flattened: a hop's own
+    /// `jump` is expanded in front of it.
+    pub jump: Vec<Hop>,
+    /// `local` forwards (like `ssh -L`).
+    pub local: Vec<LocalForward>,
+    /// `remote` forwards (like `ssh -R`).
+    pub remote: Vec<RemoteForward>,
+    /// `dynamic` forwards (SOCKS, like `ssh -D`).
+    pub dynamic: Vec<DynamicForward>,
+    /// Keepalive probes on the connection that carries the forwards.
+    pub keepalive: Keepalive,
+    /// Reconnect delays.
+    pub backoff: Backoff,
+}
+
+/// One SSH server to connect to: the target of a tunnel, or a jump host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hop {
+    /// How the configuration names this server: the `[hosts]` name, or the
+    /// `[user@]host[:port]` string as written. Used in messages ("hop 1 (bastion)").
+    pub label: String,
+    /// The host name or address to resolve and connect to.
+    pub hostname: String,
+    /// The TCP port.
+    pub port: u16,
+    /// The user to authenticate as.
+    pub user: String,
+    /// Private keys to try, in order.
+    pub identity_files: Vec<IdentityFile>,
+    /// Whether to also try the keys of the agent at `$SSH_AUTH_SOCK`.
+    pub use_agent: bool,
+    /// The known_hosts file to verify (and, with `accept-new`, learn) host keys with.
+    pub known_hosts: PathBuf,
+    /// What to do with a host key that known_hosts does not have.
+    pub host_key_policy: HostKeyPolicy,
+    /// Bound on TCP connect + SSH handshake + authentication for this hop.
+    pub connect_timeout: Duration,
+    /// Whether to negotiate zlib compression.
+    pub compression: bool,
+    /// Ciphers by OpenSSH name, most preferred first; empty means the built-in choice for this
+    /// CPU (AES-GCM first with AES instructions, chacha20-poly1305 first without).
+    pub ciphers: Vec<String>,
+}
+
+/// Where a private key comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum IdentityFile {
+    /// A file on disk.
+    Path(PathBuf),
+    /// `credential:NAME`: `$CREDENTIALS_DIRECTORY/NAME`, from systemd's `LoadCredential=`.
+    Credential(String),
+}
+
+impl fmt::Display for IdentityFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IdentityFile::Path(path) => write!(f, "{}", path.display()),
+            IdentityFile::Credential(name) => write!(f, "credential:{name}"),
+        }
+    }
+}
+
+/// What to do with a server whose host key is not in known_hosts. A changed key is always
+/// refused, whatever the policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostKeyPolicy {
+    /// Refuse unknown hosts.
+    Strict,
+    /// Learn unknown hosts (append them to known_hosts), refuse changed keys.
+    AcceptNew,
+}
+
+impl fmt::Display for HostKeyPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HostKeyPolicy::Strict => "strict",
+            HostKeyPolicy::AcceptNew => "accept-new",
+        })
+    }
+}
+
+/// Keepalive settings (like `ServerAliveInterval` / `ServerAliveCountMax`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Interval between probes; `None` when `keepalive_interval = "0s"` turned them off.
+    pub interval: Option<Duration>,
+    /// How many unanswered probes mean the connection is dead.
+    pub max: u32,
+}
+
+/// Reconnect delays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    /// The first reconnect delay.
+    pub min: Duration,
+    /// No delay is ever longer than this, jitter included.
+    pub max: Duration,
+}
+
+/// The address a listener binds to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum BindAddress {
+    /// No bind address was written: loopback only (`local`/`dynamic`: 127.0.0.1 and ::1;
+    /// `remote`: sent to the server as `localhost`).
+    Default,
+    /// `*` (or an empty bind address): every interface (`remote`: sent as the empty string).
+    Any,
+    /// An address or host name, as written (IPv6 without its brackets).
+    Host(String),
+}
+
+impl fmt::Display for BindAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BindAddress::Default => f.write_str("localhost"),
+            BindAddress::Any => f.write_str("*"),
+            BindAddress::Host(host) if host.contains(':') => write!(f, "[{host}]"),
+            BindAddress::Host(host) => f.write_str(host),
+        }
+    }
+}
+
+/// A `local` forward: listen here, connect there through the server (`-L`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LocalForward {
+    /// Where to listen.
+    pub bind: BindAddress,
+    /// The port to listen on (1-65535).
+    pub port: u16,
+    /// The host the server connects to (IPv6 without brackets).
+    pub host: String,
+    /// The port the server connects to.
+    pub host_port: u16,
+    /// The forward as written in the file, for messages.
+    pub spec: String,
+}
+
+/// A `remote` forward: the server listens, connections come back to a host we reach (`-R`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RemoteForward {
+    /// Where the server listens.
+    pub bind: BindAddress,
+    /// The port the server listens on; 0 lets the server pick.
+    pub port: u16,
+    /// The host this side connects to for each forwarded connection.
+    pub host: String,
+    /// The port this side connects to.
+    pub host_port: u16,
+    /// The forward as written in the file, for messages.
+    pub spec: String,
+}
+
+/// A `dynamic` forward: a SOCKS proxy whose connections go out from the server (`-D`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct DynamicForward {
+    /// Where to listen.
+    pub bind: BindAddress,
+    /// The port to listen on (1-65535).
+    pub port: u16,
+    /// A private file of `user:password` lines; when set, SOCKS5 username/password
+    /// authentication is required.
+    pub auth_file: Option<PathBuf>,
+    /// The forward as written in the file, for messages.
+    pub spec: String,
+}

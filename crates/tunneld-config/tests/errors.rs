@@ -1,0 +1,452 @@
+//! Invalid files are reported as `PATH:LINE:COLUMN: KEY: what is wrong (what was expected)`.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "helpers of tests; a panic is a failed test"
+)]
+
+use std::path::Path;
+
+use tunneld_config::{ConfigError, Environment, parse};
+
+/// Lines 1-3 of every case: a key for every hop, so each case shows its own error only.
+const DEFAULTS: &str = "[defaults]\nidentity_files = [\"/etc/tunneld/keys/id\"]\n\n";
+
+fn error(case: &str) -> ConfigError {
+    let env = Environment {
+        user: "runner".to_owned(),
+    };
+    let text = format!("{DEFAULTS}{case}");
+    match parse(Path::new("db.toml"), &text, &env) {
+        Ok(config) => panic!("parsed: {config:?}"),
+        Err(e) => e,
+    }
+}
+
+/// Asserts the whole message, and that line, column and key are available on their own.
+fn assert_error(case: &str, line: usize, column: usize, key: &str, message: &str) {
+    let err = error(case);
+    assert_eq!(
+        err.to_string(),
+        format!("db.toml:{line}:{column}: {key}: {message}"),
+        "{case}"
+    );
+    assert_eq!(
+        (err.line(), err.column(), err.key()),
+        (Some(line), Some(column), Some(key))
+    );
+    assert_eq!(err.path(), Path::new("db.toml"));
+}
+
+#[test]
+fn unknown_key() {
+    assert_error(
+        "[tunnels.db]\nhost = \"db.example.com\"\nlokal = [\"5432:localhost:5432\"]\n",
+        6,
+        1,
+        "tunnels.db.lokal",
+        "unknown field `lokal`, expected one of `user`, `identity_files`, `use_agent`, \
+         `known_hosts`, `host_key_policy`, `keepalive_interval`, `keepalive_max`, \
+         `connect_timeout`, `backoff_min`, `backoff_max`, `compression`, `ciphers`, `host`, \
+         `jump`, `local`, `remote`, `dynamic`",
+    );
+    assert_error(
+        "[hosts.b]\nhostnme = \"b.example.com\"\n",
+        5,
+        1,
+        "hosts.b.hostnme",
+        "unknown field `hostnme`, expected one of `user`, `identity_files`, `use_agent`, \
+         `known_hosts`, `host_key_policy`, `keepalive_interval`, `keepalive_max`, \
+         `connect_timeout`, `backoff_min`, `backoff_max`, `compression`, `ciphers`, \
+         `hostname`, `port`, `jump`",
+    );
+    let err = error("[tunnel.db]\nhost = \"x\"\n");
+    assert_eq!(
+        err.to_string(),
+        "db.toml:4:2: tunnel: unknown field `tunnel`, expected one of `defaults`, `hosts`, \
+         `tunnels`"
+    );
+}
+
+#[test]
+fn bad_forward() {
+    assert_error(
+        "[tunnels.db]\nhost = \"db.example.com\"\nlocal = [\"5432:localhost\"]\n",
+        6,
+        10,
+        "tunnels.db.local[0]",
+        r#""5432:localhost" is not [bind:]port:host:hostport"#,
+    );
+    assert_error(
+        "[tunnels.db]\nhost = \"db.example.com\"\nlocal = [\"5432:localhost:5432\", \
+         \"70000:localhost:5432\"]\n",
+        6,
+        33,
+        "tunnels.db.local[1]",
+        r#""70000:localhost:5432": port 70000 is out of range (expected 1-65535)"#,
+    );
+    assert_error(
+        "[tunnels.db]\nhost = \"db.example.com\"\nremote = [\"9000:localhost\"]\n",
+        6,
+        11,
+        "tunnels.db.remote[0]",
+        r#""9000:localhost" is not [bind:]port:host:hostport"#,
+    );
+    assert_error(
+        "[tunnels.db]\nhost = \"db.example.com\"\ndynamic = [\"1080:x:1\"]\n",
+        6,
+        12,
+        "tunnels.db.dynamic[0]",
+        r#""1080:x:1" is not [bind:]port"#,
+    );
+    assert_error(
+        "[tunnels.db]\nhost = \"db.example.com\"\ndynamic = [{ auth_file = \"/x\" }]\n",
+        6,
+        12,
+        "tunnels.db.dynamic[0]",
+        r#"listen is missing (expected { listen = "[bind:]port", auth_file = "PATH" })"#,
+    );
+    assert_error(
+        "[tunnels.db]\nhost = \"db.example.com\"\ndynamic = [{ listen = \"1080\", user = \"x\" \
+         }]\n",
+        6,
+        31,
+        "tunnels.db.dynamic[0].user",
+        "unknown field `user`, expected `listen` or `auth_file`",
+    );
+}
+
+#[test]
+fn bad_duration() {
+    let expected = r#"expected a duration with a unit, like "500ms", "15s", "2m" or "1h""#;
+    let case = |value: &str| {
+        format!(
+            "[tunnels.db]\nhost = \"db.example.com\"\nkeepalive_interval = {value}\nlocal = \
+             [\"5432:localhost:5432\"]\n"
+        )
+    };
+    assert_error(
+        &case("\"15\""),
+        6,
+        22,
+        "tunnels.db.keepalive_interval",
+        &format!("\"15\" has no unit ({expected})"),
+    );
+    assert_error(
+        &case("15"),
+        6,
+        22,
+        "tunnels.db.keepalive_interval",
+        &format!("15 has no unit ({expected})"),
+    );
+    let err = error(&case("\"15 parsecs\""));
+    assert_eq!(err.key(), Some("tunnels.db.keepalive_interval"));
+    assert!(err.to_string().ends_with(&format!("({expected})")), "{err}");
+    let err = error("[hosts.b]\nbackoff_max = \"1x\"\n");
+    assert_eq!(
+        (err.line(), err.column(), err.key()),
+        (Some(5), Some(15), Some("hosts.b.backoff_max"))
+    );
+    assert!(
+        err.to_string()
+            .starts_with("db.toml:5:15: hosts.b.backoff_max: \"1x\" is not a duration: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_cipher() {
+    assert_error(
+        "[tunnels.db]\nhost = \"db.example.com\"\nciphers = [\"aes128-gcm@openssh.com\", \
+         \"3des-cbc\"]\nlocal = [\"5432:localhost:5432\"]\n",
+        6,
+        38,
+        "tunnels.db.ciphers[1]",
+        r#""3des-cbc" is not a supported cipher (expected one of aes128-gcm@openssh.com, aes256-gcm@openssh.com, chacha20-poly1305@openssh.com, aes128-ctr, aes192-ctr, aes256-ctr)"#,
+    );
+    let err = error(
+        "[tunnels.db]\nhost = \"db.example.com\"\nciphers = []\nlocal = [\"5432:localhost:5432\"]\n",
+    );
+    assert_eq!(err.key(), Some("tunnels.db.ciphers"));
+    assert!(err.to_string().contains("the list is empty"), "{err}");
+}
+
+#[test]
+fn jump_cycle() {
+    assert_error(
+        "[hosts.a]\njump = [\"b\"]\n[hosts.b]\njump = [\"a\"]\n[tunnels.db]\nhost = \"a\"\nlocal \
+         = [\"5432:localhost:5432\"]\n",
+        5,
+        8,
+        "hosts.a.jump",
+        "jump cycle: a -> b -> a (expected jump hosts that do not lead back to themselves)",
+    );
+    // A host through itself is a cycle too, even when no tunnel uses it.
+    assert_error(
+        "[hosts.a]\njump = [\"a\"]\n[tunnels.db]\nhost = \"db.example.com\"\nlocal = \
+         [\"5432:localhost:5432\"]\n",
+        5,
+        8,
+        "hosts.a.jump",
+        "jump cycle: a -> a (expected jump hosts that do not lead back to themselves)",
+    );
+    // A tunnel whose jump leads back to its own host.
+    assert_error(
+        "[hosts.a]\n[hosts.b]\njump = [\"a\"]\n[tunnels.db]\nhost = \"a\"\njump = [\"b\"]\nlocal \
+         = [\"5432:localhost:5432\"]\n",
+        9,
+        8,
+        "tunnels.db.jump",
+        "jump cycle: a -> b -> a (expected jump hosts that do not lead back to themselves)",
+    );
+}
+
+#[test]
+fn missing_host() {
+    assert_error(
+        "[tunnels.db]\nlocal = [\"5432:localhost:5432\"]\n",
+        4,
+        1,
+        "tunnels.db",
+        "host is missing (expected host = a [hosts] name or [user@]hostname[:port])",
+    );
+    assert_error(
+        "[tunnels.db]\nhost = \"admin@\"\nlocal = [\"5432:localhost:5432\"]\n",
+        5,
+        8,
+        "tunnels.db.host",
+        r#""admin@" is not a [hosts] name or [user@]hostname[:port]: the host name is empty"#,
+    );
+}
+
+#[test]
+fn no_forwards() {
+    let message = "no forwards (expected at least one of local, remote or dynamic)";
+    assert_error(
+        "[tunnels.db]\nhost = \"db.example.com\"\n",
+        4,
+        1,
+        "tunnels.db",
+        message,
+    );
+    assert_error(
+        "[tunnels.db]\nhost = \"db.example.com\"\nlocal = []\n",
+        4,
+        1,
+        "tunnels.db",
+        message,
+    );
+}
+
+#[test]
+fn no_tunnels() {
+    let env = Environment {
+        user: "runner".to_owned(),
+    };
+    for text in ["", "# nothing\n", "[defaults]\nuser = \"tunnel\"\n"] {
+        let err = parse(Path::new("db.toml"), text, &env).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "db.toml:1:1: tunnels: no tunnels defined (expected at least one [tunnels.NAME] table)"
+        );
+    }
+}
+
+#[test]
+fn jump_in_defaults() {
+    assert_error(
+        "[tunnels.db]\nhost = \"db.example.com\"\nlocal = [\"5432:localhost:5432\"]\n"
+            .replace("[tunnels.db]", "[defaults.x]")
+            .as_str(),
+        4,
+        11,
+        "defaults.x",
+        "unknown field `x`, expected one of `user`, `identity_files`, `use_agent`, \
+         `known_hosts`, `host_key_policy`, `keepalive_interval`, `keepalive_max`, \
+         `connect_timeout`, `backoff_min`, `backoff_max`, `compression`, `ciphers`",
+    );
+    let env = Environment {
+        user: "runner".to_owned(),
+    };
+    let err = parse(
+        Path::new("db.toml"),
+        "[defaults]\nuser = \"tunnel\"\njump = [\"bastion\"]\n",
+        &env,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "db.toml:3:1: defaults.jump: jump is not allowed in [defaults] (expected jump in \
+         [hosts.NAME] or [tunnels.NAME]; a jump host never inherits it)"
+    );
+}
+
+#[test]
+fn bad_names() {
+    assert_error(
+        "[tunnels.\"my db\"]\nhost = \"db.example.com\"\nlocal = [\"5432:localhost:5432\"]\n",
+        4,
+        10,
+        "tunnels.\"my db\"",
+        r#""my db" is not a valid tunnel name (expected letters, digits, _, . and - only)"#,
+    );
+    assert_error(
+        "[hosts.\"db/1\"]\n",
+        4,
+        8,
+        "hosts.\"db/1\"",
+        r#""db/1" is not a valid host name (expected letters, digits, _, . and - only)"#,
+    );
+}
+
+#[test]
+fn duplicate_ports() {
+    assert_error(
+        "[tunnels.a]\nhost = \"a.example.com\"\nlocal = [\"5432:localhost:5432\"]\n\
+         [tunnels.b]\nhost = \"b.example.com\"\ndynamic = [\"5432\"]\n",
+        9,
+        12,
+        "tunnels.b.dynamic[0]",
+        "listener localhost:5432 of tunnel b clashes with localhost:5432 of tunnel a at \
+         tunnels.a.local[0]; both could never be bound (expected a different port or address)",
+    );
+    assert_error(
+        "[tunnels.a]\nhost = \"a.example.com\"\nlocal = [\"5432:localhost:5432\", \
+         \"*:5432:other:5432\"]\n",
+        6,
+        33,
+        "tunnels.a.local[1]",
+        "listener *:5432 clashes with localhost:5432 of the same tunnel at tunnels.a.local[0] \
+         (expected each address and port once)",
+    );
+    assert_error(
+        "[tunnels.a]\nhost = \"a.example.com\"\nremote = [\"2222:localhost:22\", \
+         \"2222:localhost:23\"]\n",
+        6,
+        32,
+        "tunnels.a.remote[1]",
+        "remote port localhost:2222 clashes with localhost:2222 of the same tunnel at \
+         tunnels.a.remote[0] (expected each address and port once)",
+    );
+}
+
+/// The column of the value in `line`, or of its first element if it is an array.
+fn column(line: &str) -> usize {
+    let value = line.find('=').unwrap() + 3;
+    if line.contains('[') { value + 1 } else { value }
+}
+
+#[test]
+fn other_values() {
+    let tunnel = "[tunnels.db]\nhost = \"db.example.com\"\nlocal = [\"5432:localhost:5432\"]\n";
+    let table = [
+        (
+            "host_key_policy = \"yes\"",
+            "tunnels.db.host_key_policy",
+            r#""yes" is not a host key policy (expected "strict" or "accept-new")"#,
+        ),
+        (
+            "keepalive_max = 0",
+            "tunnels.db.keepalive_max",
+            "0 is out of range (expected 1 or more unanswered keepalives)",
+        ),
+        (
+            "connect_timeout = \"0s\"",
+            "tunnels.db.connect_timeout",
+            "connect_timeout cannot be zero (expected a duration longer than zero)",
+        ),
+        (
+            "backoff_min = \"0s\"",
+            "tunnels.db.backoff_min",
+            "backoff_min cannot be zero (expected a duration longer than zero)",
+        ),
+        (
+            "backoff_min = \"2m\"",
+            "tunnels.db.backoff_min",
+            "backoff_min 2m (tunnels.db.backoff_min) is longer than backoff_max 1m (built-in) \
+             for tunnel db (expected backoff_min <= backoff_max)",
+        ),
+        (
+            "identity_files = [\"~/.ssh/id_ed25519\"]",
+            "tunnels.db.identity_files[0]",
+            r#""~/.ssh/id_ed25519" starts with ~, which is not expanded (expected the full path, like /etc/tunneld/keys/NAME)"#,
+        ),
+        (
+            "identity_files = [\"credential:\"]",
+            "tunnels.db.identity_files[0]",
+            r#""credential:" does not name a credential (expected credential:NAME, NAME as in LoadCredential=, without /)"#,
+        ),
+        (
+            "known_hosts = \"\"",
+            "tunnels.db.known_hosts",
+            "the path is empty (expected an absolute path)",
+        ),
+        ("user = \"\"", "tunnels.db.user", "the user name is empty"),
+        (
+            "compression = \"yes\"",
+            "tunnels.db.compression",
+            r#"invalid type: string "yes", expected a boolean"#,
+        ),
+    ];
+    for (line, key, message) in table {
+        let err = error(&format!("{tunnel}{line}\n"));
+        assert_eq!(
+            err.to_string(),
+            format!("db.toml:7:{}: {key}: {message}", column(line)),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn no_way_to_authenticate() {
+    let env = Environment {
+        user: "runner".to_owned(),
+    };
+    let text = "[hosts.bastion]\nhostname = \"bastion.example.com\"\n\n[tunnels.db]\nhost = \
+                \"db.example.com\"\nidentity_files = [\"/etc/tunneld/keys/db\"]\njump = \
+                [\"bastion\"]\nlocal = [\"5432:localhost:5432\"]\n";
+    let err = parse(Path::new("db.toml"), text, &env).unwrap_err();
+    // The tunnel's key is not the bastion's: a jump host takes nothing from the tunnel.
+    assert_eq!(
+        err.to_string(),
+        "db.toml:7:9: tunnels.db.jump[0]: no way to authenticate to bastion: no identity_files \
+         and use_agent is not true (expected identity_files or use_agent = true in \
+         [hosts.bastion] or [defaults])"
+    );
+    let err = parse(
+        Path::new("db.toml"),
+        &text.replace("identity_files", "compression = true\n#"),
+        &env,
+    )
+    .unwrap_err();
+    assert_eq!(err.key(), Some("tunnels.db.jump[0]"));
+    let text = "[tunnels.db]\nhost = \"db.example.com\"\nlocal = [\"5432:localhost:5432\"]\n";
+    let err = parse(Path::new("db.toml"), text, &env).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "db.toml:2:8: tunnels.db.host: no way to authenticate to db.example.com: no \
+         identity_files and use_agent is not true (expected identity_files or use_agent = true \
+         in [tunnels.db] or [defaults])"
+    );
+}
+
+#[test]
+fn toml_syntax_errors_keep_their_message() {
+    let env = Environment {
+        user: "runner".to_owned(),
+    };
+    let err = parse(Path::new("db.toml"), "[tunnels.db\nhost = 1\n", &env).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "db.toml:1:12: unclosed table, expected `]`"
+    );
+    assert_eq!(err.key(), Some(""));
+    let err = parse(
+        Path::new("db.toml"),
+        "[tunnels.db]\nhost = \"a\"\nhost = \"b\"\n",
+        &env,
+    )
+    .unwrap_err();
+    assert_eq!(err.to_string(), "db.toml:3:1: duplicate key");
+}
