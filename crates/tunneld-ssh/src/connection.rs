@@ -1,0 +1,409 @@
+//! One established SSH connection: dialled (directly or through jump hosts), verified,
+//! authenticated, and watched until it ends.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use russh::client::{Handle, Msg};
+use russh::{Channel, ChannelOpenFailure, Disconnect};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+use tunneld_config::{Hop, Keepalive};
+
+use crate::algorithms::{self, Negotiated, dead_peer_budget};
+use crate::auth;
+use crate::dial;
+use crate::error::{FailureKind, SshError, Stage, protocol_kind};
+use crate::handler::{ClientHandler, EndReason, HandlerError, ServerIdentity, Shared};
+use crate::known_hosts::KnownHosts;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// One SSH session to one server.
+struct Session {
+    handle: Handle<ClientHandler>,
+    shared: Arc<Shared>,
+    ended: CancellationToken,
+    /// `label (host:port)`, for messages.
+    peer: String,
+}
+
+/// An established, authenticated SSH connection that carries a tunnel's forwards.
+pub struct Connection {
+    id: u64,
+    target: Session,
+    /// The sessions to the jump hosts, outermost first. Kept alive for as long as the target
+    /// session runs inside their channels.
+    _jumps: Vec<Session>,
+    negotiated: Negotiated,
+    keepalive: Option<Keepalive>,
+    channel_open_timeout: Duration,
+    label: String,
+}
+
+/// Why a forwarded connection could not be opened through the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelOpenError {
+    /// The server answered no.
+    #[error("connection to {target} via {server} refused by the server ({})", describe_failure(.reason))]
+    Refused {
+        /// `host:port` that was asked for.
+        target: String,
+        /// The server's label.
+        server: String,
+        /// The server's reason.
+        reason: ChannelOpenFailure,
+    },
+    /// The server did not answer in time (it may be waiting on its own TCP connect).
+    #[error("connection to {target} via {server}: no answer from the server within {}s", .after.as_secs())]
+    Timeout {
+        /// `host:port` that was asked for.
+        target: String,
+        /// The server's label.
+        server: String,
+        /// The timeout that ran out.
+        after: Duration,
+    },
+    /// The SSH connection is gone.
+    #[error("connection to {target} via {server}: the SSH connection closed")]
+    Closed {
+        /// `host:port` that was asked for.
+        target: String,
+        /// The server's label.
+        server: String,
+    },
+}
+
+fn describe_failure(reason: &ChannelOpenFailure) -> String {
+    match reason {
+        ChannelOpenFailure::AdministrativelyProhibited => {
+            "administratively prohibited: AllowTcpForwarding / permitopen".to_string()
+        }
+        ChannelOpenFailure::ConnectFailed => "connect failed".to_string(),
+        ChannelOpenFailure::UnknownChannelType => "unknown channel type".to_string(),
+        ChannelOpenFailure::ResourceShortage => "resource shortage".to_string(),
+        ChannelOpenFailure::Other { code, reason } => format!("{reason} (code {code})"),
+    }
+}
+
+/// How messages name a server: `host:port`, or `label (host:port)` when the configuration
+/// calls it by a `[hosts]` name.
+fn peer_of(hop: &Hop) -> String {
+    let address = if hop.hostname.contains(':') {
+        format!("[{}]:{}", hop.hostname, hop.port)
+    } else {
+        format!("{}:{}", hop.hostname, hop.port)
+    };
+    if hop.label.contains(&hop.hostname) {
+        address
+    } else {
+        format!("{} ({address})", hop.label)
+    }
+}
+
+impl Connection {
+    /// Connects to `target`, through `jump` hosts in order, verifying each host key and
+    /// authenticating at each hop. Each hop has its own `connect_timeout`. Keepalives run on the
+    /// target session, the one the forwards use.
+    pub async fn establish(
+        target: &Hop,
+        jump: &[Hop],
+        keepalive: &Keepalive,
+    ) -> Result<Connection, SshError> {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let mut sessions: Vec<Session> = Vec::with_capacity(jump.len());
+        for hop in jump {
+            let session = match sessions.last() {
+                None => Self::dial_direct(hop, None).await?,
+                Some(previous) => Self::dial_through(previous, hop, None).await?,
+            };
+            sessions.push(session);
+        }
+        let session = match sessions.last() {
+            None => Self::dial_direct(target, Some(keepalive)).await?,
+            Some(previous) => Self::dial_through(previous, target, Some(keepalive)).await?,
+        };
+        let negotiated = session
+            .shared
+            .negotiated
+            .lock()
+            .ok()
+            .and_then(|n| n.clone())
+            .unwrap_or_default();
+        info!(
+            connection = id,
+            peer = %session.peer,
+            cipher = %negotiated.cipher,
+            compression = %negotiated.compression,
+            "connected"
+        );
+        Ok(Connection {
+            id,
+            target: session,
+            _jumps: sessions,
+            negotiated,
+            keepalive: Some(*keepalive),
+            channel_open_timeout: target.connect_timeout,
+            label: target.label.clone(),
+        })
+    }
+
+    async fn dial_direct(hop: &Hop, keepalive: Option<&Keepalive>) -> Result<Session, SshError> {
+        let peer = peer_of(hop);
+        let deadline = Instant::now() + hop.connect_timeout;
+        info!(peer = %peer, "connecting");
+        let tcp = dial::connect_tcp(
+            &hop.hostname,
+            hop.port,
+            &peer,
+            deadline,
+            hop.connect_timeout,
+        )
+        .await?;
+        let user_timeout = keepalive.and_then(|k| k.interval.map(|i| dead_peer_budget(i, k.max)));
+        dial::tune(&tcp, user_timeout);
+        Self::handshake(
+            hop,
+            keepalive,
+            dial::QuickAckStream::new(tcp),
+            peer,
+            deadline,
+        )
+        .await
+    }
+
+    async fn dial_through(
+        previous: &Session,
+        hop: &Hop,
+        keepalive: Option<&Keepalive>,
+    ) -> Result<Session, SshError> {
+        let peer = peer_of(hop);
+        let deadline = Instant::now() + hop.connect_timeout;
+        info!(peer = %peer, via = %previous.peer, "connecting through jump host");
+        let channel = tokio::time::timeout_at(
+            deadline,
+            previous.handle.channel_open_direct_tcpip(
+                hop.hostname.clone(),
+                u32::from(hop.port),
+                "127.0.0.1",
+                0,
+            ),
+        )
+        .await
+        .map_err(|_| SshError::Timeout {
+            peer: peer.clone(),
+            stage: Stage::Connect,
+            after: hop.connect_timeout,
+        })?
+        .map_err(|err| SshError::Closed {
+            peer: peer.clone(),
+            reason: format!("{} could not connect to it: {err}", previous.peer),
+            kind: FailureKind::Network,
+        })?;
+        Self::handshake(hop, keepalive, channel.into_stream(), peer, deadline).await
+    }
+
+    async fn handshake<S>(
+        hop: &Hop,
+        keepalive: Option<&Keepalive>,
+        stream: S,
+        peer: String,
+        deadline: Instant,
+    ) -> Result<Session, SshError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let timeout = |stage| SshError::Timeout {
+            peer: peer.clone(),
+            stage,
+            after: hop.connect_timeout,
+        };
+        let known = {
+            let path = hop.known_hosts.clone();
+            tokio::task::spawn_blocking(move || KnownHosts::load(&path))
+                .await
+                .map_err(|err| SshError::Closed {
+                    peer: peer.clone(),
+                    reason: format!("reading known_hosts did not complete: {err}"),
+                    kind: FailureKind::Config,
+                })??
+        };
+        let preferred = algorithms::preferred(
+            hop,
+            &known.known_algorithms(&hop.hostname, hop.port),
+            known.has_cert_authority_for(&hop.hostname, hop.port),
+        );
+        let config = Arc::new(algorithms::client_config(keepalive, preferred));
+        let shared = Arc::new(Shared::default());
+        let ended = CancellationToken::new();
+        let handler = ClientHandler::new(
+            ServerIdentity {
+                host: hop.hostname.clone(),
+                port: hop.port,
+                known_hosts: hop.known_hosts.clone(),
+                policy: hop.host_key_policy,
+            },
+            shared.clone(),
+            ended.clone(),
+        );
+        let connected = tokio::time::timeout_at(
+            deadline,
+            russh::client::connect_stream(config, stream, handler),
+        )
+        .await
+        .map_err(|_| timeout(Stage::Handshake))?;
+        let mut handle = match connected {
+            Ok(handle) => handle,
+            Err(HandlerError::HostKey) => {
+                let err = shared.host_key_error.lock().ok().and_then(|mut e| e.take());
+                return Err(match err {
+                    Some(err) => SshError::HostKey(err),
+                    None => SshError::Closed {
+                        peer,
+                        reason: "host key refused".to_string(),
+                        kind: FailureKind::HostKey,
+                    },
+                });
+            }
+            Err(HandlerError::Russh(source)) => return Err(SshError::Protocol { peer, source }),
+        };
+        tokio::time::timeout_at(deadline, auth::authenticate(&mut handle, hop, &peer))
+            .await
+            .map_err(|_| timeout(Stage::Authentication))??;
+        Ok(Session {
+            handle,
+            shared,
+            ended,
+            peer,
+        })
+    }
+
+    /// A number that tells connections apart in logs and tests: a reconnect makes a new one.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The target server's `label port N` / `label (host:port)`.
+    pub fn peer(&self) -> &str {
+        &self.target.peer
+    }
+
+    /// The cipher and compression agreed with the target server.
+    pub fn negotiated(&self) -> &Negotiated {
+        &self.negotiated
+    }
+
+    /// Whether the session has ended.
+    pub fn is_closed(&self) -> bool {
+        self.target.ended.is_cancelled() || self.target.handle.is_closed()
+    }
+
+    /// Waits until the session ends and says why.
+    pub async fn closed(&self) -> SshError {
+        self.target.ended.cancelled().await;
+        let reason = self
+            .target
+            .shared
+            .end_reason
+            .lock()
+            .ok()
+            .and_then(|mut r| r.take());
+        let peer = self.target.peer.clone();
+        match reason {
+            Some(EndReason::ServerDisconnect(message)) => SshError::Closed {
+                peer,
+                reason: format!("the server closed the connection: {message}"),
+                kind: FailureKind::Network,
+            },
+            Some(EndReason::Error(russh::Error::KeepaliveTimeout)) => {
+                let (max, budget) = self
+                    .keepalive
+                    .and_then(|k| k.interval.map(|i| (k.max, dead_peer_budget(i, k.max))))
+                    .unwrap_or((0, Duration::ZERO));
+                SshError::Closed {
+                    peer,
+                    reason: format!("no answer to {max} keepalives in {}s", budget.as_secs()),
+                    kind: FailureKind::Timeout,
+                }
+            }
+            Some(EndReason::Error(russh::Error::InactivityTimeout)) => SshError::Closed {
+                peer,
+                reason:
+                    "nothing received from the server for the whole keepalive budget (link stuck)"
+                        .to_string(),
+                kind: FailureKind::Timeout,
+            },
+            Some(EndReason::Error(err)) => {
+                let kind = protocol_kind(&err);
+                SshError::Closed {
+                    peer,
+                    reason: format!("connection lost: {err}"),
+                    kind,
+                }
+            }
+            None => SshError::Closed {
+                peer,
+                reason: "connection closed".to_string(),
+                kind: FailureKind::Network,
+            },
+        }
+    }
+
+    /// Opens a direct-tcpip channel to `host:port` as seen from the server, bounded by the
+    /// hop's `connect_timeout` (the server may be waiting on its own TCP connect).
+    pub async fn open_direct_tcpip(
+        &self,
+        host: &str,
+        port: u16,
+        originator: SocketAddr,
+    ) -> Result<Channel<Msg>, ChannelOpenError> {
+        let target = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        let opened = tokio::time::timeout(
+            self.channel_open_timeout,
+            self.target.handle.channel_open_direct_tcpip(
+                host.to_string(),
+                u32::from(port),
+                originator.ip().to_string(),
+                u32::from(originator.port()),
+            ),
+        )
+        .await;
+        match opened {
+            Ok(Ok(channel)) => Ok(channel),
+            Ok(Err(russh::Error::ChannelOpenFailure(reason))) => Err(ChannelOpenError::Refused {
+                target,
+                server: self.label.clone(),
+                reason,
+            }),
+            Ok(Err(err)) => {
+                debug!(error = %err, "channel open failed");
+                Err(ChannelOpenError::Closed {
+                    target,
+                    server: self.label.clone(),
+                })
+            }
+            Err(_) => Err(ChannelOpenError::Timeout {
+                target,
+                server: self.label.clone(),
+                after: self.channel_open_timeout,
+            }),
+        }
+    }
+
+    /// Says goodbye to the server (best effort, bounded: used on shutdown).
+    pub async fn disconnect(&self, why: &str) {
+        let bye = self
+            .target
+            .handle
+            .disconnect(Disconnect::ByApplication, why, "en");
+        let _ = tokio::time::timeout(Duration::from_millis(500), bye).await;
+    }
+}

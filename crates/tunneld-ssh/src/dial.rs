@@ -1,0 +1,156 @@
+//! Opening the TCP connection to a server: resolve afresh, try each address in turn, tune the
+//! socket for a long-lived tunnel.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use socket2::SockRef;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::error::{SshError, Stage};
+
+/// The shortest time any one address gets, so that a host with many addresses does not split
+/// the budget into slivers that no handshake could meet.
+const MIN_PER_ADDRESS: Duration = Duration::from_secs(1);
+
+/// Resolves `host` (again on every call, so a DNS change is followed) and connects to its
+/// addresses in turn until one answers. Each address gets an equal share of what is left of
+/// the budget, so one black-holed address cannot eat all of it.
+pub(crate) async fn connect_tcp(
+    host: &str,
+    port: u16,
+    peer: &str,
+    deadline: Instant,
+    budget: Duration,
+) -> Result<TcpStream, SshError> {
+    let addrs: Vec<SocketAddr> =
+        tokio::time::timeout_at(deadline, tokio::net::lookup_host((host, port)))
+            .await
+            .map_err(|_| SshError::Timeout {
+                peer: peer.to_string(),
+                stage: Stage::Connect,
+                after: budget,
+            })?
+            .map_err(|source| SshError::Resolve {
+                host: host.to_string(),
+                source,
+            })?
+            .collect();
+
+    let mut attempts = Vec::new();
+    for (index, addr) in addrs.iter().enumerate() {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        let left = u32::try_from(addrs.len() - index).unwrap_or(u32::MAX);
+        let share = ((deadline - now) / left).max(MIN_PER_ADDRESS);
+        let attempt_deadline = (now + share).min(deadline);
+        debug!(%addr, "connecting");
+        match tokio::time::timeout_at(attempt_deadline, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Err(err)) => attempts.push((*addr, err)),
+            Err(_) => attempts.push((*addr, io::Error::new(io::ErrorKind::TimedOut, "no answer"))),
+        }
+    }
+    if attempts.is_empty() && !addrs.is_empty() {
+        return Err(SshError::Timeout {
+            peer: peer.to_string(),
+            stage: Stage::Connect,
+            after: budget,
+        });
+    }
+    Err(SshError::Connect {
+        peer: peer.to_string(),
+        attempts,
+    })
+}
+
+/// Socket options for the SSH connection.
+///
+/// `user_timeout` bounds how long written data may stay unacknowledged before the kernel gives
+/// up on the connection: the case of a peer frozen while we write, which keepalives miss.
+pub(crate) fn tune(stream: &TcpStream, user_timeout: Option<Duration>) {
+    let sock = SockRef::from(stream);
+    if let Err(err) = sock.set_tcp_nodelay(true) {
+        debug!(error = %err, "TCP_NODELAY");
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Some(timeout) = user_timeout
+        && let Err(err) = sock.set_tcp_user_timeout(Some(timeout))
+    {
+        debug!(error = %err, "TCP_USER_TIMEOUT");
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = user_timeout;
+}
+
+/// The SSH socket, re-arming TCP_QUICKACK after every read.
+///
+/// OpenSSH's sshd leaves Nagle on for sessions without a pty. A reply that a target writes in
+/// two pieces then waits for our delayed ACK: a 40 ms stall on every small request (pitfall 9).
+/// Linux clears QUICKACK by itself, so it has to be set again after each read.
+pub(crate) struct QuickAckStream {
+    inner: TcpStream,
+}
+
+impl QuickAckStream {
+    pub(crate) fn new(inner: TcpStream) -> Self {
+        QuickAckStream { inner }
+    }
+}
+
+impl AsyncRead for QuickAckStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            // Best effort: a failure only costs latency.
+            let _ = SockRef::from(&self.inner).set_tcp_quickack(true);
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let _ = before;
+        result
+    }
+}
+
+impl AsyncWrite for QuickAckStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}

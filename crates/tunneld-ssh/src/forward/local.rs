@@ -1,0 +1,152 @@
+//! `local` forwards (like `ssh -L`): accept here, open a direct-tcpip channel to the target.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info_span, warn};
+use tunneld_config::LocalForward;
+
+use super::pipe::{PipeEnd, PipeLimits, pipe};
+use crate::connection::Connection;
+
+/// The current SSH connection of a tunnel, `None` while it is down. Listeners watch it so that
+/// they can outlive any one connection.
+pub type ConnectionWatch = watch::Receiver<Option<Arc<Connection>>>;
+
+/// What every forwarded connection of a tunnel shares.
+#[derive(Clone)]
+pub struct ForwardContext {
+    /// The current connection.
+    pub connection: ConnectionWatch,
+    /// How long a client that arrives while the tunnel is down waits for it before being closed.
+    pub wait_for_connection: Duration,
+    /// Per-connection bounds.
+    pub limits: PipeLimits,
+    /// Tracks every forwarded connection, so that shutdown can wait for them.
+    pub tracker: TaskTracker,
+    /// Cancelled on shutdown (or when the forward is removed).
+    pub cancel: CancellationToken,
+}
+
+impl ForwardContext {
+    /// The connection to use for a new client: the current one, or the next one if the tunnel
+    /// is reconnecting, waiting at most `wait_for_connection`.
+    pub async fn connection(&self) -> Option<Arc<Connection>> {
+        let mut rx = self.connection.clone();
+        let wait = rx.wait_for(|c| c.as_ref().is_some_and(|c| !c.is_closed()));
+        match tokio::time::timeout(self.wait_for_connection, wait).await {
+            Ok(Ok(current)) => current.clone(),
+            _ => None,
+        }
+    }
+}
+
+/// Accepts clients on `listener` until cancelled, forwarding each through the tunnel.
+pub async fn serve_local(listener: TcpListener, forward: Arc<LocalForward>, ctx: ForwardContext) {
+    let listen = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| forward.spec.clone());
+    let mut exhaustion = ExhaustionLog::default();
+    loop {
+        let accepted = tokio::select! {
+            () = ctx.cancel.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, client)) => {
+                let span = info_span!("forward", forward = %forward.spec, client = %client);
+                ctx.tracker.spawn(
+                    forward_one(stream, client, forward.clone(), ctx.clone()).instrument(span),
+                );
+            }
+            Err(err) => {
+                if !accept_error_pause(&err, &listen, &mut exhaustion, &ctx.cancel).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn forward_one(
+    stream: TcpStream,
+    client: SocketAddr,
+    forward: Arc<LocalForward>,
+    ctx: ForwardContext,
+) {
+    let _ = stream.set_nodelay(true);
+    let Some(connection) = ctx.connection().await else {
+        warn!(
+            waited_secs = ctx.wait_for_connection.as_secs(),
+            "tunnel is not up; closing the client"
+        );
+        return;
+    };
+    let channel = match connection
+        .open_direct_tcpip(&forward.host, forward.host_port, client)
+        .await
+    {
+        Ok(channel) => channel,
+        Err(err) => {
+            warn!(error = %err, "forwarded connection failed");
+            return;
+        }
+    };
+    debug!("forwarding");
+    let report = pipe(stream, channel, ctx.limits, &ctx.cancel).await;
+    debug!(sent = report.sent, received = report.received, end = ?report.end, "forwarded connection ended");
+    if report.end == PipeEnd::CloseTimedOut {
+        debug!("the server kept the channel open after the exchange ended");
+    }
+}
+
+/// Rate-limits the "out of file descriptors" warning: one line, then one summary a minute.
+#[derive(Default)]
+pub(crate) struct ExhaustionLog {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+/// Handles an accept error. Running out of file descriptors is logged and retried after a pause
+/// (never a busy loop); other errors (a client that reset before accept) are passed over.
+/// Returns false when cancelled meanwhile.
+pub(crate) async fn accept_error_pause(
+    err: &io::Error,
+    listen: &str,
+    log: &mut ExhaustionLog,
+    cancel: &CancellationToken,
+) -> bool {
+    let exhausted = matches!(
+        nix::errno::Errno::from_raw(err.raw_os_error().unwrap_or(0)),
+        nix::errno::Errno::EMFILE
+            | nix::errno::Errno::ENFILE
+            | nix::errno::Errno::ENOBUFS
+            | nix::errno::Errno::ENOMEM
+    );
+    let pause = if exhausted {
+        let now = Instant::now();
+        if log.last.is_none_or(|t| now - t >= Duration::from_secs(60)) {
+            warn!(listen, error = %err, suppressed = log.suppressed, "cannot accept: out of resources; pausing this listener");
+            log.last = Some(now);
+            log.suppressed = 0;
+        } else {
+            log.suppressed += 1;
+        }
+        Duration::from_millis(500)
+    } else {
+        debug!(listen, error = %err, "accept failed");
+        Duration::from_millis(10)
+    };
+    tokio::select! {
+        () = cancel.cancelled() => false,
+        () = tokio::time::sleep(pause) => true,
+    }
+}

@@ -1,0 +1,8 @@
+//! Forwarders: what carries client connections through a tunnel's SSH connection.
+
+pub mod listen;
+pub mod local;
+pub mod pipe;
+
+pub use local::{ConnectionWatch, ForwardContext, serve_local};
+pub use pipe::{PipeEnd, PipeLimits, PipeReport, pipe};

@@ -1,0 +1,264 @@
+//! The russh client `Handler`: verifies the host key, records what was negotiated, and refuses
+//! every channel the server opens that this tunnel did not ask for.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use russh::client::{ChannelOpenHandle, DisconnectReason, Msg, Session};
+use russh::keys::PublicKeyOrCertificate;
+use russh::{Channel, ChannelOpenFailure};
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tracing::{debug, info, warn};
+use tunneld_config::HostKeyPolicy;
+
+use crate::algorithms::{Negotiated, compression_name};
+use crate::known_hosts::{self, HostKeyError};
+
+/// What the handler learns that the connection needs to know.
+#[derive(Default)]
+pub(crate) struct Shared {
+    pub(crate) negotiated: Mutex<Option<Negotiated>>,
+    pub(crate) host_key_error: Mutex<Option<HostKeyError>>,
+    /// Why the session ended, when russh told us.
+    pub(crate) end_reason: Mutex<Option<EndReason>>,
+}
+
+/// Why a session ended, as reported to `Handler::disconnected`.
+#[derive(Debug)]
+pub(crate) enum EndReason {
+    /// The server sent SSH_MSG_DISCONNECT.
+    ServerDisconnect(String),
+    /// The session loop failed.
+    Error(russh::Error),
+}
+
+/// The error type of the handler: russh's, or a refused host key.
+#[derive(Debug)]
+pub(crate) enum HandlerError {
+    Russh(russh::Error),
+    HostKey,
+}
+
+impl From<russh::Error> for HandlerError {
+    fn from(err: russh::Error) -> Self {
+        HandlerError::Russh(err)
+    }
+}
+
+/// Which server this handler talks to, for host key checks and messages.
+pub(crate) struct ServerIdentity {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) known_hosts: PathBuf,
+    pub(crate) policy: HostKeyPolicy,
+}
+
+pub(crate) struct ClientHandler {
+    server: ServerIdentity,
+    shared: Arc<Shared>,
+    /// Cancelled when russh drops the handler, which it does when the session loop ends.
+    /// `disconnected` is not always called (pitfall 8), a drop always happens.
+    _ended: DropGuard,
+}
+
+impl ClientHandler {
+    pub(crate) fn new(
+        server: ServerIdentity,
+        shared: Arc<Shared>,
+        ended: CancellationToken,
+    ) -> Self {
+        ClientHandler {
+            server,
+            shared,
+            _ended: ended.drop_guard(),
+        }
+    }
+
+    fn refuse(&self, what: &str, reply: ChannelOpenHandle) -> impl Future<Output = ()> + use<> {
+        warn!(
+            peer = %self.server.host,
+            channel = what,
+            "refusing a channel the server opened that this tunnel did not ask for"
+        );
+        reply.reject(ChannelOpenFailure::AdministrativelyProhibited)
+    }
+}
+
+/// russh's key type is not `Clone`; the check runs on a blocking thread and needs its own copy.
+fn owned(key: &PublicKeyOrCertificate) -> PublicKeyOrCertificate {
+    match key {
+        PublicKeyOrCertificate::PublicKey { key, hash_alg } => PublicKeyOrCertificate::PublicKey {
+            key: key.clone(),
+            hash_alg: *hash_alg,
+        },
+        PublicKeyOrCertificate::Certificate(cert) => {
+            PublicKeyOrCertificate::Certificate(cert.clone())
+        }
+    }
+}
+
+impl russh::client::Handler for ClientHandler {
+    type Error = HandlerError;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let host = self.server.host.clone();
+        let port = self.server.port;
+        let path = self.server.known_hosts.clone();
+        let policy = self.server.policy;
+        let key = owned(key);
+        // known_hosts is read (and under accept-new, locked and written): keep it off the
+        // runtime's threads.
+        let verdict = tokio::task::spawn_blocking(move || {
+            known_hosts::verify(&path, policy, &host, port, &key)
+        })
+        .await;
+        match verdict {
+            Ok(Ok(_)) => Ok(true),
+            Ok(Err(err)) => {
+                if let Ok(mut slot) = self.shared.host_key_error.lock() {
+                    *slot = Some(err);
+                }
+                Err(HandlerError::HostKey)
+            }
+            Err(join) => Err(HandlerError::Russh(russh::Error::IO(
+                std::io::Error::other(format!("host key check did not complete: {join}")),
+            ))),
+        }
+    }
+
+    async fn kex_done(
+        &mut self,
+        _shared_secret: Option<&[u8]>,
+        names: &russh::Names,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let negotiated = Negotiated {
+            cipher: names.cipher.as_ref().to_string(),
+            compression: compression_name(&names.client_compression).to_string(),
+        };
+        debug!(cipher = %negotiated.cipher, compression = %negotiated.compression, "key exchange done");
+        if let Ok(mut slot) = self.shared.negotiated.lock() {
+            *slot = Some(negotiated);
+        }
+        Ok(())
+    }
+
+    async fn server_channel_open_forwarded_tcpip(
+        &mut self,
+        _channel: Channel<Msg>,
+        connected_address: &str,
+        connected_port: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let what = format!("forwarded-tcpip for {connected_address}:{connected_port}");
+        self.refuse(&what, reply).await;
+        Ok(())
+    }
+
+    async fn server_channel_open_forwarded_streamlocal(
+        &mut self,
+        _channel: Channel<Msg>,
+        _socket_path: &str,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.refuse("forwarded-streamlocal", reply).await;
+        Ok(())
+    }
+
+    async fn server_channel_open_agent_forward(
+        &mut self,
+        _channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.refuse("auth-agent", reply).await;
+        Ok(())
+    }
+
+    async fn server_channel_open_session(
+        &mut self,
+        _channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.refuse("session", reply).await;
+        Ok(())
+    }
+
+    async fn server_channel_open_direct_tcpip(
+        &mut self,
+        _channel: Channel<Msg>,
+        _host_to_connect: &str,
+        _port_to_connect: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.refuse("direct-tcpip", reply).await;
+        Ok(())
+    }
+
+    async fn server_channel_open_direct_streamlocal(
+        &mut self,
+        _channel: Channel<Msg>,
+        _socket_path: &str,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.refuse("direct-streamlocal", reply).await;
+        Ok(())
+    }
+
+    async fn server_channel_open_x11(
+        &mut self,
+        _channel: Channel<Msg>,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.refuse("x11", reply).await;
+        Ok(())
+    }
+
+    async fn disconnected(
+        &mut self,
+        reason: DisconnectReason<Self::Error>,
+    ) -> Result<(), Self::Error> {
+        let (end, result) = match reason {
+            DisconnectReason::ReceivedDisconnect(info) => {
+                info!(peer = %self.server.host, reason = ?info.reason_code, message = %info.message, "server closed the connection");
+                (
+                    Some(EndReason::ServerDisconnect(if info.message.is_empty() {
+                        format!("{:?}", info.reason_code)
+                    } else {
+                        info.message
+                    })),
+                    Ok(()),
+                )
+            }
+            DisconnectReason::Error(HandlerError::Russh(err)) => {
+                let text = err.to_string();
+                (
+                    Some(EndReason::Error(err)),
+                    Err(HandlerError::Russh(russh::Error::IO(
+                        std::io::Error::other(text),
+                    ))),
+                )
+            }
+            DisconnectReason::Error(other) => (None, Err(other)),
+        };
+        if let (Some(end), Ok(mut slot)) = (end, self.shared.end_reason.lock()) {
+            slot.get_or_insert(end);
+        }
+        result
+    }
+}

@@ -1,0 +1,245 @@
+//! Why a host key was refused, in words an operator acts on.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use russh::keys::Algorithm;
+
+/// A host key that cannot be trusted, or a known_hosts file that cannot be used.
+///
+/// The I/O variants include their `io::Error` in the message rather than as `source()`, so that
+/// printing the message (state, logs, `STATUS=`) says everything once. Fingerprints are kept as
+/// text (`SHA256:...`, boxed in the largest variant): they are only ever shown, and ssh-key's
+/// `Fingerprint` (room for SHA-512) would make every `Result` carrying this error large.
+#[derive(thiserror::Error, Debug)]
+pub enum HostKeyError {
+    /// known_hosts exists but cannot be read.
+    #[error("cannot read known_hosts {}: {error}", path.display())]
+    Read {
+        /// The known_hosts file.
+        path: PathBuf,
+        /// What reading it said.
+        error: io::Error,
+    },
+    /// accept-new could not record a new host key.
+    #[error("cannot add the host key of {name} to {}: {error}", path.display())]
+    Write {
+        /// The lookup name (`host`, or `[host]:port` when the port is not 22).
+        name: String,
+        /// The known_hosts file.
+        path: PathBuf,
+        /// What creating, locking or writing it said.
+        error: io::Error,
+    },
+    /// The host is not in known_hosts and the policy is `strict`.
+    #[error("host key of {name} is not in {} (policy strict)", path.display())]
+    Unknown {
+        /// The lookup name.
+        name: String,
+        /// The known_hosts file.
+        path: PathBuf,
+    },
+    /// known_hosts has a key of the same type for this host, and it is a different key.
+    #[error(
+        "HOST KEY CHANGED for {name}: {} line {line} has {algorithm} {known}, server offered \
+         {offered}; refusing",
+        path.display()
+    )]
+    Changed {
+        /// The lookup name.
+        name: String,
+        /// The known_hosts file.
+        path: PathBuf,
+        /// The line of the known key.
+        line: usize,
+        /// The key type of both keys.
+        algorithm: Algorithm,
+        /// SHA256 fingerprint of the known key (`SHA256:...`).
+        known: Box<str>,
+        /// SHA256 fingerprint of the key the server offered.
+        offered: Box<str>,
+    },
+    /// known_hosts has keys for this host, but none of the type the server offered. Refused
+    /// rather than learned: the connection prefers the known types, so an honest server offers
+    /// one of them.
+    #[error(
+        "{} has {known} for {name} at line {line} but the server offered {offered}; refusing",
+        path.display()
+    )]
+    OtherKeyType {
+        /// The lookup name.
+        name: String,
+        /// The known_hosts file.
+        path: PathBuf,
+        /// The line of the (first) known key.
+        line: usize,
+        /// Its type.
+        known: Algorithm,
+        /// The type the server offered.
+        offered: Algorithm,
+    },
+    /// The key the server offered (or the key inside its certificate) is marked `@revoked`.
+    #[error("host key of {name} is marked @revoked in {} line {line}; refusing", path.display())]
+    Revoked {
+        /// The lookup name.
+        name: String,
+        /// The known_hosts file.
+        path: PathBuf,
+        /// The `@revoked` line.
+        line: usize,
+    },
+    /// The certificate authority that signed the server's certificate is marked `@revoked`.
+    #[error(
+        "the certificate authority {ca} that signed the host certificate of {name} is marked \
+         @revoked in {} line {line}; refusing",
+        path.display()
+    )]
+    CertificateAuthorityRevoked {
+        /// The lookup name.
+        name: String,
+        /// The known_hosts file.
+        path: PathBuf,
+        /// The `@revoked` line.
+        line: usize,
+        /// SHA256 fingerprint of the CA key (`SHA256:...`).
+        ca: String,
+    },
+    /// The server presented a certificate that no `@cert-authority` line for this host vouches
+    /// for. Plain key lines never trust a certificate.
+    #[error(
+        "{name} presented a host certificate (signed by {signed_by}) but no @cert-authority line \
+         in {} matches it; refusing",
+        path.display()
+    )]
+    NoCertificateAuthority {
+        /// The lookup name.
+        name: String,
+        /// The known_hosts file.
+        path: PathBuf,
+        /// SHA256 fingerprint of the CA key that signed the certificate (`SHA256:...`).
+        signed_by: String,
+    },
+    /// The certificate is signed by a trusted CA but is not valid for this host now.
+    #[error(
+        "host certificate of {name} (CA at {} line {ca_line}) is not valid: {problem}; refusing",
+        path.display()
+    )]
+    InvalidCertificate {
+        /// The lookup name.
+        name: String,
+        /// The known_hosts file.
+        path: PathBuf,
+        /// The `@cert-authority` line of the CA that signed it.
+        ca_line: usize,
+        /// What is wrong with it.
+        problem: CertificateProblem,
+    },
+}
+
+impl HostKeyError {
+    /// Whether retrying cannot help until someone acts (edits known_hosts, renews a certificate,
+    /// fixes the server): every refusal of a key. Failing to read or write the file is not
+    /// permanent; a disk or a permission can come back.
+    pub fn is_permanent(&self) -> bool {
+        !matches!(self, HostKeyError::Read { .. } | HostKeyError::Write { .. })
+    }
+}
+
+/// What is wrong with a host certificate signed by a trusted CA.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CertificateProblem {
+    /// It is a user certificate.
+    NotHostCertificate,
+    /// Its validity starts later (unix seconds).
+    NotYetValid {
+        /// `valid after`, in seconds since the epoch.
+        valid_after: u64,
+    },
+    /// Its validity has ended (unix seconds).
+    Expired {
+        /// `valid before`, in seconds since the epoch.
+        valid_before: u64,
+    },
+    /// Its principals do not include the host name.
+    WrongPrincipal {
+        /// The host name that was looked for (without the port).
+        host: String,
+        /// The principals it is valid for.
+        principals: Vec<String>,
+    },
+    /// It has critical options; none are defined for host certificates, so OpenSSH refuses them.
+    CriticalOptions {
+        /// Their names.
+        names: Vec<String>,
+    },
+    /// Its signature does not verify with the CA key it names.
+    BadSignature,
+}
+
+impl fmt::Display for CertificateProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CertificateProblem::NotHostCertificate => {
+                f.write_str("it is a user certificate, not a host certificate")
+            }
+            CertificateProblem::NotYetValid { valid_after } => {
+                write!(f, "not valid before {}", utc(*valid_after))
+            }
+            CertificateProblem::Expired { valid_before } => {
+                write!(f, "expired at {}", utc(*valid_before))
+            }
+            CertificateProblem::WrongPrincipal { host, principals } => write!(
+                f,
+                "its principals ({}) do not include {host}",
+                principals.join(", ")
+            ),
+            CertificateProblem::CriticalOptions { names } => {
+                write!(f, "unsupported critical options ({})", names.join(", "))
+            }
+            CertificateProblem::BadSignature => {
+                f.write_str("its signature does not verify with the CA key")
+            }
+        }
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC` for unix seconds, without a date crate: days to civil date by
+/// Howard Hinnant's `civil_from_days`. Certificates say "forever" with u64::MAX, which does not
+/// fit a calendar, so far-future values print as seconds.
+fn utc(secs: u64) -> String {
+    const MAX: u64 = 253_402_300_799; // 9999-12-31 23:59:59
+    if secs > MAX {
+        return format!("{secs} (unix seconds)");
+    }
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc(1_577_923_199), "2020-01-01 23:59:59 UTC");
+        assert_eq!(utc(253_402_300_799), "9999-12-31 23:59:59 UTC");
+        assert_eq!(utc(u64::MAX), "18446744073709551615 (unix seconds)");
+    }
+}

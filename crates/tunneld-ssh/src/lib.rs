@@ -1,0 +1,19 @@
+//! One SSH connection of tunneld and its forwards: dialling (directly or through jump hosts),
+//! host key verification, authentication, the russh `Handler`, and the forwarders.
+//!
+//! This is the only crate that knows russh. DESIGN.md lists the russh pitfalls that shaped it;
+//! the modules say where each one is handled.
+
+mod algorithms;
+mod auth;
+mod connection;
+mod dial;
+mod error;
+pub mod forward;
+mod handler;
+pub mod identity;
+pub mod known_hosts;
+
+pub use algorithms::{Negotiated, dead_peer_budget};
+pub use connection::{ChannelOpenError, Connection};
+pub use error::{FailureKind, SshError, Stage};
