@@ -1,0 +1,154 @@
+//! tunneld's lifecycle: one supervised task per tunnel (connect, forward, classify the failure,
+//! back off, again), each tunnel's state on a watch channel, shutdown.
+//!
+//! The entry point takes its configuration and a cancellation token (`Supervisor::start`), so
+//! tests drive it directly, in process.
+
+pub mod backoff;
+mod state;
+mod tunnel;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+use tunneld_config::{Change, Config, Tunnel, diff};
+
+pub use state::TunnelState;
+
+/// How long a reload waits for a stopped tunnel to release its listeners.
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// A running tunnel, owned by the supervisor.
+struct TunnelHandle {
+    tunnel: Arc<Tunnel>,
+    state: watch::Receiver<TunnelState>,
+    /// Stops this tunnel alone (a child of the supervisor's token).
+    cancel: CancellationToken,
+}
+
+/// Runs every tunnel of a configuration.
+pub struct Supervisor {
+    tunnels: BTreeMap<String, TunnelHandle>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl Supervisor {
+    /// Starts one task per tunnel of `config`. Everything stops when `shutdown` is cancelled.
+    /// Must be called inside a tokio runtime.
+    pub fn start(config: &Config, shutdown: CancellationToken) -> Supervisor {
+        let mut supervisor = Supervisor {
+            tunnels: BTreeMap::new(),
+            tracker: TaskTracker::new(),
+            shutdown,
+        };
+        for tunnel in &config.tunnels {
+            supervisor.spawn(tunnel.clone());
+        }
+        supervisor
+    }
+
+    fn spawn(&mut self, tunnel: Tunnel) {
+        let tunnel = Arc::new(tunnel);
+        let (state_tx, state_rx) = watch::channel(TunnelState::Starting);
+        let cancel = self.shutdown.child_token();
+        self.tracker
+            .spawn(tunnel::run(tunnel.clone(), state_tx, cancel.clone()));
+        self.tunnels.insert(
+            tunnel.name.clone(),
+            TunnelHandle {
+                tunnel,
+                state: state_rx,
+                cancel,
+            },
+        );
+    }
+
+    /// The state of every tunnel, by name.
+    pub fn states(&self) -> BTreeMap<String, watch::Receiver<TunnelState>> {
+        self.tunnels
+            .iter()
+            .map(|(name, handle)| (name.clone(), handle.state.clone()))
+            .collect()
+    }
+
+    /// The state of one tunnel.
+    pub fn state(&self, name: &str) -> Option<watch::Receiver<TunnelState>> {
+        self.tunnels.get(name).map(|handle| handle.state.clone())
+    }
+
+    /// The tunnels being run, as configured.
+    pub fn tunnels(&self) -> impl Iterator<Item = &Tunnel> {
+        self.tunnels.values().map(|handle| handle.tunnel.as_ref())
+    }
+
+    /// Stops one tunnel (for a reload that removed or changed it).
+    pub fn stop_tunnel(&mut self, name: &str) -> bool {
+        match self.tunnels.remove(name) {
+            Some(handle) => {
+                handle.cancel.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Applies a reloaded configuration: tunnels that were removed or changed are stopped (and
+    /// their listeners released) before changed and added ones start; unchanged tunnels keep
+    /// running untouched, connection and forwarded connections included. Returns the number of
+    /// changes.
+    pub async fn apply(&mut self, new: &Config) -> usize {
+        let old = Config {
+            path: new.path.clone(),
+            tunnels: self.tunnels().cloned().collect(),
+        };
+        let changes = diff(&old, new);
+        let mut stopping = Vec::new();
+        for change in &changes {
+            let name = match change {
+                Change::Removed(name) => name,
+                Change::Changed(tunnel) => &tunnel.name,
+                Change::Added(_) => continue,
+            };
+            if let Some(handle) = self.tunnels.remove(name) {
+                info!(tunnel = %name, "reload: stopping");
+                handle.cancel.cancel();
+                stopping.push(handle.state);
+            }
+        }
+        for mut state in stopping {
+            let stopped = state.wait_for(|s| *s == TunnelState::Stopped);
+            let _ = tokio::time::timeout(STOP_WAIT, stopped).await;
+        }
+        let count = changes.len();
+        for change in changes {
+            match change {
+                Change::Added(tunnel) | Change::Changed(tunnel) => {
+                    info!(tunnel = %tunnel.name, "reload: starting");
+                    self.spawn(tunnel);
+                }
+                Change::Removed(_) => {}
+            }
+        }
+        count
+    }
+
+    /// Cancels everything and waits for every tunnel, listener and forwarded connection to
+    /// finish, for at most `grace`. Returns false if something was still running then.
+    pub async fn shutdown(self, grace: Duration) -> bool {
+        self.shutdown.cancel();
+        self.tracker.close();
+        let finished = tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_ok();
+        if !finished {
+            warn!(grace = ?grace, "some tunnels did not stop in time");
+        }
+        finished
+    }
+}

@@ -1,0 +1,91 @@
+//! The visible state of a tunnel, published on a watch channel for whoever reports health.
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+use tunneld_ssh::{FailureKind, Negotiated};
+
+/// Where a tunnel is in its life.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TunnelState {
+    /// Binding listeners, before the first connection attempt.
+    Starting,
+    /// An attempt to connect (TCP, handshake, authentication) is under way.
+    Connecting {
+        /// 1 for the first attempt since the tunnel last was up.
+        attempt: u32,
+    },
+    /// Connected; every forward is being served.
+    Up {
+        /// The connection's id (a reconnect makes a new one).
+        connection: u64,
+        /// The server, as named in messages.
+        peer: String,
+        /// When it came up.
+        since: SystemTime,
+        /// What was negotiated with the server.
+        negotiated: Negotiated,
+    },
+    /// The last attempt or connection failed; waiting before the next attempt.
+    BackingOff {
+        /// What went wrong, in words (SCENARIOS.md's).
+        reason: String,
+        /// Its class.
+        kind: FailureKind,
+        /// Whether retrying cannot help until someone changes something.
+        permanent: bool,
+        /// How long the wait is.
+        retry_in: Duration,
+        /// When the next attempt starts.
+        retry_at: Instant,
+        /// How many attempts have failed in a row.
+        failures: u32,
+    },
+    /// Stopped for good (shutdown, or the tunnel was removed).
+    Stopped,
+}
+
+impl TunnelState {
+    /// Whether the tunnel is serving.
+    pub fn is_up(&self) -> bool {
+        matches!(self, TunnelState::Up { .. })
+    }
+
+    /// Whether the tunnel has finished at least one attempt (up, or failed with a reason).
+    pub fn has_settled(&self) -> bool {
+        matches!(
+            self,
+            TunnelState::Up { .. } | TunnelState::BackingOff { .. } | TunnelState::Stopped
+        )
+    }
+}
+
+impl fmt::Display for TunnelState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TunnelState::Starting => f.write_str("starting"),
+            TunnelState::Connecting { attempt } if *attempt <= 1 => f.write_str("connecting"),
+            TunnelState::Connecting { attempt } => write!(f, "connecting (attempt {attempt})"),
+            TunnelState::Up { peer, .. } => write!(f, "up ({peer})"),
+            TunnelState::BackingOff {
+                reason,
+                permanent,
+                retry_at,
+                ..
+            } => {
+                let left = retry_at.saturating_duration_since(Instant::now());
+                let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+                if *permanent {
+                    write!(
+                        f,
+                        "{reason}; will not succeed until fixed, retry in {secs}s"
+                    )
+                } else {
+                    write!(f, "{reason}; retry in {secs}s")
+                }
+            }
+            TunnelState::Stopped => f.write_str("stopped"),
+        }
+    }
+}

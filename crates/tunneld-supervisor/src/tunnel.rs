@@ -1,0 +1,201 @@
+//! One tunnel's supervised life: bind its listeners once, then connect, serve, classify the
+//! failure, back off, and connect again, until cancelled.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, info, info_span, warn};
+use tunneld_config::{LocalForward, Tunnel};
+use tunneld_ssh::forward::{ForwardContext, PipeLimits, listen, serve_local};
+use tunneld_ssh::{Connection, SshError, dead_peer_budget};
+
+use crate::backoff::{Backoff, jitter_unit};
+use crate::state::TunnelState;
+
+/// Runs `tunnel` until `cancel` fires, publishing its state on `state`.
+pub(crate) async fn run(
+    tunnel: Arc<Tunnel>,
+    state: watch::Sender<TunnelState>,
+    cancel: CancellationToken,
+) {
+    let span = info_span!("tunnel", tunnel = %tunnel.name);
+    Supervised {
+        tunnel,
+        state,
+        cancel,
+        backoff: None,
+        failures: 0,
+    }
+    .run()
+    .instrument(span)
+    .await;
+}
+
+struct Supervised {
+    tunnel: Arc<Tunnel>,
+    state: watch::Sender<TunnelState>,
+    cancel: CancellationToken,
+    backoff: Option<Backoff>,
+    failures: u32,
+}
+
+impl Supervised {
+    async fn run(mut self) {
+        let forwards = TaskTracker::new();
+        let (connection_tx, connection_rx) = watch::channel(None);
+        let ctx = ForwardContext {
+            connection: connection_rx,
+            wait_for_connection: self.tunnel.target.connect_timeout,
+            limits: pipe_limits(&self.tunnel),
+            tracker: forwards.clone(),
+            cancel: self.cancel.clone(),
+        };
+
+        if self.bind_and_serve(&forwards, &ctx).await {
+            self.connect_loop(&connection_tx).await;
+        }
+
+        // Shutdown: the listeners and forwarded connections share our token; wait for them.
+        connection_tx.send_replace(None);
+        forwards.close();
+        forwards.wait().await;
+        self.state.send_replace(TunnelState::Stopped);
+        info!("stopped");
+    }
+
+    /// Binds every listener (retrying with backoff until they all bind) and starts serving
+    /// them. Listeners are bound once and outlive every connection. False when cancelled.
+    async fn bind_and_serve(&mut self, forwards: &TaskTracker, ctx: &ForwardContext) -> bool {
+        let listeners = loop {
+            match bind_all(&self.tunnel.local).await {
+                Ok(listeners) => break listeners,
+                Err(err) => {
+                    if !self.fail(&err).await {
+                        return false;
+                    }
+                }
+            }
+        };
+        for (forward, listener) in listeners {
+            forwards.spawn(serve_local(listener, forward, ctx.clone()));
+        }
+        true
+    }
+
+    async fn connect_loop(&mut self, connection_tx: &watch::Sender<Option<Arc<Connection>>>) {
+        loop {
+            self.state.send_replace(TunnelState::Connecting {
+                attempt: self.failures + 1,
+            });
+            let attempt = tokio::select! {
+                () = self.cancel.cancelled() => return,
+                attempt = Connection::establish(&self.tunnel.target, &self.tunnel.jump, &self.tunnel.keepalive) => attempt,
+            };
+            let connection = match attempt {
+                Ok(connection) => Arc::new(connection),
+                Err(err) => {
+                    if !self.fail(&err).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+
+            let up_at = Instant::now();
+            self.failures = 0;
+            connection_tx.send_replace(Some(connection.clone()));
+            self.state.send_replace(TunnelState::Up {
+                connection: connection.id(),
+                peer: connection.peer().to_string(),
+                since: SystemTime::now(),
+                negotiated: connection.negotiated().clone(),
+            });
+            for forward in &self.tunnel.local {
+                info!(forward = %forward.spec, "forwarding");
+            }
+            info!(connection = connection.id(), "tunnel up");
+
+            let ended = tokio::select! {
+                () = self.cancel.cancelled() => {
+                    connection.disconnect("tunneld is stopping").await;
+                    return;
+                }
+                ended = connection.closed() => ended,
+            };
+            connection_tx.send_replace(None);
+            self.backoff_mut().connection_lasted(up_at.elapsed());
+            if !self.fail(&ended).await {
+                return;
+            }
+        }
+    }
+
+    fn backoff_mut(&mut self) -> &mut Backoff {
+        let b = &self.tunnel.backoff;
+        self.backoff
+            .get_or_insert_with(|| Backoff::new(b.min, b.max))
+    }
+
+    /// Records a failure, publishes it, and waits out the backoff. False when cancelled.
+    async fn fail(&mut self, err: &SshError) -> bool {
+        self.failures += 1;
+        let permanent = err.is_permanent();
+        let delay = self.backoff_mut().next_delay(permanent, jitter_unit());
+        let reason = err.to_string();
+        warn!(
+            error = %reason,
+            kind = %err.kind(),
+            permanent,
+            retry_in = ?delay,
+            "tunnel down; reconnecting"
+        );
+        self.state.send_replace(TunnelState::BackingOff {
+            reason,
+            kind: err.kind(),
+            permanent,
+            retry_in: delay,
+            retry_at: Instant::now() + delay,
+            failures: self.failures,
+        });
+        tokio::select! {
+            () = self.cancel.cancelled() => false,
+            () = tokio::time::sleep(delay) => true,
+        }
+    }
+}
+
+async fn bind_all(
+    forwards: &[LocalForward],
+) -> Result<Vec<(Arc<LocalForward>, TcpListener)>, SshError> {
+    let mut bound = Vec::new();
+    for forward in forwards {
+        let forward = Arc::new(forward.clone());
+        for listener in listen::bind(&forward.bind, forward.port).await? {
+            if let Ok(addr) = listener.local_addr() {
+                info!(forward = %forward.spec, listen = %addr, "listening");
+            }
+            bound.push((forward.clone(), listener));
+        }
+    }
+    Ok(bound)
+}
+
+/// A client that stops reading may stall the whole session while its buffer is full (see
+/// `tunneld_ssh::forward::pipe`), so it gets well under the keepalive budget to catch up.
+fn pipe_limits(tunnel: &Tunnel) -> PipeLimits {
+    let defaults = PipeLimits::default();
+    let stall_limit = match tunnel.keepalive.interval {
+        Some(interval) => (dead_peer_budget(interval, tunnel.keepalive.max) / 4)
+            .clamp(Duration::from_secs(1), defaults.stall_limit),
+        None => defaults.stall_limit,
+    };
+    PipeLimits {
+        stall_limit,
+        ..defaults
+    }
+}

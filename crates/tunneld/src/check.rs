@@ -1,0 +1,83 @@
+//! `tunneld check`: validates the file and its key files, one line per tunnel.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use tunneld_config::{Hop, Tunnel};
+use tunneld_ssh::identity::{self, CheckOutcome};
+
+use crate::EXIT_CONFIG;
+
+pub(crate) fn check(path: &Path) -> ExitCode {
+    let config = match tunneld_config::load(path) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let credentials_dir = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+    let mut problems = 0usize;
+    for tunnel in &config.tunnels {
+        println!("{}", describe(tunnel));
+        for (hop_name, hop) in hops(tunnel) {
+            for id in &hop.identity_files {
+                match identity::check(id, credentials_dir.as_deref()) {
+                    Ok(CheckOutcome::Usable { .. }) => {}
+                    Ok(CheckOutcome::Unverifiable(why)) => {
+                        println!("  note: {hop_name}: {id}: {why}");
+                    }
+                    Err(err) => {
+                        problems += 1;
+                        eprintln!(
+                            "{}: tunnels.{}: {hop_name}: {err}",
+                            path.display(),
+                            tunnel.name
+                        );
+                    }
+                }
+            }
+        }
+    }
+    if problems > 0 {
+        eprintln!("{}: {problems} problem(s) with key files", path.display());
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    println!("{}: OK, {} tunnel(s)", path.display(), config.tunnels.len());
+    ExitCode::SUCCESS
+}
+
+fn hops(tunnel: &Tunnel) -> impl Iterator<Item = (String, &Hop)> {
+    tunnel
+        .jump
+        .iter()
+        .enumerate()
+        .map(|(i, hop)| (format!("hop {} ({})", i + 1, hop.label), hop))
+        .chain(std::iter::once((
+            format!("host {}", tunnel.target.label),
+            &tunnel.target,
+        )))
+}
+
+/// `db: dbadmin@192.168.1.50:22 via bastion; local 5432:localhost:5432; remote ...`
+fn describe(tunnel: &Tunnel) -> String {
+    let target = &tunnel.target;
+    let mut line = format!(
+        "{}: {}@{}:{}",
+        tunnel.name, target.user, target.hostname, target.port
+    );
+    if !tunnel.jump.is_empty() {
+        let via: Vec<&str> = tunnel.jump.iter().map(|hop| hop.label.as_str()).collect();
+        line.push_str(&format!(" via {}", via.join(", ")));
+    }
+    for forward in &tunnel.local {
+        line.push_str(&format!("; local {}", forward.spec));
+    }
+    for forward in &tunnel.remote {
+        line.push_str(&format!("; remote {}", forward.spec));
+    }
+    for forward in &tunnel.dynamic {
+        line.push_str(&format!("; dynamic {}", forward.spec));
+    }
+    line
+}

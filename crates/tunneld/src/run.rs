@@ -1,0 +1,102 @@
+//! `tunneld run`: every tunnel in the foreground until SIGTERM/SIGINT; SIGHUP reloads.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+use tunneld_supervisor::Supervisor;
+
+use crate::EXIT_CONFIG;
+
+/// How long tunnels, listeners and forwarded connections get to finish after SIGTERM. The
+/// contract is a clean stop within 2 s; leave room for the runtime itself.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
+
+pub(crate) fn run(path: &Path) -> ExitCode {
+    let config = match tunneld_config::load(path) {
+        Ok(config) => config,
+        Err(err) => {
+            error!("invalid configuration: {err}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    raise_open_file_limit();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            error!("cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(serve(path, config));
+    // Whatever is still running (a blocking known_hosts read) must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            error!("{err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(path: &Path, config: tunneld_config::Config) -> anyhow::Result<()> {
+    let mut terminate = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    let mut hangup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+
+    let shutdown = CancellationToken::new();
+    info!(
+        config = %path.display(),
+        tunnels = config.tunnels.len(),
+        version = env!("CARGO_PKG_VERSION"),
+        "starting"
+    );
+    let mut supervisor = Supervisor::start(&config, shutdown.clone());
+
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => { info!("SIGTERM: stopping"); break; }
+            _ = interrupt.recv() => { info!("SIGINT: stopping"); break; }
+            _ = hangup.recv() => reload(path, &mut supervisor).await,
+        }
+    }
+    if !supervisor.shutdown(SHUTDOWN_GRACE).await {
+        warn!("stopping anyway");
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// Reads the file again and restarts only what changed. An invalid file changes nothing.
+async fn reload(path: &Path, supervisor: &mut Supervisor) {
+    info!(config = %path.display(), "SIGHUP: reloading");
+    match tunneld_config::load(path) {
+        Ok(config) => {
+            let changes = supervisor.apply(&config).await;
+            info!(changes, "reloaded");
+        }
+        Err(err) => error!("reload failed, keeping the running configuration: {err}"),
+    }
+}
+
+/// A daemon that forwards many connections needs many descriptors; the soft limit is often
+/// 1024 while the hard limit is far higher. Raise it as far as we may.
+fn raise_open_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => info!(from = soft, to = hard, "raised the open file limit"),
+            Err(err) => warn!(soft, hard, error = %err, "cannot raise the open file limit"),
+        },
+        Ok(_) => {}
+        Err(err) => warn!(error = %err, "cannot read the open file limit"),
+    }
+}
