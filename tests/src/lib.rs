@@ -1,0 +1,33 @@
+//! The harness of tunneld's end-to-end tests: a real OpenSSH sshd per test, a chaos proxy that
+//! breaks links on demand, target servers, an ssh-agent, and the tunneld binary as a child
+//! process. See `docs/TESTING.md`.
+//!
+//! Everything listens and connects on 127.0.0.1 only, on ports the kernel picks, and waits for
+//! conditions with a deadline instead of sleeping.
+
+// Test code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
+pub mod agent;
+mod background;
+pub mod chaos;
+pub mod keys;
+pub mod procfs;
+pub mod servers;
+pub mod sshd;
+pub mod sshd_config;
+pub mod tunneld;
+pub mod util;
+
+pub use agent::SshAgent;
+pub use chaos::{ChaosProxy, Mode};
+pub use keys::{KeyKind, KeyPair};
+pub use procfs::{descendants, process_state};
+pub use servers::{ClosedPort, EchoServer, HttpServer};
+pub use sshd::{Sshd, SshdBuilder};
+pub use sshd_config::openssh_version;
+pub use tunneld::{TunneldProcess, tunneld_bin};
+pub use util::{
+    TestDir, fd_count, free_port, init_tracing, localhost, random_bytes, rss_kib, wait_until,
+    wait_until_async, write_file,
+};

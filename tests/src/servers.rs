@@ -1,0 +1,209 @@
+//! Targets to put behind a tunnel: a TCP echo server, a minimal HTTP server, a closed port.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::background::Background;
+
+/// Binds 127.0.0.1:0 now, so the address is known (and connectable) before the first task runs.
+pub(crate) fn bind_localhost() -> (StdListener, SocketAddr) {
+    let listener = StdListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+    listener.set_nonblocking(true).expect("set_nonblocking");
+    let addr = listener.local_addr().expect("local_addr");
+    (listener, addr)
+}
+
+/// Accepts connections forever, handing each to `serve` on a task of its own.
+async fn accept_loop<F, Fut>(listener: StdListener, accepted: Arc<AtomicU64>, serve: F)
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::from_std(listener).expect("register listener");
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                accepted.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(serve(stream));
+            }
+            // Out of descriptors or an aborted handshake: the next accept may succeed.
+            Err(_) => tokio::task::yield_now().await,
+        }
+    }
+}
+
+/// A TCP echo server on 127.0.0.1: echoes each connection until EOF, then shuts down its write
+/// half. Serves any number of concurrent connections; stops on drop.
+#[derive(Debug)]
+pub struct EchoServer {
+    addr: SocketAddr,
+    accepted: Arc<AtomicU64>,
+    _runtime: Background,
+}
+
+impl EchoServer {
+    /// Starts the server; it accepts as soon as this returns.
+    pub fn start() -> Self {
+        let (listener, addr) = bind_localhost();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let runtime = Background::new("echo-server");
+        runtime.spawn(accept_loop(
+            listener,
+            accepted.clone(),
+            |mut stream| async move {
+                let (mut reader, mut writer) = stream.split();
+                if tokio::io::copy(&mut reader, &mut writer).await.is_ok() {
+                    let _ = writer.shutdown().await;
+                }
+            },
+        ));
+        Self {
+            addr,
+            accepted,
+            _runtime: runtime,
+        }
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Connections accepted so far.
+    pub fn connections_total(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+}
+
+/// A minimal HTTP/1.1 server on 127.0.0.1 that answers every request with `200 OK` and the same
+/// body, with keep-alive (until the client sends `Connection: close` or closes).
+#[derive(Debug)]
+pub struct HttpServer {
+    addr: SocketAddr,
+    accepted: Arc<AtomicU64>,
+    requests: Arc<AtomicU64>,
+    _runtime: Background,
+}
+
+impl HttpServer {
+    /// Starts the server with the body every response carries.
+    pub fn start(body: Vec<u8>) -> Self {
+        let (listener, addr) = bind_localhost();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let requests = Arc::new(AtomicU64::new(0));
+        let body: Arc<[u8]> = body.into();
+        let runtime = Background::new("http-server");
+        let counter = requests.clone();
+        runtime.spawn(accept_loop(listener, accepted.clone(), move |stream| {
+            serve_http(stream, body.clone(), counter.clone())
+        }));
+        Self {
+            addr,
+            accepted,
+            requests,
+            _runtime: runtime,
+        }
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// `http://127.0.0.1:PORT/`.
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    /// Connections accepted so far.
+    pub fn connections_total(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Requests answered so far.
+    pub fn requests_total(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+}
+
+async fn serve_http(mut stream: TcpStream, body: Arc<[u8]>, requests: Arc<AtomicU64>) {
+    let _ = stream.set_nodelay(true);
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        // Request bodies are not expected (GET only); anything after the head is the next request.
+        let head_end = loop {
+            if let Some(pos) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                break pos + 4;
+            }
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => pending.extend_from_slice(&buf[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&pending[..head_end]).to_ascii_lowercase();
+        pending.drain(..head_end);
+        let close = head.contains("\r\nconnection: close");
+        let response_head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n{}\r\n",
+            body.len(),
+            if close { "Connection: close\r\n" } else { "" }
+        );
+        requests.fetch_add(1, Ordering::Relaxed);
+        if stream.write_all(response_head.as_bytes()).await.is_err()
+            || stream.write_all(&body).await.is_err()
+        {
+            return;
+        }
+        if close {
+            let _ = stream.shutdown().await;
+            return;
+        }
+    }
+}
+
+/// A port on 127.0.0.1 where nothing listens: connecting gets "connection refused". It was bound
+/// and released, so another process could take it later; good enough for a test's lifetime.
+#[derive(Debug, Clone, Copy)]
+pub struct ClosedPort {
+    port: u16,
+}
+
+impl ClosedPort {
+    /// Finds such a port.
+    pub fn new() -> Self {
+        Self {
+            port: crate::util::free_port(),
+        }
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `127.0.0.1:port`.
+    pub fn addr(&self) -> SocketAddr {
+        crate::util::localhost(self.port)
+    }
+}
+
+impl Default for ClosedPort {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,480 @@
+//! The tunneld binary as users run it, against a real OpenSSH sshd: host keys, authentication,
+//! signals, exit codes and what the logs say.
+
+// Helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use harness::{
+    EchoServer, KeyPair, SshAgent, Sshd, TunneldProcess, free_port, random_bytes, wait_until,
+};
+use nix::sys::signal::Signal;
+use support::{defaults_for, host_line, test_dir, write_config};
+
+const LOG_TIMEOUT: Duration = Duration::from_secs(20);
+
+fn run(config: &Path) -> TunneldProcess {
+    TunneldProcess::spawn(&["run", "--config", config.to_str().unwrap()], &[])
+}
+
+fn local(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}
+
+/// A blocking echo round trip through a forward.
+fn echo_once(port: u16, payload: &[u8]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect(local(port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream.write_all(payload).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut back = Vec::new();
+    stream.read_to_end(&mut back).unwrap();
+    back
+}
+
+/// The config of one tunnel to `sshd` forwarding a free port to `echo`, with `[defaults]`
+/// written by `defaults`. Returns the config path and the forward's port.
+fn one_tunnel(
+    dir: &Path,
+    sshd: &Sshd,
+    defaults: &str,
+    echo: &EchoServer,
+) -> (std::path::PathBuf, u16) {
+    let port = free_port();
+    let text = format!(
+        "{defaults}[tunnels.t]\n{}local = [\"{port}:127.0.0.1:{}\"]\n",
+        host_line(sshd),
+        echo.port()
+    );
+    (write_config(dir, &text), port)
+}
+
+#[test]
+fn logs_say_what_happens_and_sigterm_stops_cleanly_with_connections_open() {
+    let dir = test_dir();
+    let sshd = Sshd::start();
+    let echo = EchoServer::start();
+    let (config, port) = one_tunnel(dir.path(), &sshd, &defaults_for(&sshd, dir.path()), &echo);
+    let mut tunneld = run(&config);
+    assert!(
+        tunneld.wait_for_log("tunnel up", LOG_TIMEOUT),
+        "{}",
+        tunneld.logs()
+    );
+    for line in [
+        "tunnel=t",
+        "connecting",
+        "authenticated",
+        "listening",
+        "127.0.0.1:",
+        "[::1]:",
+    ] {
+        assert!(
+            tunneld.logs().contains(line),
+            "no {line:?} in:\n{}",
+            tunneld.logs()
+        );
+    }
+    assert_eq!(echo_once(port, b"hello"), b"hello");
+
+    // Two forwarded connections left open mid-exchange.
+    let open: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            use std::io::Write;
+            let mut s = TcpStream::connect(local(port)).unwrap();
+            s.write_all(b"still here").unwrap();
+            s
+        })
+        .collect();
+    assert!(wait_until(LOG_TIMEOUT, || echo.connections_total() >= 3));
+
+    let asked = Instant::now();
+    tunneld.signal(Signal::SIGTERM);
+    let status = tunneld
+        .wait_exit(Duration::from_secs(2))
+        .expect("tunneld must stop within 2 s of SIGTERM");
+    assert!(
+        status.success(),
+        "exit status {status:?}\n{}",
+        tunneld.logs()
+    );
+    assert!(asked.elapsed() < Duration::from_secs(2));
+    // Listeners are gone, and the open connections were closed.
+    assert!(TcpStream::connect(local(port)).is_err());
+    for mut stream in open {
+        use std::io::Read;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut rest = Vec::new();
+        let closed = match stream.read_to_end(&mut rest) {
+            Ok(_) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        };
+        assert!(closed, "a forwarded connection survived shutdown");
+    }
+}
+
+#[test]
+fn sigint_stops_too() {
+    let dir = test_dir();
+    let sshd = Sshd::start();
+    let echo = EchoServer::start();
+    let (config, _) = one_tunnel(dir.path(), &sshd, &defaults_for(&sshd, dir.path()), &echo);
+    let mut tunneld = run(&config);
+    assert!(
+        tunneld.wait_for_log("tunnel up", LOG_TIMEOUT),
+        "{}",
+        tunneld.logs()
+    );
+    tunneld.signal(Signal::SIGINT);
+    let status = tunneld
+        .wait_exit(Duration::from_secs(2))
+        .expect("stopped within 2 s");
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn a_changed_host_key_is_refused_naming_the_file_and_line() {
+    let dir = test_dir();
+    let sshd = Sshd::start();
+    let echo = EchoServer::start();
+    let defaults = defaults_for(&sshd, dir.path());
+    // known_hosts: line 1 another host, line 2 this server with someone else's key.
+    let impostor = KeyPair::generate(dir.path(), "impostor");
+    let known_hosts = dir.path().join("known_hosts");
+    std::fs::write(
+        &known_hosts,
+        format!(
+            "otherhost {}\n[127.0.0.1]:{} {}\n",
+            impostor.public_key(),
+            sshd.port(),
+            impostor.public_key()
+        ),
+    )
+    .unwrap();
+    let (config, _) = one_tunnel(dir.path(), &sshd, &defaults, &echo);
+    let tunneld = run(&config);
+    let expected = format!(
+        "HOST KEY CHANGED for [127.0.0.1]:{}: {} line 2 has ssh-ed25519 {}",
+        sshd.port(),
+        known_hosts.display(),
+        impostor.fingerprint()
+    );
+    assert!(
+        tunneld.wait_for_log(&expected, LOG_TIMEOUT),
+        "want {expected:?} in:\n{}",
+        tunneld.logs()
+    );
+    assert!(
+        tunneld
+            .logs()
+            .contains(&format!("server offered {}", sshd.host_key().fingerprint()))
+    );
+    assert!(
+        tunneld.logs().contains("kind=host-key"),
+        "{}",
+        tunneld.logs()
+    );
+    assert!(
+        !sshd.log().contains("Accepted publickey"),
+        "it must not log in"
+    );
+    // The file is left alone.
+    assert_eq!(
+        std::fs::read_to_string(&known_hosts)
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn an_unknown_host_is_refused_under_strict_and_learned_under_accept_new() {
+    let dir = test_dir();
+    let sshd = Sshd::start();
+    let echo = EchoServer::start();
+    let defaults = defaults_for(&sshd, dir.path());
+    let known_hosts = dir.path().join("known_hosts");
+    std::fs::write(&known_hosts, "").unwrap();
+
+    let (config, _) = one_tunnel(dir.path(), &sshd, &defaults, &echo);
+    let mut strict = run(&config);
+    let expected = format!(
+        "host key of [127.0.0.1]:{} is not in {} (policy strict)",
+        sshd.port(),
+        known_hosts.display()
+    );
+    assert!(
+        strict.wait_for_log(&expected, LOG_TIMEOUT),
+        "{}",
+        strict.logs()
+    );
+    assert!(!sshd.log().contains("Accepted publickey"));
+    strict.signal(Signal::SIGTERM);
+    strict.wait_exit(Duration::from_secs(2)).expect("stops");
+
+    let accept_new = defaults.replace(
+        "[defaults]\n",
+        "[defaults]\nhost_key_policy = \"accept-new\"\n",
+    );
+    let (config, port) = one_tunnel(dir.path(), &sshd, &accept_new, &echo);
+    let learner = run(&config);
+    assert!(
+        learner.wait_for_log("tunnel up", LOG_TIMEOUT),
+        "{}",
+        learner.logs()
+    );
+    assert_eq!(echo_once(port, b"learned"), b"learned");
+    let learned = std::fs::read_to_string(&known_hosts).unwrap();
+    assert_eq!(
+        learned,
+        format!(
+            "[127.0.0.1]:{} {}\n",
+            sshd.port(),
+            sshd.host_key().public_key()
+        )
+    );
+}
+
+#[test]
+fn two_processes_learning_into_one_known_hosts_keep_both_entries() {
+    let dir = test_dir();
+    let shared = dir.path().join("shared_known_hosts");
+    let echo = EchoServer::start();
+    let servers: Vec<Sshd> = (0..4).map(|_| Sshd::start()).collect();
+    let mut daemons = Vec::new();
+    for (i, sshd) in servers.iter().enumerate() {
+        let sub = dir.path().join(format!("d{i}"));
+        std::fs::create_dir(&sub).unwrap();
+        let defaults = defaults_for(sshd, &sub).replace(
+            &format!("known_hosts = \"{}\"", sub.join("known_hosts").display()),
+            &format!(
+                "known_hosts = \"{}\"\nhost_key_policy = \"accept-new\"",
+                shared.display()
+            ),
+        );
+        let (config, _) = one_tunnel(&sub, sshd, &defaults, &echo);
+        daemons.push(config);
+    }
+    // All four started together, racing to append to the same file.
+    let running: Vec<TunneldProcess> = daemons.iter().map(|c| run(c)).collect();
+    for daemon in &running {
+        assert!(
+            daemon.wait_for_log("tunnel up", LOG_TIMEOUT),
+            "{}",
+            daemon.logs()
+        );
+    }
+    let learned = std::fs::read_to_string(&shared).unwrap();
+    for sshd in &servers {
+        let line = format!(
+            "[127.0.0.1]:{} {}",
+            sshd.port(),
+            sshd.host_key().public_key()
+        );
+        assert_eq!(
+            learned.lines().filter(|l| *l == line).count(),
+            1,
+            "{line} in:\n{learned}"
+        );
+    }
+    assert_eq!(learned.lines().count(), servers.len());
+}
+
+#[test]
+fn a_key_the_server_does_not_accept_is_an_authentication_failure() {
+    let dir = test_dir();
+    let sshd = Sshd::start();
+    let echo = EchoServer::start();
+    let stranger = KeyPair::generate(dir.path(), "stranger");
+    let defaults = defaults_for(&sshd, dir.path()).replace(
+        &sshd.client_key().private.display().to_string(),
+        &stranger.private.display().to_string(),
+    );
+    let (config, _) = one_tunnel(dir.path(), &sshd, &defaults, &echo);
+    let tunneld = run(&config);
+    let expected = format!(
+        "authentication refused for {}@127.0.0.1:{} (tried: {})",
+        sshd.user(),
+        sshd.port(),
+        stranger.private.display()
+    );
+    assert!(
+        tunneld.wait_for_log(&expected, LOG_TIMEOUT),
+        "{}",
+        tunneld.logs()
+    );
+    assert!(tunneld.logs().contains("kind=auth"));
+    assert!(tunneld.logs().contains("permanent=true"));
+}
+
+#[test]
+fn an_encrypted_or_world_readable_key_is_a_clear_error_not_a_prompt() {
+    let dir = test_dir();
+    let sshd = Sshd::start();
+    let echo = EchoServer::start();
+    let encrypted = KeyPair::generate_encrypted(dir.path(), "locked", "secret");
+    let defaults = defaults_for(&sshd, dir.path()).replace(
+        &sshd.client_key().private.display().to_string(),
+        &encrypted.private.display().to_string(),
+    );
+    let (config, _) = one_tunnel(dir.path(), &sshd, &defaults, &echo);
+    let tunneld = run(&config);
+    let expected = format!(
+        "{} is encrypted with a passphrase; tunneld cannot prompt for it",
+        encrypted.private.display()
+    );
+    assert!(
+        tunneld.wait_for_log(&expected, LOG_TIMEOUT),
+        "{}",
+        tunneld.logs()
+    );
+    drop(tunneld);
+
+    let open = KeyPair::generate(dir.path(), "open");
+    std::fs::set_permissions(&open.private, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let defaults = defaults_for(&sshd, dir.path()).replace(
+        &sshd.client_key().private.display().to_string(),
+        &open.private.display().to_string(),
+    );
+    let (config, _) = one_tunnel(dir.path(), &sshd, &defaults, &echo);
+    let tunneld = run(&config);
+    let expected = format!(
+        "{} is readable by group/others; refusing to use it",
+        open.private.display()
+    );
+    assert!(
+        tunneld.wait_for_log(&expected, LOG_TIMEOUT),
+        "{}",
+        tunneld.logs()
+    );
+}
+
+#[test]
+fn agent_authentication_works_with_a_real_ssh_agent() {
+    let dir = test_dir();
+    let sshd = Sshd::start();
+    let echo = EchoServer::start();
+    let agent = SshAgent::start(dir.path());
+    agent.add(sshd.client_key());
+    let defaults = defaults_for(&sshd, dir.path()).replace(
+        &format!(
+            "identity_files = [\"{}\"]\n",
+            sshd.client_key().private.display()
+        ),
+        "use_agent = true\n",
+    );
+    assert!(!defaults.contains("identity_files"));
+    let (config, port) = one_tunnel(dir.path(), &sshd, &defaults, &echo);
+    let tunneld = TunneldProcess::spawn(
+        &["run", "--config", config.to_str().unwrap()],
+        &[("SSH_AUTH_SOCK", agent.socket().to_str().unwrap())],
+    );
+    assert!(
+        tunneld.wait_for_log("authenticated with an agent key", LOG_TIMEOUT),
+        "{}",
+        tunneld.logs()
+    );
+    let payload = random_bytes(200_000, 7);
+    assert_eq!(echo_once(port, &payload), payload);
+    assert!(
+        sshd.log()
+            .contains(&format!("Accepted publickey for {}", sshd.user()))
+    );
+}
+
+#[test]
+fn check_exits_0_for_a_valid_file_and_78_for_an_invalid_one() {
+    let dir = test_dir();
+    let sshd = Sshd::start();
+    let echo = EchoServer::start();
+    let (config, port) = one_tunnel(dir.path(), &sshd, &defaults_for(&sshd, dir.path()), &echo);
+    let out = std::process::Command::new(harness::tunneld_bin())
+        .args(["check", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with(&format!(
+            "t: {}@127.0.0.1:{}; local {port}:127.0.0.1:",
+            sshd.user(),
+            sshd.port()
+        )),
+        "{stdout}"
+    );
+
+    let bad = write_config(
+        dir.path(),
+        "[tunnels.db]\nhost = \"db\"\nlocal = [\"5432:localhost\"]\nuse_agent = true\n",
+    );
+    let out = std::process::Command::new(harness::tunneld_bin())
+        .args(["check", "--config", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        format!(
+            "{}:3:10: tunnels.db.local[0]: \"5432:localhost\" is not [bind:]port:host:hostport",
+            bad.display()
+        )
+    );
+
+    // A key file readable by others is a check failure too.
+    let key = KeyPair::generate(dir.path(), "loose");
+    std::fs::set_permissions(&key.private, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let loose = write_config(
+        dir.path(),
+        &format!(
+            "[tunnels.db]\nhost = \"db\"\nidentity_files = [\"{}\"]\nlocal = [\"5432:localhost:5432\"]\n",
+            key.private.display()
+        ),
+    );
+    let out = std::process::Command::new(harness::tunneld_bin())
+        .args(["check", "--config", loose.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is readable by group/others"));
+}
+
+#[test]
+fn run_exits_78_on_an_invalid_or_missing_file() {
+    let dir = test_dir();
+    let bad = write_config(dir.path(), "[tunnels.db]\nhost = \"db\"\nlokal = []\n");
+    let mut tunneld = run(&bad);
+    let status = tunneld.wait_exit(Duration::from_secs(10)).expect("exits");
+    assert_eq!(status.code(), Some(78));
+    let expected = format!("{}:3:1: tunnels.db.lokal: unknown field", bad.display());
+    assert!(
+        tunneld.wait_for_log(&expected, LOG_TIMEOUT),
+        "{}",
+        tunneld.logs()
+    );
+
+    let mut missing = run(&dir.path().join("nope.toml"));
+    assert_eq!(
+        missing
+            .wait_exit(Duration::from_secs(10))
+            .expect("exits")
+            .code(),
+        Some(78)
+    );
+}

@@ -1,0 +1,298 @@
+//! `local` forwards through a real OpenSSH sshd, with tunneld running in process.
+
+// Helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use harness::{ClosedPort, EchoServer, Sshd, free_port, random_bytes};
+use support::{InProcess, defaults_for, echo_through, host_line, test_dir, write_config};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tunneld_supervisor::TunnelState;
+
+fn local(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}
+
+fn connection_id(state: &TunnelState) -> u64 {
+    match state {
+        TunnelState::Up { connection, .. } => *connection,
+        other => panic!("not up: {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_64_mib_payload_arrives_byte_identical() {
+    let dir = test_dir();
+    let sshd = Sshd::start();
+    let echo = EchoServer::start();
+    let port = free_port();
+    let config = format!(
+        "{}[tunnels.bulk]\n{}local = [\"{port}:127.0.0.1:{}\"]\n",
+        defaults_for(&sshd, dir.path()),
+        host_line(&sshd),
+        echo.port()
+    );
+    let tunneld = InProcess::start(&write_config(dir.path(), &config));
+    tunneld.wait_up("bulk").await;
+
+    let payload = random_bytes(64 << 20, 64);
+    let back = echo_through(local(port), &payload).await;
+    assert_eq!(back.len(), payload.len());
+    assert!(back == payload, "the echoed bytes differ from the payload");
+    tunneld.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_connections_all_complete_with_their_own_bytes() {
+    let dir = test_dir();
+    let sshd = Sshd::start();
+    let echo = EchoServer::start();
+    let port = free_port();
+    let config = format!(
+        "{}[tunnels.busy]\n{}local = [\"{port}:127.0.0.1:{}\"]\n",
+        defaults_for(&sshd, dir.path()),
+        host_line(&sshd),
+        echo.port()
+    );
+    let tunneld = InProcess::start(&write_config(dir.path(), &config));
+    let up = tunneld.wait_up("busy").await;
+
+    let clients: Vec<_> = (0..200u64)
+        .map(|i| {
+            tokio::spawn(async move {
+                let payload = random_bytes(16 * 1024 + i as usize * 7, i);
+                let back = echo_through(local(port), &payload).await;
+                back == payload
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for client in clients {
+        if client.await.unwrap() {
+            ok += 1;
+        }
+    }
+    assert_eq!(
+        ok, 200,
+        "every connection must get exactly its own bytes back"
+    );
+    assert!(echo.connections_total() >= 200);
+    // All of them over the one SSH connection.
+    let now = tunneld.wait_up("busy").await;
+    assert_eq!(connection_id(&now), connection_id(&up));
+    tunneld.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_forwards_share_one_connection() {
+    let dir = test_dir();
+    let sshd = Sshd::start();
+    let echoes = [
+        EchoServer::start(),
+        EchoServer::start(),
+        EchoServer::start(),
+    ];
+    let ports = [free_port(), free_port(), free_port()];
+    let forwards: Vec<String> = ports
+        .iter()
+        .zip(&echoes)
+        .map(|(port, echo)| format!("\"{port}:127.0.0.1:{}\"", echo.port()))
+        .collect();
+    let config = format!(
+        "{}[tunnels.three]\n{}local = [{}]\n",
+        defaults_for(&sshd, dir.path()),
+        host_line(&sshd),
+        forwards.join(", ")
+    );
+    let tunneld = InProcess::start(&write_config(dir.path(), &config));
+    tunneld.wait_up("three").await;
+
+    for (i, (port, echo)) in ports.iter().zip(&echoes).enumerate() {
+        let payload = random_bytes(100_000, i as u64);
+        assert_eq!(echo_through(local(*port), &payload).await, payload);
+        assert_eq!(
+            echo.connections_total(),
+            1,
+            "forward {i} reached its own target"
+        );
+    }
+    // One SSH session carried all three: sshd accepted exactly one login.
+    assert_eq!(sshd.log().matches("Accepted publickey").count(), 1);
+    tunneld.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_the_server_refuses_fails_only_that_connection() {
+    let dir = test_dir();
+    let allowed = EchoServer::start();
+    let forbidden = EchoServer::start();
+    let sshd = Sshd::builder()
+        .config_line(format!("PermitOpen 127.0.0.1:{}", allowed.port()))
+        .start();
+    let (good, bad) = (free_port(), free_port());
+    let config = format!(
+        "{}[tunnels.mixed]\n{}local = [\"{good}:127.0.0.1:{}\", \"{bad}:127.0.0.1:{}\"]\n",
+        defaults_for(&sshd, dir.path()),
+        host_line(&sshd),
+        allowed.port(),
+        forbidden.port()
+    );
+    let tunneld = InProcess::start(&write_config(dir.path(), &config));
+    let up = tunneld.wait_up("mixed").await;
+
+    for round in 0..3u64 {
+        // The refused one: accepted, then closed cleanly without a byte.
+        let mut refused = TcpStream::connect(local(bad)).await.unwrap();
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(15), refused.read_to_end(&mut buf))
+            .await
+            .expect("a refused connection must be closed, not left hanging");
+        assert!(read.is_ok() || buf.is_empty());
+        assert!(
+            buf.is_empty(),
+            "nothing may come back from a refused target"
+        );
+        // The permitted one still works, over the same connection.
+        let payload = random_bytes(50_000, round);
+        assert_eq!(echo_through(local(good), &payload).await, payload);
+    }
+    assert_eq!(forbidden.connections_total(), 0);
+    assert!(
+        sshd.wait_for_log("denied", Duration::from_secs(5)),
+        "sshd log: {}",
+        sshd.log()
+    );
+    let now = tunneld.wait_up("mixed").await;
+    assert_eq!(
+        connection_id(&now),
+        connection_id(&up),
+        "the tunnel must not reconnect"
+    );
+    tunneld.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_listen_port_fails_the_tunnel_with_the_reason() {
+    let dir = test_dir();
+    let sshd = Sshd::start();
+    let squatter = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let port = squatter.local_addr().unwrap().port();
+    let target = ClosedPort::new();
+    let config = format!(
+        "{}[tunnels.taken]\n{}local = [\"127.0.0.1:{port}:127.0.0.1:{}\"]\n",
+        defaults_for(&sshd, dir.path()),
+        host_line(&sshd),
+        target.port()
+    );
+    let tunneld = InProcess::start(&write_config(dir.path(), &config));
+    let state = tunneld
+        .wait_for("taken", support::UP_TIMEOUT, |s| {
+            matches!(s, TunnelState::BackingOff { .. })
+        })
+        .await;
+    let TunnelState::BackingOff { reason, kind, .. } = state else {
+        unreachable!()
+    };
+    assert_eq!(
+        reason,
+        format!("listen 127.0.0.1:{port}: Address already in use (os error 98)")
+    );
+    assert_eq!(kind, tunneld_ssh::FailureKind::ForwardRefused);
+    // It never connected: a tunnel that cannot listen is not "up".
+    assert!(!sshd.log().contains("Accepted publickey"));
+
+    // Once the port is free, the retry binds it and the tunnel comes up.
+    drop(squatter);
+    tunneld.wait_up("taken").await;
+    tunneld.stop().await;
+}
+
+async fn negotiated_with(ciphers: &str, compression: bool) -> (tunneld_ssh::Negotiated, String) {
+    let dir = test_dir();
+    let sshd = Sshd::builder().log_level("DEBUG1").start();
+    let echo = EchoServer::start();
+    let port = free_port();
+    let config = format!(
+        "{}[tunnels.algo]\n{}ciphers = [{ciphers}]\ncompression = {compression}\nlocal = [\"{port}:127.0.0.1:{}\"]\n",
+        defaults_for(&sshd, dir.path()),
+        host_line(&sshd),
+        echo.port()
+    );
+    let tunneld = InProcess::start(&write_config(dir.path(), &config));
+    let TunnelState::Up { negotiated, .. } = tunneld.wait_up("algo").await else {
+        unreachable!()
+    };
+    // Compressible data round-trips too.
+    let payload = vec![b'z'; 1 << 20];
+    assert_eq!(echo_through(local(port), &payload).await, payload);
+    assert!(sshd.wait_for_log("kex: client->server cipher", Duration::from_secs(5)));
+    tunneld.stop().await;
+    let line = sshd
+        .log()
+        .lines()
+        .find(|l| l.contains("kex: client->server cipher"))
+        .unwrap_or_default()
+        .to_string();
+    (negotiated, line)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_cipher_and_compression_are_what_sshd_negotiates() {
+    let (negotiated, server_says) = negotiated_with(
+        "\"aes256-gcm@openssh.com\", \"chacha20-poly1305@openssh.com\"",
+        true,
+    )
+    .await;
+    assert_eq!(negotiated.cipher, "aes256-gcm@openssh.com");
+    assert_eq!(negotiated.compression, "zlib@openssh.com");
+    assert!(
+        server_says.contains("cipher: aes256-gcm@openssh.com")
+            && server_says.contains("compression: zlib@openssh.com"),
+        "sshd says: {server_says}"
+    );
+
+    let (negotiated, server_says) =
+        negotiated_with("\"chacha20-poly1305@openssh.com\"", false).await;
+    assert_eq!(negotiated.cipher, "chacha20-poly1305@openssh.com");
+    assert_eq!(negotiated.compression, "none");
+    assert!(
+        server_says.contains("cipher: chacha20-poly1305@openssh.com")
+            && server_says.contains("compression: none"),
+        "sshd says: {server_says}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_speaks_times_out_the_handshake() {
+    let dir = test_dir();
+    let sshd = Sshd::start();
+    // The kernel completes TCP handshakes into the backlog; nobody ever sends a banner.
+    let mute = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let mute_port = mute.local_addr().unwrap().port();
+    let config = format!(
+        "{}[tunnels.mute]\nhost = \"127.0.0.1:{mute_port}\"\nconnect_timeout = \"1s\"\nlocal = [\"{}:127.0.0.1:9\"]\n",
+        defaults_for(&sshd, dir.path()),
+        free_port()
+    );
+    let tunneld = InProcess::start(&write_config(dir.path(), &config));
+    let state = tunneld
+        .wait_for("mute", support::UP_TIMEOUT, |s| {
+            matches!(s, TunnelState::BackingOff { .. })
+        })
+        .await;
+    let TunnelState::BackingOff { reason, kind, .. } = state else {
+        unreachable!()
+    };
+    assert_eq!(
+        reason,
+        format!("127.0.0.1:{mute_port}: timed out after 1s during SSH handshake")
+    );
+    assert_eq!(kind, tunneld_ssh::FailureKind::Timeout);
+    tunneld.stop().await;
+    drop(mute);
+}

@@ -1,0 +1,109 @@
+//! What the end-to-end tests share: writing a tunneld configuration for a test sshd, running
+//! tunneld in process, and driving bytes through a forward.
+
+#![allow(dead_code, clippy::unwrap_used)] // each test file uses a different part of it
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use harness::{Sshd, TestDir};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tunneld_supervisor::{Supervisor, TunnelState};
+
+/// Generous bounds: these machines are shared and noisy (TESTING.md).
+pub const UP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The `[defaults]` block for a tunnel to `sshd`: its client key, a known_hosts file in `dir`
+/// that trusts it, and quick retries.
+pub fn defaults_for(sshd: &Sshd, dir: &Path) -> String {
+    let known_hosts = dir.join("known_hosts");
+    sshd.write_known_hosts(&known_hosts);
+    format!(
+        "[defaults]\nuser = \"{user}\"\nidentity_files = [\"{key}\"]\nknown_hosts = \"{kh}\"\nbackoff_min = \"100ms\"\nbackoff_max = \"2s\"\nconnect_timeout = \"10s\"\n\n",
+        user = sshd.user(),
+        key = sshd.client_key().private.display(),
+        kh = known_hosts.display(),
+    )
+}
+
+/// `host = "127.0.0.1:PORT"` for a tunnel block.
+pub fn host_line(sshd: &Sshd) -> String {
+    format!("host = \"127.0.0.1:{}\"\n", sshd.port())
+}
+
+/// Writes `text` as `dir/tunneld.toml`.
+pub fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("tunneld.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// tunneld running in this process.
+pub struct InProcess {
+    pub supervisor: Supervisor,
+    pub shutdown: CancellationToken,
+}
+
+impl InProcess {
+    pub fn start(config: &Path) -> Self {
+        let config = tunneld_config::load(config).unwrap_or_else(|e| panic!("{e}"));
+        let shutdown = CancellationToken::new();
+        let supervisor = Supervisor::start(&config, shutdown.clone());
+        InProcess {
+            supervisor,
+            shutdown,
+        }
+    }
+
+    /// Waits until `tunnel`'s state satisfies `pred`, and returns it.
+    pub async fn wait_for(
+        &self,
+        tunnel: &str,
+        timeout: Duration,
+        pred: impl Fn(&TunnelState) -> bool,
+    ) -> TunnelState {
+        let mut rx = self.supervisor.state(tunnel).expect("no such tunnel");
+        let first = rx.borrow().clone();
+        let waited = tokio::time::timeout(timeout, rx.wait_for(|s| pred(s)))
+            .await
+            .map(|r| r.map(|state| state.clone()));
+        match waited {
+            Ok(Ok(state)) => state,
+            _ => panic!(
+                "tunnel {tunnel}: condition not met within {timeout:?}; state now: {} (was {first})",
+                *rx.borrow()
+            ),
+        }
+    }
+
+    pub async fn wait_up(&self, tunnel: &str) -> TunnelState {
+        self.wait_for(tunnel, UP_TIMEOUT, TunnelState::is_up).await
+    }
+
+    pub async fn stop(self) {
+        assert!(self.supervisor.shutdown(Duration::from_secs(5)).await);
+    }
+}
+
+/// Sends `payload` through `addr` to an echo server and returns what came back.
+pub async fn echo_through(addr: SocketAddr, payload: &[u8]) -> Vec<u8> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let payload = payload.to_vec();
+    let writer = tokio::spawn(async move {
+        write.write_all(&payload).await.unwrap();
+        write.shutdown().await.unwrap();
+    });
+    let mut back = Vec::new();
+    read.read_to_end(&mut back).await.unwrap();
+    writer.await.unwrap();
+    back
+}
+
+/// A temp dir for a test's files.
+pub fn test_dir() -> TestDir {
+    TestDir::new()
+}
