@@ -19,6 +19,12 @@ use crate::error::{SshError, Stage};
 /// the budget into slivers that no handshake could meet.
 const MIN_PER_ADDRESS: Duration = Duration::from_secs(1);
 
+/// How long an unanswered TCP connect waits before another one is started beside it.
+const STAGGER: Duration = Duration::from_secs(1);
+
+/// At most this many connects to one address at once.
+const MAX_STAGGERED: usize = 16;
+
 /// Resolves `host` (again on every call, so a DNS change is followed) and connects to its
 /// addresses in turn until one answers. Each address gets an equal share of what is left of
 /// the budget, so one black-holed address cannot eat all of it.
@@ -53,10 +59,9 @@ pub(crate) async fn connect_tcp(
         let share = ((deadline - now) / left).max(MIN_PER_ADDRESS);
         let attempt_deadline = (now + share).min(deadline);
         debug!(%addr, "connecting");
-        match tokio::time::timeout_at(attempt_deadline, TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => return Ok(stream),
-            Ok(Err(err)) => attempts.push((*addr, err)),
-            Err(_) => attempts.push((*addr, io::Error::new(io::ErrorKind::TimedOut, "no answer"))),
+        match connect_staggered(*addr, attempt_deadline).await {
+            Ok(stream) => return Ok(stream),
+            Err(err) => attempts.push((*addr, err)),
         }
     }
     if attempts.is_empty() && !addrs.is_empty() {
@@ -70,6 +75,47 @@ pub(crate) async fn connect_tcp(
         peer: peer.to_string(),
         attempts,
     })
+}
+
+/// Connects to `addr`, starting a fresh attempt every [`STAGGER`] while earlier ones get no
+/// answer; the first to succeed wins.
+///
+/// After a network cut the kernel retransmits an unanswered SYN only after 1, 3, 7, 15 s...,
+/// so a single attempt can sit for seconds after the path is back. A new SYN every second
+/// bounds that wait to about a second.
+async fn connect_staggered(addr: SocketAddr, deadline: Instant) -> io::Result<TcpStream> {
+    let mut attempts = tokio::task::JoinSet::new();
+    let mut last_error: Option<io::Error> = None;
+    attempts.spawn(TcpStream::connect(addr));
+    let mut next_start = Instant::now() + STAGGER;
+    loop {
+        tokio::select! {
+            joined = attempts.join_next(), if !attempts.is_empty() => match joined {
+                Some(Ok(Ok(stream))) => return Ok(stream),
+                // Refused, unreachable...: the answer is in; another SYN would get the same.
+                Some(Ok(Err(err))) => {
+                    if attempts.is_empty() {
+                        return Err(err);
+                    }
+                    last_error = Some(err);
+                }
+                Some(Err(join)) => last_error = Some(io::Error::other(join)),
+                None => {}
+            },
+            () = tokio::time::sleep_until(next_start), if attempts.len() < MAX_STAGGERED => {
+                attempts.spawn(TcpStream::connect(addr));
+                next_start += STAGGER;
+            }
+            () = tokio::time::sleep_until(deadline) => {
+                return Err(last_error.unwrap_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "no answer")));
+            }
+        }
+        if attempts.is_empty()
+            && let Some(err) = last_error.take()
+        {
+            return Err(err);
+        }
+    }
 }
 
 /// Socket options for the SSH connection.

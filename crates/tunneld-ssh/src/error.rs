@@ -184,6 +184,32 @@ impl SshError {
         }
     }
 
+    /// Whether the server was never reached: the name did not resolve, or TCP connects got no
+    /// answer or no route. Such attempts cost the server nothing, so the supervisor retries them
+    /// about every second instead of backing off: when the network returns, so does the tunnel.
+    pub fn server_unreached(&self) -> bool {
+        match self {
+            SshError::Resolve { .. } => true,
+            SshError::Timeout {
+                stage: Stage::Connect,
+                ..
+            } => true,
+            SshError::Connect { attempts, .. } => {
+                !attempts.is_empty()
+                    && attempts.iter().all(|(_, err)| {
+                        matches!(
+                            err.kind(),
+                            std::io::ErrorKind::TimedOut
+                                | std::io::ErrorKind::HostUnreachable
+                                | std::io::ErrorKind::NetworkUnreachable
+                                | std::io::ErrorKind::NetworkDown
+                        )
+                    })
+            }
+            _ => false,
+        }
+    }
+
     /// Whether retrying soon cannot help without someone changing something (a key, a
     /// known_hosts entry, the server's policy). Such failures back off at the cap at once.
     pub fn is_permanent(&self) -> bool {

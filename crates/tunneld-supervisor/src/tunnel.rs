@@ -17,6 +17,9 @@ use tunneld_ssh::{Connection, SshError, dead_peer_budget};
 use crate::backoff::{Backoff, jitter_unit};
 use crate::state::TunnelState;
 
+/// The pause between attempts that never reached the server (see `SshError::server_unreached`).
+const UNREACHED_RETRY: Duration = Duration::from_secs(1);
+
 /// Runs `tunnel` until `cancel` fires, publishing its state on `state`.
 pub(crate) async fn run(
     tunnel: Arc<Tunnel>,
@@ -145,7 +148,15 @@ impl Supervised {
     async fn fail(&mut self, err: &SshError) -> bool {
         self.failures += 1;
         let permanent = err.is_permanent();
-        let delay = self.backoff_mut().next_delay(permanent, jitter_unit());
+        let delay = if err.server_unreached() {
+            // Nothing reached the server: probing again costs it nothing, and the sooner we
+            // try, the sooner the tunnel is back once the network is.
+            UNREACHED_RETRY
+                .min(self.tunnel.backoff.max)
+                .mul_f64(0.8 + 0.2 * jitter_unit())
+        } else {
+            self.backoff_mut().next_delay(permanent, jitter_unit())
+        };
         let reason = err.to_string();
         warn!(
             error = %reason,
