@@ -23,6 +23,24 @@ use crate::known_hosts::KnownHosts;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// How far an attempt to establish a connection has come, reported as it happens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Opening the TCP connection (or the channel through the previous hop) and handshaking.
+    Connecting {
+        /// The server, as messages name it.
+        peer: String,
+    },
+    /// The host key was accepted; authenticating.
+    Authenticating {
+        /// The server, as messages name it.
+        peer: String,
+    },
+}
+
+/// Receives [`Progress`] reports.
+pub type ProgressFn = dyn Fn(Progress) + Send + Sync;
+
 /// One SSH session to one server.
 struct Session {
     handle: Handle<ClientHandler>,
@@ -113,19 +131,22 @@ impl Connection {
         target: &Hop,
         jump: &[Hop],
         keepalive: &Keepalive,
+        progress: &ProgressFn,
     ) -> Result<Connection, SshError> {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let mut sessions: Vec<Session> = Vec::with_capacity(jump.len());
         for hop in jump {
             let session = match sessions.last() {
-                None => Self::dial_direct(hop, None).await?,
-                Some(previous) => Self::dial_through(previous, hop, None).await?,
+                None => Self::dial_direct(hop, None, progress).await?,
+                Some(previous) => Self::dial_through(previous, hop, None, progress).await?,
             };
             sessions.push(session);
         }
         let session = match sessions.last() {
-            None => Self::dial_direct(target, Some(keepalive)).await?,
-            Some(previous) => Self::dial_through(previous, target, Some(keepalive)).await?,
+            None => Self::dial_direct(target, Some(keepalive), progress).await?,
+            Some(previous) => {
+                Self::dial_through(previous, target, Some(keepalive), progress).await?
+            }
         };
         let negotiated = session
             .shared
@@ -152,8 +173,13 @@ impl Connection {
         })
     }
 
-    async fn dial_direct(hop: &Hop, keepalive: Option<&Keepalive>) -> Result<Session, SshError> {
+    async fn dial_direct(
+        hop: &Hop,
+        keepalive: Option<&Keepalive>,
+        progress: &ProgressFn,
+    ) -> Result<Session, SshError> {
         let peer = peer_of(hop);
+        progress(Progress::Connecting { peer: peer.clone() });
         let deadline = Instant::now() + hop.connect_timeout;
         info!(peer = %peer, "connecting");
         let tcp = dial::connect_tcp(
@@ -172,6 +198,7 @@ impl Connection {
             dial::QuickAckStream::new(tcp),
             peer,
             deadline,
+            progress,
         )
         .await
     }
@@ -180,8 +207,10 @@ impl Connection {
         previous: &Session,
         hop: &Hop,
         keepalive: Option<&Keepalive>,
+        progress: &ProgressFn,
     ) -> Result<Session, SshError> {
         let peer = peer_of(hop);
+        progress(Progress::Connecting { peer: peer.clone() });
         let deadline = Instant::now() + hop.connect_timeout;
         info!(peer = %peer, via = %previous.peer, "connecting through jump host");
         let channel = tokio::time::timeout_at(
@@ -204,7 +233,15 @@ impl Connection {
             reason: format!("{} could not connect to it: {err}", previous.peer),
             kind: FailureKind::Network,
         })?;
-        Self::handshake(hop, keepalive, channel.into_stream(), peer, deadline).await
+        Self::handshake(
+            hop,
+            keepalive,
+            channel.into_stream(),
+            peer,
+            deadline,
+            progress,
+        )
+        .await
     }
 
     async fn handshake<S>(
@@ -213,6 +250,7 @@ impl Connection {
         stream: S,
         peer: String,
         deadline: Instant,
+        progress: &ProgressFn,
     ) -> Result<Session, SshError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -271,6 +309,7 @@ impl Connection {
             }
             Err(HandlerError::Russh(source)) => return Err(SshError::Protocol { peer, source }),
         };
+        progress(Progress::Authenticating { peer: peer.clone() });
         tokio::time::timeout_at(deadline, auth::authenticate(&mut handle, hop, &peer))
             .await
             .map_err(|_| timeout(Stage::Authentication))??;

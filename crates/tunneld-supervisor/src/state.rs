@@ -11,10 +11,19 @@ use tunneld_ssh::{FailureKind, Negotiated};
 pub enum TunnelState {
     /// Binding listeners, before the first connection attempt.
     Starting,
-    /// An attempt to connect (TCP, handshake, authentication) is under way.
+    /// An attempt to connect (TCP and SSH handshake, host key check) is under way.
     Connecting {
         /// 1 for the first attempt since the tunnel last was up.
         attempt: u32,
+        /// The server being dialled (a jump host, then the target).
+        peer: String,
+    },
+    /// The server's host key was accepted; authenticating.
+    Authenticating {
+        /// 1 for the first attempt since the tunnel last was up.
+        attempt: u32,
+        /// The server.
+        peer: String,
     },
     /// Connected; every forward is being served.
     Up {
@@ -65,8 +74,13 @@ impl fmt::Display for TunnelState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TunnelState::Starting => f.write_str("starting"),
-            TunnelState::Connecting { attempt } if *attempt <= 1 => f.write_str("connecting"),
-            TunnelState::Connecting { attempt } => write!(f, "connecting (attempt {attempt})"),
+            TunnelState::Connecting { attempt, peer } if *attempt <= 1 => {
+                write!(f, "connecting to {peer}")
+            }
+            TunnelState::Connecting { attempt, peer } => {
+                write!(f, "connecting to {peer} (attempt {attempt})")
+            }
+            TunnelState::Authenticating { peer, .. } => write!(f, "authenticating to {peer}"),
             TunnelState::Up { peer, .. } => write!(f, "up ({peer})"),
             TunnelState::BackingOff {
                 reason,

@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, info_span, warn};
 use tunneld_config::{LocalForward, Tunnel};
 use tunneld_ssh::forward::{ForwardContext, PipeLimits, listen, serve_local};
-use tunneld_ssh::{Connection, SshError, dead_peer_budget};
+use tunneld_ssh::{Connection, Progress, SshError, dead_peer_budget};
 
 use crate::backoff::{Backoff, jitter_unit};
 use crate::state::TunnelState;
@@ -92,12 +92,26 @@ impl Supervised {
 
     async fn connect_loop(&mut self, connection_tx: &watch::Sender<Option<Arc<Connection>>>) {
         loop {
-            self.state.send_replace(TunnelState::Connecting {
-                attempt: self.failures + 1,
-            });
+            let attempt_no = self.failures + 1;
+            let state = self.state.clone();
+            let progress = move |step: Progress| {
+                state.send_replace(match step {
+                    Progress::Connecting { peer } => TunnelState::Connecting {
+                        attempt: attempt_no,
+                        peer,
+                    },
+                    Progress::Authenticating { peer } => TunnelState::Authenticating {
+                        attempt: attempt_no,
+                        peer,
+                    },
+                });
+            };
+            let tunnel = &self.tunnel;
+            let establish =
+                Connection::establish(&tunnel.target, &tunnel.jump, &tunnel.keepalive, &progress);
             let attempt = tokio::select! {
                 () = self.cancel.cancelled() => return,
-                attempt = Connection::establish(&self.tunnel.target, &self.tunnel.jump, &self.tunnel.keepalive) => attempt,
+                attempt = establish => attempt,
             };
             let connection = match attempt {
                 Ok(connection) => Arc::new(connection),
