@@ -296,3 +296,29 @@ async fn a_server_that_never_speaks_times_out_the_handshake() {
     tunneld.stop().await;
     drop(mute);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_target_name_is_resolved_by_the_server_not_by_tunneld() {
+    let dir = test_dir();
+    let sshd = Sshd::builder().log_level("DEBUG1").start();
+    let echo = EchoServer::start();
+    let port = free_port();
+    // A name tunneld never looks up: it travels in the direct-tcpip request, as with ssh -L.
+    let config = format!(
+        "{}[tunnels.named]\n{}local = [\"{port}:localhost:{}\"]\n",
+        defaults_for(&sshd, dir.path()),
+        host_line(&sshd),
+        echo.port()
+    );
+    let tunneld = InProcess::start(&write_config(dir.path(), &config));
+    tunneld.wait_up("named").await;
+    let payload = random_bytes(10_000, 3);
+    assert_eq!(echo_through(local(port), &payload).await, payload);
+    let expected = format!("target localhost port {}", echo.port());
+    assert!(
+        sshd.wait_for_log(&expected, Duration::from_secs(5)),
+        "no {expected:?} in sshd's log:\n{}",
+        sshd.log()
+    );
+    tunneld.stop().await;
+}
