@@ -341,6 +341,12 @@ impl Connection {
         self.target.ended.is_cancelled() || self.target.handle.is_closed()
     }
 
+    fn dead_peer_budget(&self) -> Duration {
+        self.keepalive
+            .and_then(|k| k.interval.map(|i| dead_peer_budget(i, k.max)))
+            .unwrap_or_default()
+    }
+
     /// Waits until the session ends and says why.
     pub async fn closed(&self) -> SshError {
         self.target.ended.cancelled().await;
@@ -358,22 +364,21 @@ impl Connection {
                 reason: format!("the server closed the connection: {message}"),
                 kind: FailureKind::Network,
             },
-            Some(EndReason::Error(russh::Error::KeepaliveTimeout)) => {
-                let (max, budget) = self
-                    .keepalive
-                    .and_then(|k| k.interval.map(|i| (k.max, dead_peer_budget(i, k.max))))
-                    .unwrap_or((0, Duration::ZERO));
-                SshError::Closed {
-                    peer,
-                    reason: format!("no answer to {max} keepalives in {}s", budget.as_secs()),
-                    kind: FailureKind::Timeout,
-                }
-            }
+            Some(EndReason::Error(russh::Error::KeepaliveTimeout)) => SshError::Closed {
+                peer,
+                reason: format!(
+                    "no answer to {} keepalives in {}s",
+                    self.keepalive.map(|k| k.max).unwrap_or_default(),
+                    self.dead_peer_budget().as_secs()
+                ),
+                kind: FailureKind::Timeout,
+            },
             Some(EndReason::Error(russh::Error::InactivityTimeout)) => SshError::Closed {
                 peer,
-                reason:
-                    "nothing received from the server for the whole keepalive budget (link stuck)"
-                        .to_string(),
+                reason: format!(
+                    "nothing received from the server in {}s (the link is stuck)",
+                    self.dead_peer_budget().as_secs()
+                ),
                 kind: FailureKind::Timeout,
             },
             Some(EndReason::Error(err)) => {

@@ -136,6 +136,14 @@ pub enum SshError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The configuration asks for something this version cannot do yet.
+    #[error(
+        "{what} not supported by this version of tunneld yet; remove them from the tunnel or upgrade"
+    )]
+    Unsupported {
+        /// What, e.g. "remote forwards are".
+        what: String,
+    },
     /// The connection ended.
     #[error("{peer}: {reason}")]
     Closed {
@@ -175,7 +183,7 @@ impl SshError {
             SshError::Timeout { .. } => FailureKind::Timeout,
             SshError::HostKey(err) if err.is_permanent() => FailureKind::HostKey,
             SshError::HostKey(_) => FailureKind::Config,
-            SshError::NoUsableKey { .. } => FailureKind::Config,
+            SshError::NoUsableKey { .. } | SshError::Unsupported { .. } => FailureKind::Config,
             SshError::AuthRefused { .. } => FailureKind::Auth,
             SshError::Agent { .. } => FailureKind::Auth,
             SshError::Protocol { source, .. } => protocol_kind(source),

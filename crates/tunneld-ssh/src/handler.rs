@@ -111,8 +111,9 @@ impl russh::client::Handler for ClientHandler {
         let key = owned(key);
         // known_hosts is read (and under accept-new, locked and written): keep it off the
         // runtime's threads.
+        let span = tracing::Span::current();
         let verdict = tokio::task::spawn_blocking(move || {
-            known_hosts::verify(&path, policy, &host, port, &key)
+            span.in_scope(|| known_hosts::verify(&path, policy, &host, port, &key))
         })
         .await;
         match verdict {

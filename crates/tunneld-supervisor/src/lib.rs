@@ -19,6 +19,7 @@ use tracing::{info, warn};
 use tunneld_config::{Change, Config, Tunnel, diff};
 
 pub use state::TunnelState;
+pub use tunnel::unsupported;
 
 /// How long a reload waits for a stopped tunnel to release its listeners.
 const STOP_WAIT: Duration = Duration::from_secs(5);

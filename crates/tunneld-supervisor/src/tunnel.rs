@@ -59,7 +59,11 @@ impl Supervised {
             cancel: self.cancel.clone(),
         };
 
-        if self.bind_and_serve(&forwards, &ctx).await {
+        if let Some(unsupported) = unsupported(&self.tunnel) {
+            // Never "up but forwarding nothing": refuse the whole tunnel, visibly, until the
+            // configuration changes.
+            while self.fail(&unsupported).await {}
+        } else if self.bind_and_serve(&forwards, &ctx).await {
             self.connect_loop(&connection_tx).await;
         }
 
@@ -85,7 +89,7 @@ impl Supervised {
             }
         };
         for (forward, listener) in listeners {
-            forwards.spawn(serve_local(listener, forward, ctx.clone()));
+            forwards.spawn(serve_local(listener, forward, ctx.clone()).in_current_span());
         }
         true
     }
@@ -192,6 +196,20 @@ impl Supervised {
             () = tokio::time::sleep(delay) => true,
         }
     }
+}
+
+/// The forwards of `tunnel` this version cannot serve yet (remote and dynamic forwards come
+/// later), as the error the tunnel fails with.
+pub fn unsupported(tunnel: &Tunnel) -> Option<SshError> {
+    let what = match (tunnel.remote.is_empty(), tunnel.dynamic.is_empty()) {
+        (true, true) => return None,
+        (false, true) => "remote forwards are",
+        (true, false) => "dynamic (SOCKS) forwards are",
+        (false, false) => "remote and dynamic forwards are",
+    };
+    Some(SshError::Unsupported {
+        what: what.to_string(),
+    })
 }
 
 async fn bind_all(

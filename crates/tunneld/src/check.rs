@@ -20,12 +20,16 @@ pub(crate) fn check(path: &Path) -> ExitCode {
     let mut problems = 0usize;
     for tunnel in &config.tunnels {
         println!("{}", describe(tunnel));
+        if let Some(unsupported) = tunneld_supervisor::unsupported(tunnel) {
+            problems += 1;
+            eprintln!("{}: tunnels.{}: {unsupported}", path.display(), tunnel.name);
+        }
         for (hop_name, hop) in hops(tunnel) {
             for id in &hop.identity_files {
                 match identity::check(id, credentials_dir.as_deref()) {
                     Ok(CheckOutcome::Usable { .. }) => {}
                     Ok(CheckOutcome::Unverifiable(why)) => {
-                        println!("  note: {hop_name}: {id}: {why}");
+                        println!("  note: {hop_name}: {why}");
                     }
                     Err(err) => {
                         problems += 1;
@@ -40,7 +44,7 @@ pub(crate) fn check(path: &Path) -> ExitCode {
         }
     }
     if problems > 0 {
-        eprintln!("{}: {problems} problem(s) with key files", path.display());
+        eprintln!("{}: {problems} problem(s)", path.display());
         return ExitCode::from(EXIT_CONFIG);
     }
     println!("{}: OK, {} tunnel(s)", path.display(), config.tunnels.len());
