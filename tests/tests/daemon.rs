@@ -478,3 +478,77 @@ fn run_exits_78_on_an_invalid_or_missing_file() {
         Some(78)
     );
 }
+
+/// Makes `sshd` present a host certificate signed by a new CA for `principal`; returns the CA.
+fn present_host_certificate(sshd: &mut Sshd, dir: &Path, principal: &str) -> KeyPair {
+    let ca = KeyPair::generate(dir, "host_ca");
+    let signed = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-s"])
+        .arg(&ca.private)
+        .args(["-h", "-I", "test-host", "-n", principal])
+        .arg(&sshd.host_key().public)
+        .status()
+        .unwrap();
+    assert!(signed.success());
+    let cert = sshd.host_key().private.with_file_name(format!(
+        "{}-cert.pub",
+        sshd.host_key()
+            .private
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+    ));
+    assert!(cert.exists(), "{} was not written", cert.display());
+    let mut config = std::fs::read_to_string(sshd.config_path()).unwrap();
+    config.push_str(&format!("HostCertificate {}\n", cert.display()));
+    std::fs::write(sshd.config_path(), config).unwrap();
+    sshd.restart();
+    ca
+}
+
+#[test]
+fn a_host_certificate_is_trusted_through_cert_authority_and_checked() {
+    let dir = test_dir();
+    let echo = EchoServer::start();
+
+    // Signed for the name tunneld connects to: trusted with only a @cert-authority line.
+    let mut sshd = Sshd::start();
+    let ca = present_host_certificate(&mut sshd, dir.path(), "127.0.0.1");
+    let defaults = defaults_for(&sshd, dir.path());
+    let known_hosts = dir.path().join("known_hosts");
+    std::fs::write(
+        &known_hosts,
+        format!("@cert-authority [127.0.0.1]:* {}\n", ca.public_key()),
+    )
+    .unwrap();
+    let (config, port) = one_tunnel(dir.path(), &sshd, &defaults, &echo);
+    let tunneld = run(&config);
+    assert!(
+        tunneld.wait_for_log("tunnel up", LOG_TIMEOUT),
+        "{}",
+        tunneld.logs()
+    );
+    assert_eq!(echo_once(port, b"certified"), b"certified");
+    drop(tunneld);
+
+    // Signed for another name: refused, and the message says why.
+    let other_dir = test_dir();
+    let mut wrong = Sshd::start();
+    let ca = present_host_certificate(&mut wrong, other_dir.path(), "db.example.com");
+    let defaults = defaults_for(&wrong, other_dir.path());
+    let known_hosts = other_dir.path().join("known_hosts");
+    std::fs::write(
+        &known_hosts,
+        format!("@cert-authority [127.0.0.1]:* {}\n", ca.public_key()),
+    )
+    .unwrap();
+    let (config, _) = one_tunnel(other_dir.path(), &wrong, &defaults, &echo);
+    let tunneld = run(&config);
+    let expected = "its principals (db.example.com) do not include 127.0.0.1";
+    assert!(
+        tunneld.wait_for_log(expected, LOG_TIMEOUT),
+        "{}",
+        tunneld.logs()
+    );
+    assert!(!wrong.log().contains("Accepted publickey"));
+}
