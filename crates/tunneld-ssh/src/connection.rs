@@ -399,8 +399,13 @@ impl Connection {
 
     /// Opens a direct-tcpip channel to `host:port` as seen from the server, bounded by the
     /// hop's `connect_timeout` (the server may be waiting on its own TCP connect).
+    ///
+    /// russh sends the request at once and cannot take it back, so the open runs in a task of
+    /// its own: when the server confirms only after we gave up, that task closes the channel
+    /// rather than leaving it (and the server's connection to the target) open for the rest of
+    /// the session.
     pub async fn open_direct_tcpip(
-        &self,
+        self: &Arc<Self>,
         host: &str,
         port: u16,
         originator: SocketAddr,
@@ -410,30 +415,48 @@ impl Connection {
         } else {
             format!("{host}:{port}")
         };
-        let opened = tokio::time::timeout(
-            self.channel_open_timeout,
-            self.target.handle.channel_open_direct_tcpip(
-                host.to_string(),
-                u32::from(port),
-                originator.ip().to_string(),
-                u32::from(originator.port()),
-            ),
-        )
-        .await;
+        let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
+        let connection = Arc::clone(self);
+        let request = (host.to_string(), originator);
+        tokio::spawn(async move {
+            let (host, originator) = request;
+            let opened = connection
+                .target
+                .handle
+                .channel_open_direct_tcpip(
+                    host,
+                    u32::from(port),
+                    originator.ip().to_string(),
+                    u32::from(originator.port()),
+                )
+                .await;
+            if let Err(Ok(late)) = reply_tx.send(opened) {
+                debug!("the server confirmed a channel after its open timed out; closing it");
+                let _ = late.eof().await;
+                let _ = late.close().await;
+            }
+        });
+        let opened = tokio::time::timeout(self.channel_open_timeout, reply_rx).await;
         match opened {
-            Ok(Ok(channel)) => Ok(channel),
-            Ok(Err(russh::Error::ChannelOpenFailure(reason))) => Err(ChannelOpenError::Refused {
-                target,
-                server: self.label.clone(),
-                reason,
-            }),
-            Ok(Err(err)) => {
+            Ok(Ok(Ok(channel))) => Ok(channel),
+            Ok(Ok(Err(russh::Error::ChannelOpenFailure(reason)))) => {
+                Err(ChannelOpenError::Refused {
+                    target,
+                    server: self.label.clone(),
+                    reason,
+                })
+            }
+            Ok(Ok(Err(err))) => {
                 debug!(error = %err, "channel open failed");
                 Err(ChannelOpenError::Closed {
                     target,
                     server: self.label.clone(),
                 })
             }
+            Ok(Err(_)) => Err(ChannelOpenError::Closed {
+                target,
+                server: self.label.clone(),
+            }),
             Err(_) => Err(ChannelOpenError::Timeout {
                 target,
                 server: self.label.clone(),

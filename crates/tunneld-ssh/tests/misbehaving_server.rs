@@ -33,9 +33,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::{Instant, timeout};
-use tunneld_config::{HostKeyPolicy, Hop, IdentityFile, Keepalive};
+use tunneld_config::{Hop, HostKeyPolicy, IdentityFile, Keepalive};
 use tunneld_ssh::known_hosts::HostKeyError;
-use tunneld_ssh::{ChannelOpenError, Connection, SshError, Stage};
+use tunneld_ssh::{ChannelOpenError, Connection, Progress, SshError, Stage};
 
 /// How long a step may take before the test calls it hung. Generous: the timeouts under test
 /// are 1 s, and a loaded CI machine must not make the tests flaky.
@@ -138,7 +138,11 @@ impl server::Handler for Misbehaving {
                 self.seen.unanswered.lock().unwrap().push((channel, reply));
                 self.seen.unanswered_arrived.notify_one();
             }
-            _ => reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await,
+            _ => {
+                reply
+                    .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                    .await
+            }
         }
         Ok(())
     }
@@ -172,6 +176,24 @@ fn keepalive() -> Keepalive {
         interval: Some(Duration::from_secs(5)),
         max: 3,
     }
+}
+
+/// `Connection::establish` to `hop` alone (no jump hosts), bounded by [`BOUND`]; also returns the
+/// progress it reported.
+async fn establish(hop: &Hop) -> (Result<Connection, SshError>, Vec<Progress>) {
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    let recorder = reports.clone();
+    let progress = move |report: Progress| recorder.lock().unwrap().push(report);
+    let keepalive = keepalive();
+    let establishing = Connection::establish(hop, &[], &keepalive, &progress);
+    let Ok(result) = timeout(BOUND, establishing).await else {
+        panic!(
+            "establish did not return within {BOUND:?} (connect_timeout {:?})",
+            hop.connect_timeout
+        );
+    };
+    let reports = reports.lock().unwrap().clone();
+    (result, reports)
 }
 
 /// A misbehaving server listening on 127.0.0.1, with the client's key and known_hosts next to it.
@@ -259,14 +281,13 @@ impl TestServer {
     }
 
     /// Connects tunneld's client to this server.
-    async fn connect(&self, connect_timeout: Duration) -> Connection {
-        timeout(
-            BOUND,
-            Connection::establish(&self.hop(connect_timeout), &[], &keepalive()),
+    async fn connect(&self, connect_timeout: Duration) -> Arc<Connection> {
+        Arc::new(
+            establish(&self.hop(connect_timeout))
+                .await
+                .0
+                .expect("establish failed"),
         )
-        .await
-        .expect("establish did not return")
-        .expect("establish failed")
     }
 
     /// The server's handle of the next session that reached the SSH layer.
@@ -298,14 +319,11 @@ async fn server_opens(
 }
 
 /// Opens a direct-tcpip channel to [`ECHO`] through `connection` and checks that bytes come back.
-async fn assert_echo_works(connection: &Connection) {
-    let channel = timeout(
-        BOUND,
-        connection.open_direct_tcpip(ECHO, 7, originator()),
-    )
-    .await
-    .expect("open_direct_tcpip did not return")
-    .expect("the echo channel did not open");
+async fn assert_echo_works(connection: &Arc<Connection>) {
+    let channel = timeout(BOUND, connection.open_direct_tcpip(ECHO, 7, originator()))
+        .await
+        .expect("open_direct_tcpip did not return")
+        .expect("the echo channel did not open");
     let mut stream = channel.into_stream();
     let message = b"still connected";
     stream.write_all(message).await.unwrap();
@@ -399,12 +417,7 @@ async fn channels_the_server_opens_unasked_are_refused() {
 async fn authentication_has_a_timeout() {
     let server = TestServer::start(Authentication::Hang).await;
     let started = Instant::now();
-    let result = timeout(
-        BOUND,
-        Connection::establish(&server.hop(Duration::from_secs(1)), &[], &keepalive()),
-    )
-    .await
-    .expect("establish hung although connect_timeout is 1s");
+    let (result, progress) = establish(&server.hop(Duration::from_secs(1))).await;
     let elapsed = started.elapsed();
 
     let Err(err) = result else {
@@ -431,6 +444,13 @@ async fn authentication_has_a_timeout() {
     assert!(
         elapsed >= Duration::from_secs(1),
         "gave up after {elapsed:?}, before the timeout"
+    );
+    let authenticating = Progress::Authenticating {
+        peer: format!("127.0.0.1:{}", server.port),
+    };
+    assert!(
+        progress.contains(&authenticating),
+        "the client never reported authenticating: {progress:?}"
     );
     // The timeout was the server's doing: its authentication handler was reached (and hangs).
     timeout(BOUND, server.seen.auth_called.notified())
@@ -560,12 +580,7 @@ async fn host_key_mismatch_stops_before_authentication() {
     let impostor = load_secret_key(keygen(server.dir.path(), "other_key"), None).unwrap();
     server.write_known_hosts(&public_openssh(&impostor));
 
-    let result = timeout(
-        BOUND,
-        Connection::establish(&server.hop(Duration::from_secs(2)), &[], &keepalive()),
-    )
-    .await
-    .expect("establish did not return");
+    let (result, progress) = establish(&server.hop(Duration::from_secs(2))).await;
     match result {
         Err(SshError::HostKey(HostKeyError::Changed { name, .. })) => {
             assert_eq!(name, format!("[127.0.0.1]:{}", server.port));
@@ -574,6 +589,12 @@ async fn host_key_mismatch_stops_before_authentication() {
         Ok(_) => panic!("connected to a server whose host key does not match known_hosts"),
     }
 
+    assert!(
+        !progress
+            .iter()
+            .any(|report| matches!(report, Progress::Authenticating { .. })),
+        "the client reported authenticating to a server with the wrong host key: {progress:?}"
+    );
     // Only once the server's session is over is "no authentication" a fact.
     timeout(BOUND, server.seen.session_ended.notified())
         .await
