@@ -24,6 +24,7 @@ pub use chaos::{ChaosProxy, Mode};
 pub use keys::{KeyKind, KeyPair};
 pub use procfs::{descendants, process_state};
 pub use servers::{ClosedPort, EchoServer, HttpServer};
+pub use servers::{ReplyServer, SilentServer, SourceServer};
 pub use sshd::{Sshd, SshdBuilder};
 pub use sshd_config::openssh_version;
 pub use tunneld::{TunneldProcess, tunneld_bin};

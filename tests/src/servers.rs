@@ -207,3 +207,207 @@ impl Default for ClosedPort {
         Self::new()
     }
 }
+
+/// A target that speaks first and hangs up: writes its reply to each connection as soon as it is
+/// accepted, then closes it, so the target side always closes first. Never reads.
+#[derive(Debug)]
+pub struct ReplyServer {
+    addr: SocketAddr,
+    accepted: Arc<AtomicU64>,
+    _runtime: Background,
+}
+
+impl ReplyServer {
+    /// Starts the server with the reply every connection gets.
+    pub fn start(reply: Vec<u8>) -> Self {
+        let (listener, addr) = bind_localhost();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let reply: Arc<[u8]> = reply.into();
+        let runtime = Background::new("reply-server");
+        runtime.spawn(accept_loop(
+            listener,
+            accepted.clone(),
+            move |mut stream| {
+                let reply = reply.clone();
+                async move {
+                    if stream.write_all(&reply).await.is_ok() {
+                        let _ = stream.shutdown().await;
+                    }
+                }
+            },
+        ));
+        Self {
+            addr,
+            accepted,
+            _runtime: runtime,
+        }
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Connections accepted so far.
+    pub fn connections_total(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+}
+
+/// A target that streams pseudo-random bytes to each connection for as long as it can write
+/// (until the peer goes away). Never reads.
+#[derive(Debug)]
+pub struct SourceServer {
+    addr: SocketAddr,
+    accepted: Arc<AtomicU64>,
+    sent: Arc<AtomicU64>,
+    ended: Arc<AtomicU64>,
+    _runtime: Background,
+}
+
+impl SourceServer {
+    /// Starts the server.
+    pub fn start() -> Self {
+        let (listener, addr) = bind_localhost();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let sent = Arc::new(AtomicU64::new(0));
+        let ended = Arc::new(AtomicU64::new(0));
+        let chunk: Arc<[u8]> = crate::util::random_bytes(64 * 1024, 0x5eed).into();
+        let runtime = Background::new("source-server");
+        let (sent_counter, ended_counter) = (sent.clone(), ended.clone());
+        runtime.spawn(accept_loop(
+            listener,
+            accepted.clone(),
+            move |mut stream| {
+                let (chunk, sent, ended) =
+                    (chunk.clone(), sent_counter.clone(), ended_counter.clone());
+                async move {
+                    while let Ok(n) = stream.write(&chunk).await {
+                        if n == 0 {
+                            break;
+                        }
+                        sent.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    ended.fetch_add(1, Ordering::Relaxed);
+                }
+            },
+        ));
+        Self {
+            addr,
+            accepted,
+            sent,
+            ended,
+            _runtime: runtime,
+        }
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Connections accepted so far.
+    pub fn connections_total(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Bytes written so far, over every connection.
+    pub fn bytes_sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Connections whose stream has ended (a write failed: the peer went away).
+    pub fn connections_ended(&self) -> u64 {
+        self.ended.load(Ordering::Relaxed)
+    }
+}
+
+/// A target that never says anything and never hangs up: reads (and discards) each connection
+/// until EOF, then keeps its own half open for as long as the server runs.
+#[derive(Debug)]
+pub struct SilentServer {
+    addr: SocketAddr,
+    accepted: Arc<AtomicU64>,
+    received: Arc<AtomicU64>,
+    eofs: Arc<AtomicU64>,
+    _runtime: Background,
+}
+
+impl SilentServer {
+    /// Starts the server.
+    pub fn start() -> Self {
+        let (listener, addr) = bind_localhost();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let received = Arc::new(AtomicU64::new(0));
+        let eofs = Arc::new(AtomicU64::new(0));
+        let runtime = Background::new("silent-server");
+        let (received_counter, eof_counter) = (received.clone(), eofs.clone());
+        runtime.spawn(accept_loop(
+            listener,
+            accepted.clone(),
+            move |mut stream| {
+                let (received, eofs) = (received_counter.clone(), eof_counter.clone());
+                async move {
+                    let mut buf = [0u8; 8192];
+                    loop {
+                        match stream.read(&mut buf).await {
+                            Ok(0) => {
+                                eofs.fetch_add(1, Ordering::Relaxed);
+                                break;
+                            }
+                            Ok(n) => {
+                                received.fetch_add(n as u64, Ordering::Relaxed);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    // Our half stays open: the stream lives as long as this never-ending task.
+                    std::future::pending::<()>().await;
+                    drop(stream);
+                }
+            },
+        ));
+        Self {
+            addr,
+            accepted,
+            received,
+            eofs,
+            _runtime: runtime,
+        }
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Connections accepted so far.
+    pub fn connections_total(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Bytes received so far, over every connection.
+    pub fn bytes_received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    /// Connections whose peer has sent EOF (which this server never answers).
+    pub fn eofs_seen(&self) -> u64 {
+        self.eofs.load(Ordering::Relaxed)
+    }
+}
