@@ -502,7 +502,10 @@ fn tunneld_binary_builds_and_reports_its_version() {
     let output = Command::new(&bin).arg("--version").output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{}", bin.display());
-    assert_eq!(stdout.trim(), format!("tunneld {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        stdout.trim(),
+        format!("tunneld {}", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
