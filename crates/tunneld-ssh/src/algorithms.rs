@@ -127,7 +127,7 @@ pub(crate) fn client_config(
             Some((interval, max)) => (
                 Some(interval),
                 max as usize,
-                Some(dead_peer_budget(interval, max)),
+                Some(stuck_link_budget(interval, max)),
             ),
             None => (None, 3, None),
         };
@@ -143,6 +143,13 @@ pub(crate) fn client_config(
         nodelay: true,
         ..Default::default()
     }
+}
+
+/// The backstop for a link whose writes are stuck (pitfall 3): one interval beyond the
+/// keepalive budget, so that a merely silent peer is reported by the keepalives, with their
+/// count, and this fires only when they could not.
+pub fn stuck_link_budget(interval: Duration, max: u32) -> Duration {
+    dead_peer_budget(interval, max).saturating_add(interval)
 }
 
 /// How long a silent peer is tolerated: `max` unanswered probes plus one interval, as

@@ -190,7 +190,8 @@ impl Connection {
             hop.connect_timeout,
         )
         .await?;
-        let user_timeout = keepalive.and_then(|k| k.interval.map(|i| dead_peer_budget(i, k.max)));
+        let user_timeout =
+            keepalive.and_then(|k| k.interval.map(|i| algorithms::stuck_link_budget(i, k.max)));
         dial::tune(&tcp, user_timeout);
         Self::handshake(
             hop,
@@ -377,7 +378,10 @@ impl Connection {
                 peer,
                 reason: format!(
                     "nothing received from the server in {}s (the link is stuck)",
-                    self.dead_peer_budget().as_secs()
+                    self.keepalive
+                        .and_then(|k| k.interval.map(|i| algorithms::stuck_link_budget(i, k.max)))
+                        .unwrap_or_default()
+                        .as_secs()
                 ),
                 kind: FailureKind::Timeout,
             },
