@@ -37,13 +37,17 @@ pub struct ForwardContext {
 
 impl ForwardContext {
     /// The connection to use for a new client: the current one, or the next one if the tunnel
-    /// is reconnecting, waiting at most `wait_for_connection`.
+    /// is reconnecting, waiting at most `wait_for_connection` (and not past cancellation).
     pub async fn connection(&self) -> Option<Arc<Connection>> {
         let mut rx = self.connection.clone();
         let wait = rx.wait_for(|c| c.as_ref().is_some_and(|c| !c.is_closed()));
-        match tokio::time::timeout(self.wait_for_connection, wait).await {
-            Ok(Ok(current)) => current.clone(),
-            _ => None,
+        // Shutdown must not wait out clients that wait for a tunnel that is down.
+        tokio::select! {
+            () = self.cancel.cancelled() => None,
+            waited = tokio::time::timeout(self.wait_for_connection, wait) => match waited {
+                Ok(Ok(current)) => current.clone(),
+                _ => None,
+            },
         }
     }
 }
