@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -61,6 +61,9 @@ struct Shared {
 #[derive(Debug)]
 struct Conn {
     reset: CancellationToken,
+    /// This connection's own mode: it follows the proxy's mode until pinned.
+    mode: Arc<watch::Sender<Mode>>,
+    pinned: Arc<AtomicBool>,
     /// Disconnected once the connection's task has ended and closed its sockets.
     done: std::sync::mpsc::Receiver<()>,
 }
@@ -113,6 +116,17 @@ impl ChaosProxy {
     /// afterwards is handled by the previous mode.
     pub fn set_mode(&self, mode: Mode) {
         self.shared.mode.send_replace(mode);
+    }
+
+    /// Switches only the connections open now to `mode` and keeps them there, whatever later
+    /// [`ChaosProxy::set_mode`] calls say; later connections follow the proxy's mode. This is
+    /// how a test black-holes the old SSH connection while a new one gets through.
+    pub fn pin_existing(&self, mode: Mode) {
+        let open = self.shared.open.lock().unwrap();
+        for conn in open.values() {
+            conn.pinned.store(true, Ordering::SeqCst);
+            conn.mode.send_replace(mode);
+        }
     }
 
     /// The current mode.
@@ -220,14 +234,30 @@ fn spawn_connection(client: TcpStream, target: SocketAddr, shared: &Arc<Shared>)
     let id = shared.total.fetch_add(1, Ordering::Relaxed);
     let reset = CancellationToken::new();
     let (done_tx, done) = std::sync::mpsc::channel::<()>();
+    let (conn_mode, mode) = watch::channel(*shared.mode.borrow());
+    let conn_mode = Arc::new(conn_mode);
+    let pinned = Arc::new(AtomicBool::new(false));
     shared.open.lock().unwrap().insert(
         id,
         Conn {
             reset: reset.clone(),
+            mode: conn_mode.clone(),
+            pinned: pinned.clone(),
             done,
         },
     );
-    let mode = shared.mode.subscribe();
+    // Relays the proxy's mode to this connection until it is pinned or gone.
+    let mut global = shared.mode.subscribe();
+    tokio::spawn(async move {
+        while global.changed().await.is_ok() {
+            if pinned.load(Ordering::SeqCst) {
+                continue;
+            }
+            if conn_mode.send(*global.borrow()).is_err() {
+                break;
+            }
+        }
+    });
     let shared = shared.clone();
     tokio::spawn(async move {
         serve(client, target, mode, reset).await;

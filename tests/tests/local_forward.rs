@@ -328,9 +328,10 @@ async fn forwards_this_version_cannot_serve_fail_the_tunnel_visibly() {
     let dir = test_dir();
     let sshd = Sshd::start();
     let config = format!(
-        "{}[tunnels.later]\n{}local = [\"{}:127.0.0.1:9\"]\nremote = [\"0:localhost:22\"]\n",
+        "{}[tunnels.later]\n{}local = [\"{}:127.0.0.1:9\"]\ndynamic = [\"{}\"]\n",
         defaults_for(&sshd, dir.path()),
         host_line(&sshd),
+        free_port(),
         free_port()
     );
     let tunneld = InProcess::start(&write_config(dir.path(), &config));
@@ -347,7 +348,7 @@ async fn forwards_this_version_cannot_serve_fail_the_tunnel_visibly() {
     };
     assert!(permanent);
     assert!(
-        reason.starts_with("remote forwards are not supported by this version"),
+        reason.starts_with("dynamic (SOCKS) forwards are not supported by this version"),
         "{reason}"
     );
     // Never "up but forwarding nothing": it did not even log in.

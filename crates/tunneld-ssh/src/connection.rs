@@ -9,15 +9,17 @@ use std::time::Duration;
 use russh::client::{Handle, Msg};
 use russh::{Channel, ChannelOpenFailure, Disconnect};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
-use tunneld_config::{Hop, Keepalive};
+use tunneld_config::{Hop, Keepalive, RemoteForward};
 
 use crate::algorithms::{self, Negotiated, dead_peer_budget};
 use crate::auth;
 use crate::dial;
 use crate::error::{FailureKind, SshError, Stage, protocol_kind};
+use crate::forward::remote::{IncomingForward, Routes, request_address};
 use crate::handler::{ClientHandler, EndReason, HandlerError, ServerIdentity, Shared};
 use crate::known_hosts::KnownHosts;
 
@@ -46,6 +48,10 @@ struct Session {
     handle: Handle<ClientHandler>,
     shared: Arc<Shared>,
     ended: CancellationToken,
+    /// Remote forward routes (the target session only).
+    routes: Option<Arc<Routes>>,
+    /// Where forwarded connections arrive, until the tunnel takes it.
+    incoming: std::sync::Mutex<Option<mpsc::UnboundedReceiver<IncomingForward>>>,
     /// `label (host:port)`, for messages.
     peer: String,
 }
@@ -94,6 +100,45 @@ pub enum ChannelOpenError {
         /// The server's label.
         server: String,
     },
+}
+
+/// Why the server did not grant a remote forward.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteForwardError {
+    /// The server refuses remote forwarding altogether (a port-0 request is refused too):
+    /// retrying cannot help until its configuration changes.
+    #[error(
+        "{server} refuses remote port forwarding of {spec} (AllowTcpForwarding / PermitListen / permitlisten)"
+    )]
+    Policy {
+        /// The server's label.
+        server: String,
+        /// The forward as written.
+        spec: String,
+    },
+    /// This port is refused while others would be granted: most often the server still holds
+    /// it for a previous session that it has not expired yet; or another process uses it there,
+    /// or this port number alone is not permitted.
+    #[error(
+        "remote port {port} still held by a previous session on the server (or in use there); retrying"
+    )]
+    PortBusy {
+        /// The port asked for.
+        port: u16,
+    },
+    /// The server did not answer in time.
+    #[error("{server} did not answer the request for remote port {port} within {}s", .after.as_secs())]
+    Timeout {
+        /// The server's label.
+        server: String,
+        /// The port asked for.
+        port: u16,
+        /// The timeout that ran out.
+        after: Duration,
+    },
+    /// The SSH connection is gone.
+    #[error("the SSH connection closed")]
+    Closed,
 }
 
 fn describe_failure(reason: &ChannelOpenFailure) -> String {
@@ -279,6 +324,15 @@ impl Connection {
         let config = Arc::new(algorithms::client_config(keepalive, preferred));
         let shared = Arc::new(Shared::default());
         let ended = CancellationToken::new();
+        // Only the session that carries the forwards (the one with keepalives) takes forwarded
+        // connections; a jump hop refuses them all.
+        let (routes, incoming) = match keepalive {
+            Some(_) => {
+                let (routes, incoming) = Routes::new();
+                (Some(routes), Some(incoming))
+            }
+            None => (None, None),
+        };
         let handler = ClientHandler::new(
             ServerIdentity {
                 host: hop.hostname.clone(),
@@ -287,6 +341,7 @@ impl Connection {
                 policy: hop.host_key_policy,
             },
             shared.clone(),
+            routes.clone(),
             ended.clone(),
         );
         let connected = tokio::time::timeout_at(
@@ -318,6 +373,8 @@ impl Connection {
             handle,
             shared,
             ended,
+            routes,
+            incoming: std::sync::Mutex::new(incoming),
             peer,
         })
     }
@@ -348,7 +405,13 @@ impl Connection {
             .unwrap_or_default()
     }
 
-    /// Waits until the session ends and says why.
+    /// Waits until the session ends, without consuming its reason (see [`Connection::closed`]).
+    pub async fn ended(&self) {
+        self.target.ended.cancelled().await;
+    }
+
+    /// Waits until the session ends and says why. The reason is handed out once: the tunnel's
+    /// supervisor asks; anything else that needs to know uses [`Connection::ended`].
     pub async fn closed(&self) -> SshError {
         self.target.ended.cancelled().await;
         let reason = self
@@ -466,6 +529,88 @@ impl Connection {
                 server: self.label.clone(),
                 after: self.channel_open_timeout,
             }),
+        }
+    }
+
+    /// Takes the stream of connections the server forwards for this tunnel's remote forwards
+    /// (once; `None` afterwards).
+    pub fn take_incoming(&self) -> Option<mpsc::UnboundedReceiver<IncomingForward>> {
+        self.target.incoming.lock().ok()?.take()
+    }
+
+    /// Asks the server to listen for `forward`. The route is registered first, so a connection
+    /// that arrives before the answer finds it. Returns the port the server listens on (the one
+    /// it picked, for port 0).
+    pub async fn request_remote(
+        &self,
+        forward: &Arc<RemoteForward>,
+    ) -> Result<u32, RemoteForwardError> {
+        let Some(routes) = &self.target.routes else {
+            return Err(RemoteForwardError::Closed);
+        };
+        let address = request_address(&forward.bind);
+        routes.add(forward.clone());
+        let handle = &self.target.handle;
+        let asked = tokio::time::timeout(
+            self.channel_open_timeout,
+            handle.tcpip_forward(address.clone(), u32::from(forward.port)),
+        )
+        .await;
+        match asked {
+            Ok(Ok(picked)) => {
+                // russh returns 0 for a fixed port (pitfall 5).
+                let port = if forward.port == 0 {
+                    picked
+                } else {
+                    u32::from(forward.port)
+                };
+                routes.bound(forward, port);
+                Ok(port)
+            }
+            Ok(Err(russh::Error::RequestDenied)) => {
+                routes.remove(forward);
+                if self.refuses_all_remote_forwards(&address).await {
+                    Err(RemoteForwardError::Policy {
+                        server: self.label.clone(),
+                        spec: forward.spec.clone(),
+                    })
+                } else {
+                    Err(RemoteForwardError::PortBusy { port: forward.port })
+                }
+            }
+            Ok(Err(err)) => {
+                routes.remove(forward);
+                debug!(error = %err, "tcpip-forward failed");
+                Err(RemoteForwardError::Closed)
+            }
+            Err(_) => {
+                routes.remove(forward);
+                Err(RemoteForwardError::Timeout {
+                    server: self.label.clone(),
+                    port: forward.port,
+                    after: self.channel_open_timeout,
+                })
+            }
+        }
+    }
+
+    /// Whether a port-0 request on `address` is refused too (pitfall 10: russh drops sshd's
+    /// debug message that would say why). Refused: forwarding is off by policy. Granted: the
+    /// port asked for is busy or not permitted; the probe is cancelled at once.
+    async fn refuses_all_remote_forwards(&self, address: &str) -> bool {
+        let handle = &self.target.handle;
+        let probe = tokio::time::timeout(
+            self.channel_open_timeout,
+            handle.tcpip_forward(address.to_string(), 0),
+        )
+        .await;
+        match probe {
+            Ok(Ok(port)) => {
+                let _ = handle.cancel_tcpip_forward(address.to_string(), port).await;
+                false
+            }
+            Ok(Err(russh::Error::RequestDenied)) => true,
+            _ => false,
         }
     }
 

@@ -136,6 +136,9 @@ pub enum SshError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The server did not grant a remote forward.
+    #[error(transparent)]
+    Remote(#[from] crate::connection::RemoteForwardError),
     /// The configuration asks for something this version cannot do yet.
     #[error(
         "{what} not supported by this version of tunneld yet; remove them from the tunnel or upgrade"
@@ -187,7 +190,7 @@ impl SshError {
             SshError::AuthRefused { .. } => FailureKind::Auth,
             SshError::Agent { .. } => FailureKind::Auth,
             SshError::Protocol { source, .. } => protocol_kind(source),
-            SshError::Listen { .. } => FailureKind::ForwardRefused,
+            SshError::Listen { .. } | SshError::Remote(_) => FailureKind::ForwardRefused,
             SshError::Closed { kind, .. } => *kind,
         }
     }
@@ -222,6 +225,9 @@ impl SshError {
     /// known_hosts entry, the server's policy). Such failures back off at the cap at once.
     pub fn is_permanent(&self) -> bool {
         matches!(
+            self,
+            SshError::Remote(crate::connection::RemoteForwardError::Policy { .. })
+        ) || matches!(
             self.kind(),
             FailureKind::Config | FailureKind::HostKey | FailureKind::Auth
         )

@@ -12,6 +12,7 @@ use tracing::{debug, info, warn};
 use tunneld_config::HostKeyPolicy;
 
 use crate::algorithms::{Negotiated, compression_name};
+use crate::forward::remote::Routes;
 use crate::known_hosts::{self, HostKeyError};
 
 /// What the handler learns that the connection needs to know.
@@ -56,6 +57,9 @@ pub(crate) struct ServerIdentity {
 pub(crate) struct ClientHandler {
     server: ServerIdentity,
     shared: Arc<Shared>,
+    /// The remote forwards requested on this session; `None` on a jump hop, which carries no
+    /// forwards of its own and refuses every forwarded connection.
+    routes: Option<Arc<Routes>>,
     /// Cancelled when russh drops the handler, which it does when the session loop ends.
     /// `disconnected` is not always called (pitfall 8), a drop always happens.
     _ended: DropGuard,
@@ -65,11 +69,13 @@ impl ClientHandler {
     pub(crate) fn new(
         server: ServerIdentity,
         shared: Arc<Shared>,
+        routes: Option<Arc<Routes>>,
         ended: CancellationToken,
     ) -> Self {
         ClientHandler {
             server,
             shared,
+            routes,
             _ended: ended.drop_guard(),
         }
     }
@@ -149,16 +155,32 @@ impl russh::client::Handler for ClientHandler {
 
     async fn server_channel_open_forwarded_tcpip(
         &mut self,
-        _channel: Channel<Msg>,
+        channel: Channel<Msg>,
         connected_address: &str,
         connected_port: u32,
-        _originator_address: &str,
-        _originator_port: u32,
+        originator_address: &str,
+        originator_port: u32,
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let what = format!("forwarded-tcpip for {connected_address}:{connected_port}");
-        self.refuse(&what, reply).await;
+        match &self.routes {
+            Some(routes) => {
+                let originator = format!("{originator_address}:{originator_port}");
+                routes
+                    .dispatch(
+                        channel,
+                        reply,
+                        connected_address,
+                        connected_port,
+                        originator,
+                    )
+                    .await;
+            }
+            None => {
+                let what = format!("forwarded-tcpip for {connected_address}:{connected_port}");
+                self.refuse(&what, reply).await;
+            }
+        }
         Ok(())
     }
 

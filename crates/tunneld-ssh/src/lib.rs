@@ -15,5 +15,5 @@ pub mod identity;
 pub mod known_hosts;
 
 pub use algorithms::{Negotiated, dead_peer_budget};
-pub use connection::{ChannelOpenError, Connection, Progress, ProgressFn};
+pub use connection::{ChannelOpenError, Connection, Progress, ProgressFn, RemoteForwardError};
 pub use error::{FailureKind, SshError, Stage};

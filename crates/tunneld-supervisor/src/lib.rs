@@ -5,6 +5,7 @@
 //! tests drive it directly, in process.
 
 pub mod backoff;
+mod remote;
 mod state;
 mod tunnel;
 
@@ -18,7 +19,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 use tunneld_config::{Change, Config, Tunnel, diff};
 
-pub use state::TunnelState;
+pub use state::{RemoteState, RemoteStatus, TunnelState};
 pub use tunnel::unsupported;
 
 /// How long a reload waits for a stopped tunnel to release its listeners.

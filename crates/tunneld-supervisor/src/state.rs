@@ -25,7 +25,7 @@ pub enum TunnelState {
         /// The server.
         peer: String,
     },
-    /// Connected; every forward is being served.
+    /// Connected; local and dynamic forwards are served, remote forwards as `remote` says.
     Up {
         /// The connection's id (a reconnect makes a new one).
         connection: u64,
@@ -35,6 +35,8 @@ pub enum TunnelState {
         since: SystemTime,
         /// What was negotiated with the server.
         negotiated: Negotiated,
+        /// Each remote forward, in the order of the configuration.
+        remote: Vec<RemoteStatus>,
     },
     /// The last attempt or connection failed; waiting before the next attempt.
     BackingOff {
@@ -53,6 +55,33 @@ pub enum TunnelState {
     },
     /// Stopped for good (shutdown, or the tunnel was removed).
     Stopped,
+}
+
+/// Where one remote forward stands on the current connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteStatus {
+    /// The forward as written.
+    pub spec: String,
+    /// Its state.
+    pub state: RemoteState,
+}
+
+/// The state of one remote forward.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RemoteState {
+    /// Asked for; no answer yet.
+    Requesting,
+    /// The server listens on this port (the one it picked, for port 0).
+    Listening {
+        /// The port.
+        port: u32,
+    },
+    /// Refused for now (the port is still held by a previous session, most often); asked
+    /// again every couple of seconds on the same connection.
+    Waiting {
+        /// Why, in words.
+        reason: String,
+    },
 }
 
 impl TunnelState {
@@ -81,7 +110,15 @@ impl fmt::Display for TunnelState {
                 write!(f, "connecting to {peer} (attempt {attempt})")
             }
             TunnelState::Authenticating { peer, .. } => write!(f, "authenticating to {peer}"),
-            TunnelState::Up { peer, .. } => write!(f, "up ({peer})"),
+            TunnelState::Up { peer, remote, .. } => {
+                write!(f, "up ({peer})")?;
+                for status in remote {
+                    if let RemoteState::Waiting { reason } = &status.state {
+                        write!(f, "; {reason}")?;
+                    }
+                }
+                Ok(())
+            }
             TunnelState::BackingOff {
                 reason,
                 permanent,

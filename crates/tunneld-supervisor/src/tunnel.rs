@@ -6,16 +6,18 @@ use std::time::{Duration, SystemTime};
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, info_span, warn};
 use tunneld_config::{LocalForward, Tunnel};
-use tunneld_ssh::forward::{ForwardContext, PipeLimits, listen, serve_local};
+use tunneld_ssh::forward::{ForwardContext, PipeLimits, listen, serve_local, serve_remote};
 use tunneld_ssh::{Connection, Progress, SshError, dead_peer_budget};
 
 use crate::backoff::{Backoff, jitter_unit};
-use crate::state::TunnelState;
+use crate::remote;
+use crate::state::{RemoteState, RemoteStatus, TunnelState};
 
 /// The pause between attempts that never reached the server (see `SshError::server_unreached`).
 const UNREACHED_RETRY: Duration = Duration::from_secs(1);
@@ -64,7 +66,7 @@ impl Supervised {
             // configuration changes.
             while self.fail(&unsupported).await {}
         } else if self.bind_and_serve(&forwards, &ctx).await {
-            self.connect_loop(&connection_tx).await;
+            self.connect_loop(&connection_tx, &forwards, &ctx).await;
         }
 
         // Shutdown: the listeners and forwarded connections share our token; wait for them.
@@ -94,7 +96,12 @@ impl Supervised {
         true
     }
 
-    async fn connect_loop(&mut self, connection_tx: &watch::Sender<Option<Arc<Connection>>>) {
+    async fn connect_loop(
+        &mut self,
+        connection_tx: &watch::Sender<Option<Arc<Connection>>>,
+        forwards: &TaskTracker,
+        ctx: &ForwardContext,
+    ) {
         loop {
             let attempt_no = self.failures + 1;
             let state = self.state.clone();
@@ -135,19 +142,54 @@ impl Supervised {
                 peer: connection.peer().to_string(),
                 since: SystemTime::now(),
                 negotiated: connection.negotiated().clone(),
+                remote: self
+                    .tunnel
+                    .remote
+                    .iter()
+                    .map(|forward| RemoteStatus {
+                        spec: forward.spec.clone(),
+                        state: RemoteState::Requesting,
+                    })
+                    .collect(),
             });
             for forward in &self.tunnel.local {
                 info!(forward = %forward.spec, "forwarding");
             }
             info!(connection = connection.id(), "tunnel up");
 
-            let ended = tokio::select! {
-                () = self.cancel.cancelled() => {
-                    connection.disconnect("tunneld is stopping").await;
-                    return;
+            // Remote forwards: serve what the server forwards, and ask for every port.
+            let mut keepers = JoinSet::new();
+            if let Some(incoming) = connection.take_incoming() {
+                forwards.spawn(serve_remote(incoming, ctx.clone()).in_current_span());
+            }
+            for (index, forward) in self.tunnel.remote.iter().enumerate() {
+                let keep = remote::keep(
+                    connection.clone(),
+                    Arc::new(forward.clone()),
+                    index,
+                    self.state.clone(),
+                );
+                keepers.spawn(keep.in_current_span());
+            }
+
+            let ended = loop {
+                tokio::select! {
+                    () = self.cancel.cancelled() => {
+                        connection.disconnect("tunneld is stopping").await;
+                        return;
+                    }
+                    ended = connection.closed() => break ended,
+                    Some(kept) = keepers.join_next() => {
+                        if let Ok(Err(refused)) = kept {
+                            // Never "up but forwarding nothing": a forward the server will not
+                            // grant fails the whole tunnel.
+                            connection.disconnect("a remote forward was refused").await;
+                            break refused;
+                        }
+                    }
                 }
-                ended = connection.closed() => ended,
             };
+            keepers.abort_all();
             connection_tx.send_replace(None);
             self.backoff_mut().connection_lasted(up_at.elapsed());
             if !self.fail(&ended).await {
@@ -198,17 +240,14 @@ impl Supervised {
     }
 }
 
-/// The forwards of `tunnel` this version cannot serve yet (remote and dynamic forwards come
-/// later), as the error the tunnel fails with.
+/// The forwards of `tunnel` this version cannot serve yet (dynamic forwards come later), as the
+/// error the tunnel fails with.
 pub fn unsupported(tunnel: &Tunnel) -> Option<SshError> {
-    let what = match (tunnel.remote.is_empty(), tunnel.dynamic.is_empty()) {
-        (true, true) => return None,
-        (false, true) => "remote forwards are",
-        (true, false) => "dynamic (SOCKS) forwards are",
-        (false, false) => "remote and dynamic forwards are",
-    };
+    if tunnel.dynamic.is_empty() {
+        return None;
+    }
     Some(SshError::Unsupported {
-        what: what.to_string(),
+        what: "dynamic (SOCKS) forwards are".to_string(),
     })
 }
 

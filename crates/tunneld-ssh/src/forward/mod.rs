@@ -3,6 +3,8 @@
 pub mod listen;
 pub mod local;
 pub mod pipe;
+pub mod remote;
 
 pub use local::{ConnectionWatch, ForwardContext, serve_local};
 pub use pipe::{PipeEnd, PipeLimits, PipeReport, pipe};
+pub use remote::{IncomingForward, serve_remote};

@@ -4,19 +4,24 @@
 //! - Pitfall 2: russh pushes incoming data into each channel's bounded queue with a blocking
 //!   send, and grants the server more window on receipt, not on consumption. A client that stops
 //!   reading would therefore stall the whole SSH session, keepalives included. So the channel is
-//!   always drained into a buffer of our own; when that buffer is full and the client has not
-//!   taken a byte for `stall_limit`, the connection is dropped instead of the session stalling.
+//!   drained into a buffer of our own; when that buffer is full and the client has not taken a
+//!   byte for `stall_limit`, the connection is dropped instead of the session stalling.
+//!   While the buffer is full we stop draining (backpressure on the whole session), except when
+//!   our own upstream is waiting for window: the server's window adjustments reach us only
+//!   through that same session loop, so stopping then would deadlock a full-duplex exchange
+//!   (an echo) with itself. A hard cap bounds the buffer either way.
 //! - Pitfall 1: a channel closed by us first leaks its entry inside russh. We only ever send EOF
 //!   and then read until the server's close.
 //! - Pitfall 11: that wait is bounded: a target that never closes its half must not keep a
 //!   channel forever.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use russh::client::Msg;
-use russh::{ChannelMsg, ChannelWriteHalf};
+use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -36,6 +41,10 @@ pub struct PipeLimits {
     /// given up.
     pub close_limit: Duration,
 }
+
+/// The buffer may grow past `PipeLimits::buffer` (while our upstream waits for window) up to
+/// this many times it; beyond, the connection is dropped.
+const HARD_CAP_FACTOR: usize = 64;
 
 impl Default for PipeLimits {
     fn default() -> Self {
@@ -79,8 +88,10 @@ pub async fn pipe(
     cancel: &CancellationToken,
 ) -> PipeReport {
     let (tcp_read, mut tcp_write) = tcp.into_split();
-    let (mut from_server, to_server) = channel.split();
-    let upstream = upstream(tcp_read, &to_server);
+    let (from_server, to_server) = channel.split();
+    let mut from_server = Some(from_server);
+    let upstream_writing = AtomicBool::new(false);
+    let upstream = upstream(tcp_read, &to_server, &upstream_writing);
     tokio::pin!(upstream);
 
     let mut report = PipeReport {
@@ -98,8 +109,18 @@ pub async fn pipe(
     let mut quiet_since: Option<Instant> = None;
 
     loop {
-        let buffer_full = pending_bytes >= limits.buffer;
-        if !buffer_full {
+        let over = pending_bytes >= limits.buffer;
+        if pending_bytes >= limits.buffer.saturating_mul(HARD_CAP_FACTOR) {
+            warn!(
+                buffered = pending_bytes,
+                "the client is too far behind the server; closing it so the tunnel's other connections keep flowing"
+            );
+            report.end = PipeEnd::ClientStalled;
+            give_up(from_server.take(), &to_server).await;
+            return report;
+        }
+        let buffer_full = over && !upstream_writing.load(Ordering::Relaxed);
+        if !over {
             stalled_since = None;
         } else if stalled_since.is_none() {
             stalled_since = Some(Instant::now());
@@ -115,7 +136,7 @@ pub async fn pipe(
             }
 
             // Server -> us: drained whenever our own buffer has room.
-            msg = from_server.wait(), if !buffer_full => match msg {
+            msg = wait(&mut from_server), if !buffer_full => match msg {
                 Some(ChannelMsg::Data { data }) => {
                     report.received += data.len() as u64;
                     if quiet_since.is_some() {
@@ -174,14 +195,14 @@ pub async fn pipe(
                     "client stopped reading while the server kept sending; closing it so the tunnel's other connections keep flowing"
                 );
                 report.end = PipeEnd::ClientStalled;
-                give_up(&to_server).await;
+                give_up(from_server.take(), &to_server).await;
                 return report;
             }
 
             () = sleep_until_opt(close_deadline), if close_deadline.is_some() => {
                 debug!("the server did not close the channel in time; closing it");
                 report.end = PipeEnd::CloseTimedOut;
-                give_up(&to_server).await;
+                give_up(from_server.take(), &to_server).await;
                 return report;
             }
         }
@@ -191,7 +212,11 @@ pub async fn pipe(
 /// Reads the client until EOF (or an error), writing to the channel, then sends EOF. A channel
 /// write waits for the server's window, which is why this runs beside the draining loop rather
 /// than inside it.
-async fn upstream(mut tcp_read: OwnedReadHalf, to_server: &ChannelWriteHalf<Msg>) -> u64 {
+async fn upstream(
+    mut tcp_read: OwnedReadHalf,
+    to_server: &ChannelWriteHalf<Msg>,
+    writing: &AtomicBool,
+) -> u64 {
     let mut writer = to_server.make_writer();
     let mut buf = vec![0u8; 32 * 1024];
     let mut sent = 0u64;
@@ -205,7 +230,10 @@ async fn upstream(mut tcp_read: OwnedReadHalf, to_server: &ChannelWriteHalf<Msg>
             }
         };
         let Some(chunk) = buf.get(..n) else { break };
-        if writer.write_all(chunk).await.is_err() {
+        writing.store(true, Ordering::Relaxed);
+        let written = writer.write_all(chunk).await;
+        writing.store(false, Ordering::Relaxed);
+        if written.is_err() {
             break;
         }
         sent += n as u64;
@@ -216,9 +244,26 @@ async fn upstream(mut tcp_read: OwnedReadHalf, to_server: &ChannelWriteHalf<Msg>
 
 /// Closes the channel ourselves. This costs russh a small leak (pitfall 1), which is why it is
 /// only the last resort.
-async fn give_up(to_server: &ChannelWriteHalf<Msg>) {
-    let _ = to_server.eof().await;
-    let _ = to_server.close().await;
+///
+/// The read half goes first: russh's session loop may be blocked pushing into its full queue,
+/// and our EOF and close travel through that same loop. Dropping the receiver makes that push
+/// fail, so the loop moves on and the messages below get through.
+async fn give_up(from_server: Option<ChannelReadHalf>, to_server: &ChannelWriteHalf<Msg>) {
+    drop(from_server);
+    let bye = async {
+        let _ = to_server.eof().await;
+        let _ = to_server.close().await;
+    };
+    // Bounded all the same: a session that is gone must not hold this task.
+    let _ = tokio::time::timeout(Duration::from_secs(5), bye).await;
+}
+
+/// The next message from the server; after `give_up` took the read half, never.
+async fn wait(from_server: &mut Option<ChannelReadHalf>) -> Option<ChannelMsg> {
+    match from_server {
+        Some(read) => read.wait().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Writes (part of) the oldest pending chunk; returns how many bytes the client took.

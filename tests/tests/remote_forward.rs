@@ -1,0 +1,330 @@
+//! `remote` forwards (like `ssh -R`) through a real OpenSSH sshd, with tunneld in process.
+
+// Helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use harness::{ChaosProxy, ClosedPort, EchoServer, Mode, Sshd, free_port, random_bytes};
+use support::{InProcess, defaults_for, echo_through, host_line, test_dir, write_config};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tunneld_supervisor::{RemoteState, TunnelState};
+
+fn local(port: u32) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, u16::try_from(port).unwrap()))
+}
+
+/// Waits until every remote forward of `tunnel` listens, and returns their ports.
+async fn listening(tunneld: &InProcess, tunnel: &str) -> (u64, Vec<u32>) {
+    let state = tunneld
+        .wait_for(tunnel, support::UP_TIMEOUT, |s| match s {
+            TunnelState::Up { remote, .. } => remote
+                .iter()
+                .all(|r| matches!(r.state, RemoteState::Listening { .. })),
+            _ => false,
+        })
+        .await;
+    let TunnelState::Up {
+        connection, remote, ..
+    } = state
+    else {
+        unreachable!()
+    };
+    let ports = remote
+        .iter()
+        .map(|r| match r.state {
+            RemoteState::Listening { port } => port,
+            _ => unreachable!(),
+        })
+        .collect();
+    (connection, ports)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_64_mib_payload_round_trips_byte_identical() {
+    let dir = test_dir();
+    let sshd = Sshd::start();
+    let echo = EchoServer::start();
+    let port = free_port();
+    let config = format!(
+        "{}[tunnels.back]\n{}remote = [\"{port}:127.0.0.1:{}\"]\n",
+        defaults_for(&sshd, dir.path()),
+        host_line(&sshd),
+        echo.port()
+    );
+    let tunneld = InProcess::start(&write_config(dir.path(), &config));
+    let (_, ports) = listening(&tunneld, "back").await;
+    assert_eq!(ports, vec![u32::from(port)]);
+
+    // A client on the server's side, through sshd's listener, back to our echo server.
+    let payload = random_bytes(64 << 20, 46);
+    let back = echo_through(local(ports[0]), &payload).await;
+    assert_eq!(back.len(), payload.len());
+    assert!(back == payload, "the echoed bytes differ from the payload");
+    tunneld.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_connections_and_a_port_the_server_picks() {
+    let dir = test_dir();
+    let sshd = Sshd::start();
+    let echo = EchoServer::start();
+    let fixed = free_port();
+    let config = format!(
+        "{}[tunnels.both]\n{}remote = [\"{fixed}:127.0.0.1:{echo}\", \"0:127.0.0.1:{echo}\"]\n",
+        defaults_for(&sshd, dir.path()),
+        host_line(&sshd),
+        echo = echo.port()
+    );
+    let tunneld = InProcess::start(&write_config(dir.path(), &config));
+    let (_, ports) = listening(&tunneld, "both").await;
+    assert_eq!(ports[0], u32::from(fixed));
+    assert_ne!(
+        ports[1], 0,
+        "port 0 asks the server to pick one; the state keeps it"
+    );
+
+    let clients: Vec<_> = (0..100u64)
+        .map(|i| {
+            let port = ports[(i % 2) as usize];
+            tokio::spawn(async move {
+                let payload = random_bytes(20_000 + i as usize, i);
+                echo_through(local(port), &payload).await == payload
+            })
+        })
+        .collect();
+    for client in clients {
+        assert!(client.await.unwrap());
+    }
+    tunneld.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_forbids_remote_forwarding_fails_the_tunnel_permanently() {
+    for forbid in ["AllowTcpForwarding local", "PermitListen 127.0.0.1:1"] {
+        let dir = test_dir();
+        let sshd = Sshd::builder().config_line(forbid).start();
+        let port = free_port();
+        let config = format!(
+            "{}[tunnels.nope]\n{}remote = [\"{port}:127.0.0.1:9\"]\n",
+            defaults_for(&sshd, dir.path()),
+            host_line(&sshd),
+        );
+        let tunneld = InProcess::start(&write_config(dir.path(), &config));
+        let state = tunneld
+            .wait_for("nope", support::UP_TIMEOUT, |s| {
+                matches!(s, TunnelState::BackingOff { .. })
+            })
+            .await;
+        let TunnelState::BackingOff {
+            reason,
+            permanent,
+            kind,
+            ..
+        } = state
+        else {
+            unreachable!()
+        };
+        assert_eq!(
+            reason,
+            format!(
+                "127.0.0.1:{} refuses remote port forwarding of {port}:127.0.0.1:9 (AllowTcpForwarding / PermitListen / permitlisten)",
+                sshd.port()
+            ),
+            "with {forbid}"
+        );
+        assert!(permanent, "with {forbid}");
+        assert_eq!(kind, tunneld_ssh::FailureKind::ForwardRefused);
+        tunneld.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_is_down_fails_only_that_connection() {
+    let dir = test_dir();
+    let sshd = Sshd::start();
+    let echo = EchoServer::start();
+    let down = ClosedPort::new();
+    let config = format!(
+        "{}[tunnels.half]\n{}remote = [\"0:127.0.0.1:{}\", \"0:127.0.0.1:{}\"]\n",
+        defaults_for(&sshd, dir.path()),
+        host_line(&sshd),
+        down.port(),
+        echo.port()
+    );
+    let tunneld = InProcess::start(&write_config(dir.path(), &config));
+    let (connection, ports) = listening(&tunneld, "half").await;
+
+    for round in 0..3u64 {
+        let mut refused = TcpStream::connect(local(ports[0])).await.unwrap();
+        let mut buf = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(15), refused.read_to_end(&mut buf)).await;
+        assert!(
+            closed.is_ok(),
+            "a connection to a dead target must be closed, not left hanging"
+        );
+        assert!(buf.is_empty());
+        let payload = random_bytes(30_000, round);
+        assert_eq!(echo_through(local(ports[1]), &payload).await, payload);
+    }
+    let (still, _) = listening(&tunneld, "half").await;
+    assert_eq!(still, connection, "the tunnel must not reconnect");
+    tunneld.stop().await;
+}
+
+/// The stale port: after the link dies, the server keeps the old session (and its port) until
+/// it expires it; tunneld must keep the new connection and win the port back as soon as the
+/// server lets go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_still_held_by_the_dead_session_is_won_back_on_the_new_connection() {
+    let dir = test_dir();
+    let sshd = Sshd::builder()
+        .config_line("ClientAliveInterval 1")
+        .config_line("ClientAliveCountMax 2")
+        .start();
+    let echo = EchoServer::start();
+    let other = EchoServer::start();
+    let proxy = ChaosProxy::start(sshd.addr());
+    let port = free_port();
+    let known_hosts = dir.path().join("known_hosts");
+    let config = format!(
+        "{}[tunnels.pi]\nhost = \"127.0.0.1:{}\"\nknown_hosts = \"{}\"\nkeepalive_interval = \"1s\"\nkeepalive_max = 2\nremote = [\"{port}:127.0.0.1:{}\", \"0:127.0.0.1:{}\"]\n",
+        defaults_for(&sshd, dir.path()),
+        proxy.port(),
+        known_hosts.display(),
+        echo.port(),
+        other.port()
+    );
+    std::fs::write(&known_hosts, sshd.known_hosts_line_for_port(proxy.port())).unwrap();
+    let tunneld = InProcess::start(&write_config(dir.path(), &config));
+    let (first, _) = listening(&tunneld, "pi").await;
+
+    // The old connection dies silently; new ones get through.
+    proxy.pin_existing(Mode::BlackHole);
+    let cut = Instant::now();
+    let waiting = tunneld
+        .wait_for("pi", Duration::from_secs(30), |s| match s {
+            TunnelState::Up {
+                connection, remote, ..
+            } => {
+                *connection != first
+                    && matches!(
+                        remote.first().map(|r| &r.state),
+                        Some(RemoteState::Waiting { .. })
+                    )
+            }
+            _ => false,
+        })
+        .await;
+    let reconnected = cut.elapsed();
+    let TunnelState::Up { remote, .. } = &waiting else {
+        unreachable!()
+    };
+    let RemoteState::Waiting { reason } = &remote[0].state else {
+        unreachable!()
+    };
+    assert_eq!(
+        reason,
+        &format!(
+            "remote port {port} still held by a previous session on the server (or in use there); retrying"
+        )
+    );
+
+    // Meanwhile the tunnel's other forward serves on the new connection.
+    let (_, ports) = {
+        let state = tunneld
+            .wait_for("pi", Duration::from_secs(30), |s| match s {
+                TunnelState::Up { remote, .. } => {
+                    matches!(
+                        remote.get(1).map(|r| &r.state),
+                        Some(RemoteState::Listening { .. })
+                    )
+                }
+                _ => false,
+            })
+            .await;
+        let TunnelState::Up {
+            connection, remote, ..
+        } = state
+        else {
+            unreachable!()
+        };
+        let ports: Vec<u32> = remote
+            .iter()
+            .filter_map(|r| match r.state {
+                RemoteState::Listening { port } => Some(port),
+                _ => None,
+            })
+            .collect();
+        (connection, ports)
+    };
+    let payload = random_bytes(10_000, 1);
+    assert_eq!(
+        echo_through(local(*ports.last().unwrap()), &payload).await,
+        payload
+    );
+
+    // sshd expires the dead session; the port comes back on the same new connection.
+    let (second, ports) = listening(&tunneld, "pi").await;
+    let won_back = cut.elapsed();
+    assert_ne!(second, first);
+    assert_eq!(ports[0], u32::from(port));
+    assert!(
+        sshd.wait_for_log("Timeout, client not responding", Duration::from_secs(5)),
+        "{}",
+        sshd.log()
+    );
+    eprintln!("reconnected after {reconnected:?}; port {port} won back {won_back:?} after the cut");
+    let payload = random_bytes(100_000, 2);
+    assert_eq!(
+        echo_through(local(u32::from(port)), &payload).await,
+        payload
+    );
+    tunneld.stop().await;
+}
+
+/// The Raspberry Pi scenario: a reverse forward to the Pi's own sshd, then a real `ssh -p PORT`
+/// on the server side runs a command on the Pi.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reverse_ssh_to_the_pi_runs_a_command() {
+    let dir = test_dir();
+    let vps = Sshd::start();
+    let pi = Sshd::start();
+    let port = free_port();
+    let config = format!(
+        "{}[tunnels.pi]\n{}remote = [\"{port}:localhost:{}\"]\n",
+        defaults_for(&vps, dir.path()),
+        host_line(&vps),
+        pi.port()
+    );
+    let tunneld = InProcess::start(&write_config(dir.path(), &config));
+    listening(&tunneld, "pi").await;
+
+    let output = tokio::task::spawn_blocking(move || {
+        let output = pi
+            .ssh_command_via(port)
+            .arg("echo hello from the pi")
+            .output()
+            .unwrap();
+        (output, pi)
+    })
+    .await
+    .unwrap();
+    let (output, pi) = output;
+    assert!(
+        output.status.success(),
+        "ssh failed: {}\npi's sshd:\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        pi.log()
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "hello from the pi\n"
+    );
+    tunneld.stop().await;
+}
