@@ -54,6 +54,10 @@ struct Session {
     incoming: std::sync::Mutex<Option<mpsc::UnboundedReceiver<IncomingForward>>>,
     /// `label (host:port)`, for messages.
     peer: String,
+    /// The configuration's name for the server.
+    label: String,
+    /// Its position in a jump chain (from 1), or `None` when dialled directly.
+    hop: Option<usize>,
 }
 
 /// An established, authenticated SSH connection that carries a tunnel's forwards.
@@ -62,11 +66,13 @@ pub struct Connection {
     target: Session,
     /// The sessions to the jump hosts, outermost first. Kept alive for as long as the target
     /// session runs inside their channels.
-    _jumps: Vec<Session>,
+    jumps: Vec<Session>,
     negotiated: Negotiated,
     keepalive: Option<Keepalive>,
     channel_open_timeout: Duration,
     label: String,
+    /// Cancelled when any session of the chain ends (the target's, or a jump host's).
+    chain_ended: CancellationToken,
 }
 
 /// Why a forwarded connection could not be opened through the server.
@@ -153,76 +159,20 @@ fn describe_failure(reason: &ChannelOpenFailure) -> String {
     }
 }
 
-/// How messages name a server: `host:port`, or `label (host:port)` when the configuration
-/// calls it by a `[hosts]` name.
-fn peer_of(hop: &Hop) -> String {
-    let address = if hop.hostname.contains(':') {
-        format!("[{}]:{}", hop.hostname, hop.port)
-    } else {
-        format!("{}:{}", hop.hostname, hop.port)
-    };
-    if hop.label.contains(&hop.hostname) {
-        address
-    } else {
-        format!("{} ({address})", hop.label)
-    }
+/// One hop being dialled.
+struct Dial<'a> {
+    hop: &'a Hop,
+    /// Its position in a jump chain, for messages.
+    index: Option<usize>,
+    /// Keepalives run on the session that carries the forwards (the target) only.
+    keepalive: Option<&'a Keepalive>,
+    progress: &'a ProgressFn,
+    chain_ended: &'a CancellationToken,
 }
 
-impl Connection {
-    /// Connects to `target`, through `jump` hosts in order, verifying each host key and
-    /// authenticating at each hop. Each hop has its own `connect_timeout`. Keepalives run on the
-    /// target session, the one the forwards use.
-    pub async fn establish(
-        target: &Hop,
-        jump: &[Hop],
-        keepalive: &Keepalive,
-        progress: &ProgressFn,
-    ) -> Result<Connection, SshError> {
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let mut sessions: Vec<Session> = Vec::with_capacity(jump.len());
-        for hop in jump {
-            let session = match sessions.last() {
-                None => Self::dial_direct(hop, None, progress).await?,
-                Some(previous) => Self::dial_through(previous, hop, None, progress).await?,
-            };
-            sessions.push(session);
-        }
-        let session = match sessions.last() {
-            None => Self::dial_direct(target, Some(keepalive), progress).await?,
-            Some(previous) => {
-                Self::dial_through(previous, target, Some(keepalive), progress).await?
-            }
-        };
-        let negotiated = session
-            .shared
-            .negotiated
-            .lock()
-            .ok()
-            .and_then(|n| n.clone())
-            .unwrap_or_default();
-        info!(
-            connection = id,
-            peer = %session.peer,
-            cipher = %negotiated.cipher,
-            compression = %negotiated.compression,
-            "connected"
-        );
-        Ok(Connection {
-            id,
-            target: session,
-            _jumps: sessions,
-            negotiated,
-            keepalive: Some(*keepalive),
-            channel_open_timeout: target.connect_timeout,
-            label: target.label.clone(),
-        })
-    }
-
-    async fn dial_direct(
-        hop: &Hop,
-        keepalive: Option<&Keepalive>,
-        progress: &ProgressFn,
-    ) -> Result<Session, SshError> {
+impl Dial<'_> {
+    async fn direct(&self) -> Result<Session, SshError> {
+        let (hop, keepalive, progress) = (self.hop, self.keepalive, self.progress);
         let peer = peer_of(hop);
         progress(Progress::Connecting { peer: peer.clone() });
         let deadline = Instant::now() + hop.connect_timeout;
@@ -238,23 +188,12 @@ impl Connection {
         let user_timeout =
             keepalive.and_then(|k| k.interval.map(|i| algorithms::stuck_link_budget(i, k.max)));
         dial::tune(&tcp, user_timeout);
-        Self::handshake(
-            hop,
-            keepalive,
-            dial::QuickAckStream::new(tcp),
-            peer,
-            deadline,
-            progress,
-        )
-        .await
+        self.handshake(dial::QuickAckStream::new(tcp), peer, deadline)
+            .await
     }
 
-    async fn dial_through(
-        previous: &Session,
-        hop: &Hop,
-        keepalive: Option<&Keepalive>,
-        progress: &ProgressFn,
-    ) -> Result<Session, SshError> {
+    async fn through(&self, previous: &Session) -> Result<Session, SshError> {
+        let (hop, progress) = (self.hop, self.progress);
         let peer = peer_of(hop);
         progress(Progress::Connecting { peer: peer.clone() });
         let deadline = Instant::now() + hop.connect_timeout;
@@ -274,33 +213,31 @@ impl Connection {
             stage: Stage::Connect,
             after: hop.connect_timeout,
         })?
-        .map_err(|err| SshError::Closed {
-            peer: peer.clone(),
-            reason: format!("{} could not connect to it: {err}", previous.peer),
-            kind: FailureKind::Network,
+        .map_err(|err| match err {
+            russh::Error::ChannelOpenFailure(reason) => SshError::Through {
+                via: previous.label.clone(),
+                target: format!("{}:{}", hop.hostname, hop.port),
+                reason,
+            },
+            other => SshError::Closed {
+                peer: peer.clone(),
+                reason: format!("{} could not connect to it: {other}", previous.label),
+                kind: FailureKind::Network,
+            },
         })?;
-        Self::handshake(
-            hop,
-            keepalive,
-            channel.into_stream(),
-            peer,
-            deadline,
-            progress,
-        )
-        .await
+        self.handshake(channel.into_stream(), peer, deadline).await
     }
 
     async fn handshake<S>(
-        hop: &Hop,
-        keepalive: Option<&Keepalive>,
+        &self,
         stream: S,
         peer: String,
         deadline: Instant,
-        progress: &ProgressFn,
     ) -> Result<Session, SshError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let (hop, keepalive, progress) = (self.hop, self.keepalive, self.progress);
         let timeout = |stage| SshError::Timeout {
             peer: peer.clone(),
             stage,
@@ -343,6 +280,7 @@ impl Connection {
             shared.clone(),
             routes.clone(),
             ended.clone(),
+            self.chain_ended.clone(),
         );
         let connected = tokio::time::timeout_at(
             deadline,
@@ -376,6 +314,103 @@ impl Connection {
             routes,
             incoming: std::sync::Mutex::new(incoming),
             peer,
+            label: hop.label.clone(),
+            hop: self.index,
+        })
+    }
+}
+
+/// Names the hop of a chain in an error: `hop 2 (db-server): ...`.
+fn at_hop(index: Option<usize>, hop: &Hop, err: SshError) -> SshError {
+    match index {
+        Some(index) => SshError::AtHop {
+            index,
+            label: hop.label.clone(),
+            error: Box::new(err),
+        },
+        None => err,
+    }
+}
+
+/// How messages name a server: `host:port`, or `label (host:port)` when the configuration
+/// calls it by a `[hosts]` name.
+fn peer_of(hop: &Hop) -> String {
+    let address = if hop.hostname.contains(':') {
+        format!("[{}]:{}", hop.hostname, hop.port)
+    } else {
+        format!("{}:{}", hop.hostname, hop.port)
+    };
+    if hop.label.contains(&hop.hostname) {
+        address
+    } else {
+        format!("{} ({address})", hop.label)
+    }
+}
+
+impl Connection {
+    /// Connects to `target`, through `jump` hosts in order, verifying each host key and
+    /// authenticating at each hop. Each hop has its own `connect_timeout`. Keepalives run on the
+    /// target session, the one the forwards use.
+    pub async fn establish(
+        target: &Hop,
+        jump: &[Hop],
+        keepalive: &Keepalive,
+        progress: &ProgressFn,
+    ) -> Result<Connection, SshError> {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let chain_ended = CancellationToken::new();
+        let chained = !jump.is_empty();
+        let mut sessions: Vec<Session> = Vec::with_capacity(jump.len());
+        for (i, hop) in jump.iter().enumerate() {
+            let at = Dial {
+                hop,
+                index: chained.then_some(i + 1),
+                keepalive: None,
+                progress,
+                chain_ended: &chain_ended,
+            };
+            let session = match sessions.last() {
+                None => at.direct().await,
+                Some(previous) => at.through(previous).await,
+            }
+            .map_err(|err| at_hop(at.index, hop, err))?;
+            sessions.push(session);
+        }
+        let at = Dial {
+            hop: target,
+            index: chained.then_some(jump.len() + 1),
+            keepalive: Some(keepalive),
+            progress,
+            chain_ended: &chain_ended,
+        };
+        let session = match sessions.last() {
+            None => at.direct().await,
+            Some(previous) => at.through(previous).await,
+        }
+        .map_err(|err| at_hop(at.index, target, err))?;
+        let negotiated = session
+            .shared
+            .negotiated
+            .lock()
+            .ok()
+            .and_then(|n| n.clone())
+            .unwrap_or_default();
+        info!(
+            connection = id,
+            peer = %session.peer,
+            cipher = %negotiated.cipher,
+            compression = %negotiated.compression,
+            "connected"
+        );
+        Ok(Connection {
+            id,
+            target: session,
+            jumps: sessions,
+            negotiated,
+            keepalive: Some(*keepalive),
+            channel_open_timeout: target.connect_timeout,
+            label: target.label.clone(),
+            chain_ended,
         })
     }
 
@@ -394,9 +429,39 @@ impl Connection {
         &self.negotiated
     }
 
-    /// Whether the session has ended.
+    /// Whether the connection has ended (the target's session, or a jump host's under it).
     pub fn is_closed(&self) -> bool {
-        self.target.ended.is_cancelled() || self.target.handle.is_closed()
+        self.chain_ended.is_cancelled() || self.target.handle.is_closed()
+    }
+
+    /// Waits until the connection ends, without consuming its reason (see
+    /// [`Connection::closed`]).
+    pub async fn ended(&self) {
+        self.chain_ended.cancelled().await;
+    }
+
+    /// Waits until the connection ends and says why. The reason is handed out once: the
+    /// tunnel's supervisor asks; anything else that needs to know uses [`Connection::ended`].
+    ///
+    /// In a jump chain the outermost session that ended is the cause: when a jump host goes,
+    /// every session inside it goes too, and blaming the target would send the operator to the
+    /// wrong server.
+    pub async fn closed(&self) -> SshError {
+        self.chain_ended.cancelled().await;
+        let session = self
+            .jumps
+            .iter()
+            .find(|s| s.ended.is_cancelled())
+            .unwrap_or(&self.target);
+        let err = self.end_error(session);
+        match session.hop {
+            Some(index) => SshError::AtHop {
+                index,
+                label: session.label.clone(),
+                error: Box::new(err),
+            },
+            None => err,
+        }
     }
 
     fn dead_peer_budget(&self) -> Duration {
@@ -405,23 +470,14 @@ impl Connection {
             .unwrap_or_default()
     }
 
-    /// Waits until the session ends, without consuming its reason (see [`Connection::closed`]).
-    pub async fn ended(&self) {
-        self.target.ended.cancelled().await;
-    }
-
-    /// Waits until the session ends and says why. The reason is handed out once: the tunnel's
-    /// supervisor asks; anything else that needs to know uses [`Connection::ended`].
-    pub async fn closed(&self) -> SshError {
-        self.target.ended.cancelled().await;
-        let reason = self
-            .target
+    fn end_error(&self, session: &Session) -> SshError {
+        let reason = session
             .shared
             .end_reason
             .lock()
             .ok()
             .and_then(|mut r| r.take());
-        let peer = self.target.peer.clone();
+        let peer = session.peer.clone();
         match reason {
             Some(EndReason::ServerDisconnect(message)) => SshError::Closed {
                 peer,

@@ -139,6 +139,26 @@ pub enum SshError {
     /// The server did not grant a remote forward.
     #[error(transparent)]
     Remote(#[from] crate::connection::RemoteForwardError),
+    /// A failure at one hop of a jump chain (hops count from 1; the target is the last).
+    #[error("hop {index} ({label}): {error}")]
+    AtHop {
+        /// The hop's position in the chain.
+        index: usize,
+        /// The hop's name in the configuration.
+        label: String,
+        /// What went wrong there.
+        error: Box<SshError>,
+    },
+    /// The previous hop could not open the channel to the next one.
+    #[error("{}", describe_through(.via, .target, .reason))]
+    Through {
+        /// The previous hop's name.
+        via: String,
+        /// `host:port` it was asked to connect to.
+        target: String,
+        /// Its answer.
+        reason: russh::ChannelOpenFailure,
+    },
     /// The configuration asks for something this version cannot do yet.
     #[error(
         "{what} not supported by this version of tunneld yet; remove them from the tunnel or upgrade"
@@ -170,6 +190,16 @@ fn describe_attempts(attempts: &[(SocketAddr, std::io::Error)]) -> String {
         .join("; ")
 }
 
+fn describe_through(via: &str, target: &str, reason: &russh::ChannelOpenFailure) -> String {
+    match reason {
+        russh::ChannelOpenFailure::ConnectFailed => format!("connection refused by {via}"),
+        russh::ChannelOpenFailure::AdministrativelyProhibited => {
+            format!("{via} refuses port forwarding to {target} (AllowTcpForwarding / permitopen)")
+        }
+        other => format!("{via} could not connect to {target}: {other:?}"),
+    }
+}
+
 fn join_errors(problems: &[KeyError]) -> String {
     problems
         .iter()
@@ -192,6 +222,13 @@ impl SshError {
             SshError::Protocol { source, .. } => protocol_kind(source),
             SshError::Listen { .. } | SshError::Remote(_) => FailureKind::ForwardRefused,
             SshError::Closed { kind, .. } => *kind,
+            SshError::AtHop { error, .. } => error.kind(),
+            SshError::Through { reason, .. } => match reason {
+                russh::ChannelOpenFailure::AdministrativelyProhibited => {
+                    FailureKind::ForwardRefused
+                }
+                _ => FailureKind::Network,
+            },
         }
     }
 
@@ -200,6 +237,7 @@ impl SshError {
     /// about every second instead of backing off: when the network returns, so does the tunnel.
     pub fn server_unreached(&self) -> bool {
         match self {
+            SshError::AtHop { error, .. } => error.server_unreached(),
             SshError::Resolve { .. } => true,
             SshError::Timeout {
                 stage: Stage::Connect,
@@ -224,9 +262,16 @@ impl SshError {
     /// Whether retrying soon cannot help without someone changing something (a key, a
     /// known_hosts entry, the server's policy). Such failures back off at the cap at once.
     pub fn is_permanent(&self) -> bool {
+        if let SshError::AtHop { error, .. } = self {
+            return error.is_permanent();
+        }
         matches!(
             self,
             SshError::Remote(crate::connection::RemoteForwardError::Policy { .. })
+                | SshError::Through {
+                    reason: russh::ChannelOpenFailure::AdministrativelyProhibited,
+                    ..
+                }
         ) || matches!(
             self.kind(),
             FailureKind::Config | FailureKind::HostKey | FailureKind::Auth

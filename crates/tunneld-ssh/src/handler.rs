@@ -63,6 +63,8 @@ pub(crate) struct ClientHandler {
     /// Cancelled when russh drops the handler, which it does when the session loop ends.
     /// `disconnected` is not always called (pitfall 8), a drop always happens.
     _ended: DropGuard,
+    /// Shared by every session of a jump chain: cancelled when any of them ends.
+    _chain_ended: DropGuard,
 }
 
 impl ClientHandler {
@@ -71,12 +73,14 @@ impl ClientHandler {
         shared: Arc<Shared>,
         routes: Option<Arc<Routes>>,
         ended: CancellationToken,
+        chain_ended: CancellationToken,
     ) -> Self {
         ClientHandler {
             server,
             shared,
             routes,
             _ended: ended.drop_guard(),
+            _chain_ended: chain_ended.drop_guard(),
         }
     }
 
