@@ -181,7 +181,7 @@ fn a_changed_host_key_is_refused_naming_the_file_and_line() {
             .contains(&format!("server offered {}", sshd.host_key().fingerprint()))
     );
     assert!(
-        tunneld.logs().contains("kind=host-key"),
+        tunneld.logs().contains("error_kind=host-key"),
         "{}",
         tunneld.logs()
     );
@@ -315,7 +315,7 @@ fn a_key_the_server_does_not_accept_is_an_authentication_failure() {
         "{}",
         tunneld.logs()
     );
-    assert!(tunneld.logs().contains("kind=auth"));
+    assert!(tunneld.logs().contains("error_kind=auth"));
     assert!(tunneld.logs().contains("permanent=true"));
 }
 

@@ -322,36 +322,3 @@ async fn the_target_name_is_resolved_by_the_server_not_by_tunneld() {
     );
     tunneld.stop().await;
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forwards_this_version_cannot_serve_fail_the_tunnel_visibly() {
-    let dir = test_dir();
-    let sshd = Sshd::start();
-    let config = format!(
-        "{}[tunnels.later]\n{}local = [\"{}:127.0.0.1:9\"]\ndynamic = [\"{}\"]\n",
-        defaults_for(&sshd, dir.path()),
-        host_line(&sshd),
-        free_port(),
-        free_port()
-    );
-    let tunneld = InProcess::start(&write_config(dir.path(), &config));
-    let state = tunneld
-        .wait_for("later", support::UP_TIMEOUT, |s| {
-            matches!(s, TunnelState::BackingOff { .. })
-        })
-        .await;
-    let TunnelState::BackingOff {
-        reason, permanent, ..
-    } = state
-    else {
-        unreachable!()
-    };
-    assert!(permanent);
-    assert!(
-        reason.starts_with("dynamic (SOCKS) forwards are not supported by this version"),
-        "{reason}"
-    );
-    // Never "up but forwarding nothing": it did not even log in.
-    assert!(!sshd.log().contains("Accepted publickey"));
-    tunneld.stop().await;
-}

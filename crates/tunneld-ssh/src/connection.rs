@@ -79,7 +79,7 @@ pub struct Connection {
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelOpenError {
     /// The server answered no.
-    #[error("connection to {target} via {server} refused by the server ({})", describe_failure(.reason))]
+    #[error("connection to {target} via {server} refused by the server ({})", describe_failure(.reason, .description.as_deref()))]
     Refused {
         /// `host:port` that was asked for.
         target: String,
@@ -87,6 +87,8 @@ pub enum ChannelOpenError {
         server: String,
         /// The server's reason.
         reason: ChannelOpenFailure,
+        /// The server's words, when it gave any ("Connection refused").
+        description: Option<String>,
     },
     /// The server did not answer in time (it may be waiting on its own TCP connect).
     #[error("connection to {target} via {server}: no answer from the server within {}s", .after.as_secs())]
@@ -147,12 +149,15 @@ pub enum RemoteForwardError {
     Closed,
 }
 
-fn describe_failure(reason: &ChannelOpenFailure) -> String {
+fn describe_failure(reason: &ChannelOpenFailure, description: Option<&str>) -> String {
     match reason {
         ChannelOpenFailure::AdministrativelyProhibited => {
             "administratively prohibited: AllowTcpForwarding / permitopen".to_string()
         }
-        ChannelOpenFailure::ConnectFailed => "connect failed".to_string(),
+        ChannelOpenFailure::ConnectFailed => match description {
+            Some(text) if !text.is_empty() => format!("connect failed: {text}"),
+            _ => "connect failed".to_string(),
+        },
         ChannelOpenFailure::UnknownChannelType => "unknown channel type".to_string(),
         ChannelOpenFailure::ResourceShortage => "resource shortage".to_string(),
         ChannelOpenFailure::Other { code, reason } => format!("{reason} (code {code})"),
@@ -563,10 +568,18 @@ impl Connection {
         match opened {
             Ok(Ok(Ok(channel))) => Ok(channel),
             Ok(Ok(Err(russh::Error::ChannelOpenFailure(reason)))) => {
+                let description = self
+                    .target
+                    .shared
+                    .last_open_failure
+                    .lock()
+                    .ok()
+                    .and_then(|d| d.clone());
                 Err(ChannelOpenError::Refused {
                     target,
                     server: self.label.clone(),
                     reason,
+                    description,
                 })
             }
             Ok(Ok(Err(err))) => {

@@ -159,14 +159,9 @@ pub enum SshError {
         /// Its answer.
         reason: russh::ChannelOpenFailure,
     },
-    /// The configuration asks for something this version cannot do yet.
-    #[error(
-        "{what} not supported by this version of tunneld yet; remove them from the tunnel or upgrade"
-    )]
-    Unsupported {
-        /// What, e.g. "remote forwards are".
-        what: String,
-    },
+    /// The users file of a SOCKS forward cannot be used.
+    #[error(transparent)]
+    SocksUsers(#[from] crate::forward::socks::auth::AuthFileError),
     /// The connection ended.
     #[error("{peer}: {reason}")]
     Closed {
@@ -216,7 +211,7 @@ impl SshError {
             SshError::Timeout { .. } => FailureKind::Timeout,
             SshError::HostKey(err) if err.is_permanent() => FailureKind::HostKey,
             SshError::HostKey(_) => FailureKind::Config,
-            SshError::NoUsableKey { .. } | SshError::Unsupported { .. } => FailureKind::Config,
+            SshError::NoUsableKey { .. } | SshError::SocksUsers(_) => FailureKind::Config,
             SshError::AuthRefused { .. } => FailureKind::Auth,
             SshError::Agent { .. } => FailureKind::Auth,
             SshError::Protocol { source, .. } => protocol_kind(source),

@@ -22,6 +22,11 @@ pub(crate) struct Shared {
     pub(crate) host_key_error: Mutex<Option<HostKeyError>>,
     /// Why the session ended, when russh told us.
     pub(crate) end_reason: Mutex<Option<EndReason>>,
+    /// The description of the latest channel-open failure. russh's error keeps only the reason
+    /// code, and "connect failed" covers both a refused and an unreachable target; the text
+    /// ("Connection refused") tells them apart. Opens failing at the very same moment may see
+    /// each other's text: the SOCKS reply code is all it decides.
+    pub(crate) last_open_failure: Mutex<Option<String>>,
 }
 
 /// Why a session ended, as reported to `Handler::disconnected`.
@@ -153,6 +158,20 @@ impl russh::client::Handler for ClientHandler {
         debug!(cipher = %negotiated.cipher, compression = %negotiated.compression, "key exchange done");
         if let Ok(mut slot) = self.shared.negotiated.lock() {
             *slot = Some(negotiated);
+        }
+        Ok(())
+    }
+
+    async fn channel_open_failure(
+        &mut self,
+        _channel: russh::ChannelId,
+        _reason: ChannelOpenFailure,
+        description: &str,
+        _language: &str,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if let Ok(mut slot) = self.shared.last_open_failure.lock() {
+            *slot = Some(description.to_string());
         }
         Ok(())
     }

@@ -5,6 +5,8 @@
 //! tests drive it directly, in process.
 
 pub mod backoff;
+mod connector;
+pub mod health;
 mod remote;
 mod state;
 mod tunnel;
@@ -13,14 +15,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 use tunneld_config::{Change, Config, Tunnel, diff};
 
+use crate::health::Liveness;
+
+pub use connector::{Attempt, Connector, SshConnector};
+pub use health::Report;
 pub use state::{RemoteState, RemoteStatus, TunnelState};
-pub use tunnel::unsupported;
 
 /// How long a reload waits for a stopped tunnel to release its listeners.
 const STOP_WAIT: Duration = Duration::from_secs(5);
@@ -31,6 +36,8 @@ struct TunnelHandle {
     state: watch::Receiver<TunnelState>,
     /// Stops this tunnel alone (a child of the supervisor's token).
     cancel: CancellationToken,
+    liveness: Arc<Liveness>,
+    retry_now: Arc<Notify>,
 }
 
 /// Runs every tunnel of a configuration.
@@ -38,16 +45,36 @@ pub struct Supervisor {
     tunnels: BTreeMap<String, TunnelHandle>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
+    connector: Arc<dyn Connector>,
+    grace: Duration,
 }
 
 impl Supervisor {
     /// Starts one task per tunnel of `config`. Everything stops when `shutdown` is cancelled.
     /// Must be called inside a tokio runtime.
     pub fn start(config: &Config, shutdown: CancellationToken) -> Supervisor {
+        Self::start_with(
+            config,
+            shutdown,
+            Arc::new(SshConnector),
+            health::DEFAULT_GRACE,
+        )
+    }
+
+    /// [`Supervisor::start`] with another connector, and the grace beyond a step's own bound
+    /// after which a tunnel counts as wedged (tests use both).
+    pub fn start_with(
+        config: &Config,
+        shutdown: CancellationToken,
+        connector: Arc<dyn Connector>,
+        grace: Duration,
+    ) -> Supervisor {
         let mut supervisor = Supervisor {
             tunnels: BTreeMap::new(),
             tracker: TaskTracker::new(),
             shutdown,
+            connector,
+            grace,
         };
         for tunnel in &config.tunnels {
             supervisor.spawn(tunnel.clone());
@@ -59,14 +86,24 @@ impl Supervisor {
         let tunnel = Arc::new(tunnel);
         let (state_tx, state_rx) = watch::channel(TunnelState::Starting);
         let cancel = self.shutdown.child_token();
-        self.tracker
-            .spawn(tunnel::run(tunnel.clone(), state_tx, cancel.clone()));
+        let liveness = Arc::new(Liveness::new());
+        let retry_now = Arc::new(Notify::new());
+        let wiring = tunnel::Wiring {
+            state: state_tx,
+            cancel: cancel.clone(),
+            connector: self.connector.clone(),
+            liveness: liveness.clone(),
+            retry_now: retry_now.clone(),
+        };
+        self.tracker.spawn(tunnel::run(tunnel.clone(), wiring));
         self.tunnels.insert(
             tunnel.name.clone(),
             TunnelHandle {
                 tunnel,
                 state: state_rx,
                 cancel,
+                liveness,
+                retry_now,
             },
         );
     }
@@ -87,6 +124,28 @@ impl Supervisor {
     /// The tunnels being run, as configured.
     pub fn tunnels(&self) -> impl Iterator<Item = &Tunnel> {
         self.tunnels.values().map(|handle| handle.tunnel.as_ref())
+    }
+
+    /// What systemd should be told now: readiness, the STATUS line, and whether every tunnel is
+    /// making progress (the watchdog).
+    pub fn report(&self) -> Report {
+        let views: Vec<health::TunnelView<'_>> = self
+            .tunnels
+            .iter()
+            .map(|(name, handle)| health::TunnelView {
+                name,
+                state: handle.state.borrow().clone(),
+                liveness: &handle.liveness,
+                attempt_bound: handle
+                    .tunnel
+                    .jump
+                    .iter()
+                    .chain(std::iter::once(&handle.tunnel.target))
+                    .map(|hop| hop.connect_timeout)
+                    .sum(),
+            })
+            .collect();
+        health::report(&views, self.grace, tokio::time::Instant::now())
     }
 
     /// Stops one tunnel (for a reload that removed or changed it).
@@ -126,6 +185,13 @@ impl Supervisor {
         for mut state in stopping {
             let stopped = state.wait_for(|s| *s == TunnelState::Stopped);
             let _ = tokio::time::timeout(STOP_WAIT, stopped).await;
+        }
+        // Unchanged tunnels that are failing are retried at once: the reload may have fixed
+        // what they need (a key, known_hosts) even if their settings did not change.
+        for handle in self.tunnels.values() {
+            if matches!(*handle.state.borrow(), TunnelState::BackingOff { .. }) {
+                handle.retry_now.notify_one();
+            }
         }
         let count = changes.len();
         for change in changes {

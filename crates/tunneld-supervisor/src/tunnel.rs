@@ -5,15 +5,21 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, info_span, warn};
-use tunneld_config::{LocalForward, Tunnel};
-use tunneld_ssh::forward::{ForwardContext, PipeLimits, listen, serve_local, serve_remote};
+use tunneld_config::{DynamicForward, LocalForward, Tunnel};
+use tunneld_ssh::forward::socks::auth::Credentials;
+use tunneld_ssh::forward::{
+    ForwardContext, PipeLimits, listen, serve_dynamic, serve_local, serve_remote,
+};
 use tunneld_ssh::{Connection, Progress, SshError, dead_peer_budget};
+
+use crate::connector::Connector;
+use crate::health::{HEARTBEAT, Liveness};
 
 use crate::backoff::{Backoff, jitter_unit};
 use crate::remote;
@@ -22,17 +28,22 @@ use crate::state::{RemoteState, RemoteStatus, TunnelState};
 /// The pause between attempts that never reached the server (see `SshError::server_unreached`).
 const UNREACHED_RETRY: Duration = Duration::from_secs(1);
 
-/// Runs `tunnel` until `cancel` fires, publishing its state on `state`.
-pub(crate) async fn run(
-    tunnel: Arc<Tunnel>,
-    state: watch::Sender<TunnelState>,
-    cancel: CancellationToken,
-) {
+/// What a tunnel's task is given by the supervisor.
+pub(crate) struct Wiring {
+    pub(crate) state: watch::Sender<TunnelState>,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) connector: Arc<dyn Connector>,
+    pub(crate) liveness: Arc<Liveness>,
+    /// Cuts a backoff short (a reload retries failing tunnels at once).
+    pub(crate) retry_now: Arc<Notify>,
+}
+
+/// Runs `tunnel` until cancelled, publishing its state.
+pub(crate) async fn run(tunnel: Arc<Tunnel>, wiring: Wiring) {
     let span = info_span!("tunnel", tunnel = %tunnel.name);
     Supervised {
         tunnel,
-        state,
-        cancel,
+        wiring,
         backoff: None,
         failures: 0,
     }
@@ -43,8 +54,7 @@ pub(crate) async fn run(
 
 struct Supervised {
     tunnel: Arc<Tunnel>,
-    state: watch::Sender<TunnelState>,
-    cancel: CancellationToken,
+    wiring: Wiring,
     backoff: Option<Backoff>,
     failures: u32,
 }
@@ -58,14 +68,10 @@ impl Supervised {
             wait_for_connection: self.tunnel.target.connect_timeout,
             limits: pipe_limits(&self.tunnel),
             tracker: forwards.clone(),
-            cancel: self.cancel.clone(),
+            cancel: self.wiring.cancel.clone(),
         };
 
-        if let Some(unsupported) = unsupported(&self.tunnel) {
-            // Never "up but forwarding nothing": refuse the whole tunnel, visibly, until the
-            // configuration changes.
-            while self.fail(&unsupported).await {}
-        } else if self.bind_and_serve(&forwards, &ctx).await {
+        if self.bind_and_serve(&forwards, &ctx).await {
             self.connect_loop(&connection_tx, &forwards, &ctx).await;
         }
 
@@ -73,15 +79,15 @@ impl Supervised {
         connection_tx.send_replace(None);
         forwards.close();
         forwards.wait().await;
-        self.state.send_replace(TunnelState::Stopped);
+        self.publish(TunnelState::Stopped);
         info!("stopped");
     }
 
     /// Binds every listener (retrying with backoff until they all bind) and starts serving
     /// them. Listeners are bound once and outlive every connection. False when cancelled.
     async fn bind_and_serve(&mut self, forwards: &TaskTracker, ctx: &ForwardContext) -> bool {
-        let listeners = loop {
-            match bind_all(&self.tunnel.local).await {
+        let (locals, socks) = loop {
+            match bind_all(&self.tunnel).await {
                 Ok(listeners) => break listeners,
                 Err(err) => {
                     if !self.fail(&err).await {
@@ -90,8 +96,11 @@ impl Supervised {
                 }
             }
         };
-        for (forward, listener) in listeners {
+        for (forward, listener) in locals {
             forwards.spawn(serve_local(listener, forward, ctx.clone()).in_current_span());
+        }
+        for (forward, listener) in socks {
+            forwards.spawn(serve_dynamic(listener, forward, ctx.clone()).in_current_span());
         }
         true
     }
@@ -104,8 +113,16 @@ impl Supervised {
     ) {
         loop {
             let attempt_no = self.failures + 1;
-            let state = self.state.clone();
+            // Until the connector reports its first step, the attempt is at the first hop.
+            let first_hop = self.tunnel.jump.first().unwrap_or(&self.tunnel.target);
+            self.publish(TunnelState::Connecting {
+                attempt: attempt_no,
+                peer: first_hop.label.clone(),
+            });
+            let state = self.wiring.state.clone();
+            let liveness = self.wiring.liveness.clone();
             let progress = move |step: Progress| {
+                liveness.entered();
                 state.send_replace(match step {
                     Progress::Connecting { peer } => TunnelState::Connecting {
                         attempt: attempt_no,
@@ -117,11 +134,9 @@ impl Supervised {
                     },
                 });
             };
-            let tunnel = &self.tunnel;
-            let establish =
-                Connection::establish(&tunnel.target, &tunnel.jump, &tunnel.keepalive, &progress);
+            let establish = self.wiring.connector.connect(&self.tunnel, &progress);
             let attempt = tokio::select! {
-                () = self.cancel.cancelled() => return,
+                () = self.wiring.cancel.cancelled() => return,
                 attempt = establish => attempt,
             };
             let connection = match attempt {
@@ -137,7 +152,7 @@ impl Supervised {
             let up_at = Instant::now();
             self.failures = 0;
             connection_tx.send_replace(Some(connection.clone()));
-            self.state.send_replace(TunnelState::Up {
+            self.publish(TunnelState::Up {
                 connection: connection.id(),
                 peer: connection.peer().to_string(),
                 since: SystemTime::now(),
@@ -167,14 +182,16 @@ impl Supervised {
                     connection.clone(),
                     Arc::new(forward.clone()),
                     index,
-                    self.state.clone(),
+                    self.wiring.state.clone(),
                 );
                 keepers.spawn(keep.in_current_span());
             }
 
+            let mut heartbeat = tokio::time::interval(HEARTBEAT);
             let ended = loop {
                 tokio::select! {
-                    () = self.cancel.cancelled() => {
+                    _ = heartbeat.tick() => self.wiring.liveness.beat(),
+                    () = self.wiring.cancel.cancelled() => {
                         connection.disconnect("tunneld is stopping").await;
                         return;
                     }
@@ -220,12 +237,12 @@ impl Supervised {
         let reason = err.to_string();
         warn!(
             error = %reason,
-            kind = %err.kind(),
+            error_kind = %err.kind(),
             permanent,
             retry_in = ?delay,
             "tunnel down; reconnecting"
         );
-        self.state.send_replace(TunnelState::BackingOff {
+        self.publish(TunnelState::BackingOff {
             reason,
             kind: err.kind(),
             permanent,
@@ -234,37 +251,60 @@ impl Supervised {
             failures: self.failures,
         });
         tokio::select! {
-            () = self.cancel.cancelled() => false,
+            () = self.wiring.cancel.cancelled() => false,
             () = tokio::time::sleep(delay) => true,
+            () = self.wiring.retry_now.notified() => {
+                info!("retrying now");
+                true
+            }
         }
     }
-}
 
-/// The forwards of `tunnel` this version cannot serve yet (dynamic forwards come later), as the
-/// error the tunnel fails with.
-pub fn unsupported(tunnel: &Tunnel) -> Option<SshError> {
-    if tunnel.dynamic.is_empty() {
-        return None;
+    fn publish(&self, state: TunnelState) {
+        self.wiring.liveness.entered();
+        self.wiring.state.send_replace(state);
     }
-    Some(SshError::Unsupported {
-        what: "dynamic (SOCKS) forwards are".to_string(),
-    })
 }
 
+type Bound<F> = Vec<(Arc<F>, TcpListener)>;
+
+/// Binds the listeners of every local and dynamic forward (all or none), and checks that the
+/// users file of each authenticated SOCKS forward can be used.
 async fn bind_all(
-    forwards: &[LocalForward],
-) -> Result<Vec<(Arc<LocalForward>, TcpListener)>, SshError> {
-    let mut bound = Vec::new();
-    for forward in forwards {
+    tunnel: &Tunnel,
+) -> Result<(Bound<LocalForward>, Bound<DynamicForward>), SshError> {
+    let mut locals = Vec::new();
+    for forward in &tunnel.local {
         let forward = Arc::new(forward.clone());
         for listener in listen::bind(&forward.bind, forward.port).await? {
-            if let Ok(addr) = listener.local_addr() {
-                info!(forward = %forward.spec, listen = %addr, "listening");
-            }
-            bound.push((forward.clone(), listener));
+            log_listening(&forward.spec, &listener);
+            locals.push((forward.clone(), listener));
         }
     }
-    Ok(bound)
+    let mut socks = Vec::new();
+    for forward in &tunnel.dynamic {
+        if let Some(path) = forward.auth_file.clone() {
+            tokio::task::spawn_blocking(move || Credentials::load(&path).map(drop))
+                .await
+                .map_err(|err| SshError::Closed {
+                    peer: String::new(),
+                    reason: format!("checking the SOCKS users file did not complete: {err}"),
+                    kind: tunneld_ssh::FailureKind::Config,
+                })??;
+        }
+        let forward = Arc::new(forward.clone());
+        for listener in listen::bind(&forward.bind, forward.port).await? {
+            log_listening(&forward.spec, &listener);
+            socks.push((forward.clone(), listener));
+        }
+    }
+    Ok((locals, socks))
+}
+
+fn log_listening(spec: &str, listener: &TcpListener) {
+    if let Ok(addr) = listener.local_addr() {
+        info!(forward = %spec, listen = %addr, "listening");
+    }
 }
 
 /// A client that stops reading may stall the whole session while its buffer is full (see

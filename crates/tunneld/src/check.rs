@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use tunneld_config::{Hop, Tunnel};
+use tunneld_ssh::forward::socks::auth::Credentials;
 use tunneld_ssh::identity::{self, CheckOutcome};
 
 use crate::EXIT_CONFIG;
@@ -20,9 +21,18 @@ pub(crate) fn check(path: &Path) -> ExitCode {
     let mut problems = 0usize;
     for tunnel in &config.tunnels {
         println!("{}", describe(tunnel));
-        if let Some(unsupported) = tunneld_supervisor::unsupported(tunnel) {
-            problems += 1;
-            eprintln!("{}: tunnels.{}: {unsupported}", path.display(), tunnel.name);
+        for forward in &tunnel.dynamic {
+            if let Some(users) = &forward.auth_file
+                && let Err(err) = Credentials::load(users)
+            {
+                problems += 1;
+                eprintln!(
+                    "{}: tunnels.{}: dynamic {}: {err}",
+                    path.display(),
+                    tunnel.name,
+                    forward.spec
+                );
+            }
         }
         for (hop_name, hop) in hops(tunnel) {
             for id in &hop.identity_files {

@@ -4,6 +4,7 @@
 mod check;
 mod cli;
 mod logging;
+mod notify;
 mod run;
 
 use std::process::ExitCode;

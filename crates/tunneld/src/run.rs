@@ -11,6 +11,7 @@ use tracing::{error, info, warn};
 use tunneld_supervisor::Supervisor;
 
 use crate::EXIT_CONFIG;
+use crate::notify::Notifier;
 
 /// How long tunnels, listeners and forwarded connections get to finish after SIGTERM. The
 /// contract is a clean stop within 2 s; leave room for the runtime itself.
@@ -60,14 +61,23 @@ async fn serve(path: &Path, config: tunneld_config::Config) -> anyhow::Result<()
         "starting"
     );
     let mut supervisor = Supervisor::start(&config, shutdown.clone());
+    let mut notifier = Notifier::from_env();
+    let mut ticker = tokio::time::interval(notifier.tick_every());
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
         tokio::select! {
             _ = terminate.recv() => { info!("SIGTERM: stopping"); break; }
             _ = interrupt.recv() => { info!("SIGINT: stopping"); break; }
-            _ = hangup.recv() => reload(path, &mut supervisor).await,
+            _ = hangup.recv() => {
+                notifier.reloading();
+                let refused = reload(path, &mut supervisor).await;
+                notifier.reloaded(refused);
+            }
+            _ = ticker.tick() => notifier.tick(&supervisor.report()),
         }
     }
+    notifier.stopping();
     if !supervisor.shutdown(SHUTDOWN_GRACE).await {
         warn!("stopping anyway");
     }
@@ -75,15 +85,20 @@ async fn serve(path: &Path, config: tunneld_config::Config) -> anyhow::Result<()
     Ok(())
 }
 
-/// Reads the file again and restarts only what changed. An invalid file changes nothing.
-async fn reload(path: &Path, supervisor: &mut Supervisor) {
+/// Reads the file again and restarts only what changed. An invalid file changes nothing; the
+/// error is returned (for STATUS=) and logged.
+async fn reload(path: &Path, supervisor: &mut Supervisor) -> Option<String> {
     info!(config = %path.display(), "SIGHUP: reloading");
     match tunneld_config::load(path) {
         Ok(config) => {
             let changes = supervisor.apply(&config).await;
             info!(changes, "reloaded");
+            None
         }
-        Err(err) => error!("reload failed, keeping the running configuration: {err}"),
+        Err(err) => {
+            error!("reload failed, keeping the running configuration: {err}");
+            Some(err.to_string())
+        }
     }
 }
 

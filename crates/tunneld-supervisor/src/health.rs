@@ -1,0 +1,153 @@
+//! The daemon's health as systemd should see it: READY once every tunnel has finished its first
+//! attempt, a one-line STATUS, and whether the watchdog may be petted.
+//!
+//! A tunnel that is patiently reconnecting is healthy; one stuck in a step beyond that step's
+//! own timeouts is wedged, and a wedged daemon must stop petting the watchdog so that systemd
+//! restarts it.
+
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::state::{RemoteState, TunnelState};
+
+/// How much longer than its own bound a step may take before the tunnel counts as wedged:
+/// room for a loaded machine, far below any WatchdogSec worth setting.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+
+/// While up, a tunnel's task proves it is alive this often.
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// When a tunnel's task last showed progress, and since when it has been in its state.
+#[derive(Debug)]
+pub(crate) struct Liveness {
+    inner: Mutex<(Instant, Instant)>,
+}
+
+impl Liveness {
+    pub(crate) fn new() -> Self {
+        let now = Instant::now();
+        Liveness {
+            inner: Mutex::new((now, now)),
+        }
+    }
+
+    /// The task is alive (a heartbeat while up).
+    pub(crate) fn beat(&self) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.1 = Instant::now();
+        }
+    }
+
+    /// The task entered a new state.
+    pub(crate) fn entered(&self) {
+        if let Ok(mut inner) = self.inner.lock() {
+            let now = Instant::now();
+            *inner = (now, now);
+        }
+    }
+
+    fn read(&self) -> (Instant, Instant) {
+        self.inner
+            .lock()
+            .map(|inner| *inner)
+            .unwrap_or_else(|_| (Instant::now(), Instant::now()))
+    }
+}
+
+/// One tunnel as the report sees it.
+pub(crate) struct TunnelView<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) state: TunnelState,
+    pub(crate) liveness: &'a Liveness,
+    /// The longest a connection attempt may take (the sum of its hops' connect timeouts).
+    pub(crate) attempt_bound: Duration,
+}
+
+/// What systemd should be told.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    /// Every tunnel has finished its first attempt: up (remote forwards granted or waiting for
+    /// a port the server still holds), or failed with its reason.
+    pub ready: bool,
+    /// `2/3 tunnels up; db: authentication refused for ...; retry in 40s`.
+    pub status: String,
+    /// Tunnels stuck beyond their bounds, with why; empty when healthy.
+    pub wedged: Vec<String>,
+}
+
+impl Report {
+    /// Whether the watchdog may be petted.
+    pub fn healthy(&self) -> bool {
+        self.wedged.is_empty()
+    }
+}
+
+pub(crate) fn report(tunnels: &[TunnelView<'_>], grace: Duration, now: Instant) -> Report {
+    let total = tunnels.len();
+    let up = tunnels.iter().filter(|t| t.state.is_up()).count();
+    let mut status = format!("{up}/{total} tunnels up");
+    let mut ready = true;
+    let mut wedged = Vec::new();
+    for tunnel in tunnels {
+        if !settled(&tunnel.state) {
+            ready = false;
+        }
+        let describe = !tunnel.state.is_up() || tunnel.state.to_string().contains(';');
+        if describe {
+            let _ = write!(status, "; {}: {}", tunnel.name, tunnel.state);
+        }
+        if let Some(why) = stuck(tunnel, grace, now) {
+            wedged.push(format!("{}: {why}", tunnel.name));
+        }
+    }
+    Report {
+        ready,
+        status,
+        wedged,
+    }
+}
+
+fn settled(state: &TunnelState) -> bool {
+    match state {
+        TunnelState::Up { remote, .. } => remote
+            .iter()
+            .all(|r| !matches!(r.state, RemoteState::Requesting)),
+        TunnelState::BackingOff { .. } | TunnelState::Stopped => true,
+        TunnelState::Starting
+        | TunnelState::Connecting { .. }
+        | TunnelState::Authenticating { .. } => false,
+    }
+}
+
+/// Why a tunnel counts as wedged, if it does.
+fn stuck(tunnel: &TunnelView<'_>, grace: Duration, now: Instant) -> Option<String> {
+    let (since, beat) = tunnel.liveness.read();
+    let in_state = now.saturating_duration_since(since);
+    match &tunnel.state {
+        TunnelState::Up { .. } => {
+            let silent = now.saturating_duration_since(beat);
+            (silent > HEARTBEAT + grace)
+                .then(|| format!("no sign of life for {}s while up", silent.as_secs()))
+        }
+        TunnelState::Starting
+        | TunnelState::Connecting { .. }
+        | TunnelState::Authenticating { .. } => {
+            (in_state > tunnel.attempt_bound + grace).then(|| {
+                format!(
+                    "{} for {}s, beyond its {}s timeout",
+                    tunnel.state,
+                    in_state.as_secs(),
+                    tunnel.attempt_bound.as_secs()
+                )
+            })
+        }
+        TunnelState::BackingOff { retry_at, .. } => {
+            let late = now.saturating_duration_since(*retry_at);
+            (late > grace).then(|| format!("retry overdue by {}s", late.as_secs()))
+        }
+        TunnelState::Stopped => None,
+    }
+}
