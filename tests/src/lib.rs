@@ -32,3 +32,4 @@ pub use util::{
     TestDir, fd_count, free_port, init_tracing, localhost, random_bytes, rss_kib, wait_until,
     wait_until_async, write_file,
 };
+pub mod nspawn;
