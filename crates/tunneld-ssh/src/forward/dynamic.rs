@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::{Instrument, debug, info_span, warn};
 use tunneld_config::DynamicForward;
 
-use super::local::{ExhaustionLog, ForwardContext, accept_error_pause};
+use super::local::{ForwardContext, accept_loop};
 use super::pipe::pipe;
 use super::socks::auth::Credentials;
 use super::socks::proto::{
@@ -32,30 +32,12 @@ pub async fn serve_dynamic(
     forward: Arc<DynamicForward>,
     ctx: ForwardContext,
 ) {
-    let listen = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|_| forward.spec.clone());
-    let mut exhaustion = ExhaustionLog::default();
-    loop {
-        let accepted = tokio::select! {
-            () = ctx.cancel.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, client)) => {
-                let span = info_span!("socks", forward = %forward.spec, client = %client);
-                ctx.tracker.spawn(
-                    serve_client(stream, client, forward.clone(), ctx.clone()).instrument(span),
-                );
-            }
-            Err(err) => {
-                if !accept_error_pause(&err, &listen, &mut exhaustion, &ctx.cancel).await {
-                    return;
-                }
-            }
-        }
-    }
+    let spec = forward.spec.clone();
+    accept_loop(listener, &spec, ctx, |stream, client, ctx| {
+        let span = info_span!("socks", forward = %forward.spec, client = %client);
+        serve_client(stream, client, forward.clone(), ctx).instrument(span)
+    })
+    .await;
 }
 
 /// What the handshake asked for.

@@ -54,10 +54,29 @@ impl ForwardContext {
 
 /// Accepts clients on `listener` until cancelled, forwarding each through the tunnel.
 pub async fn serve_local(listener: TcpListener, forward: Arc<LocalForward>, ctx: ForwardContext) {
+    let spec = forward.spec.clone();
+    accept_loop(listener, &spec, ctx, |stream, client, ctx| {
+        let span = info_span!("forward", forward = %forward.spec, client = %client);
+        forward_one(stream, client, forward.clone(), ctx).instrument(span)
+    })
+    .await;
+}
+
+/// Accepts on `listener` until cancelled and runs `serve` for each client as a tracked task.
+/// Running out of descriptors pauses the loop instead of spinning (see `accept_error_pause`).
+pub(crate) async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    spec: &str,
+    ctx: ForwardContext,
+    mut serve: F,
+) where
+    F: FnMut(TcpStream, SocketAddr, ForwardContext) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let listen = listener
         .local_addr()
         .map(|a| a.to_string())
-        .unwrap_or_else(|_| forward.spec.clone());
+        .unwrap_or_else(|_| spec.to_string());
     let mut exhaustion = ExhaustionLog::default();
     loop {
         let accepted = tokio::select! {
@@ -66,10 +85,7 @@ pub async fn serve_local(listener: TcpListener, forward: Arc<LocalForward>, ctx:
         };
         match accepted {
             Ok((stream, client)) => {
-                let span = info_span!("forward", forward = %forward.spec, client = %client);
-                ctx.tracker.spawn(
-                    forward_one(stream, client, forward.clone(), ctx.clone()).instrument(span),
-                );
+                ctx.tracker.spawn(serve(stream, client, ctx.clone()));
             }
             Err(err) => {
                 if !accept_error_pause(&err, &listen, &mut exhaustion, &ctx.cancel).await {
@@ -114,7 +130,7 @@ async fn forward_one(
 
 /// Rate-limits the "out of file descriptors" warning: one line, then one summary a minute.
 #[derive(Default)]
-pub(crate) struct ExhaustionLog {
+struct ExhaustionLog {
     last: Option<Instant>,
     suppressed: u64,
 }
@@ -122,7 +138,7 @@ pub(crate) struct ExhaustionLog {
 /// Handles an accept error. Running out of file descriptors is logged and retried after a pause
 /// (never a busy loop); other errors (a client that reset before accept) are passed over.
 /// Returns false when cancelled meanwhile.
-pub(crate) async fn accept_error_pause(
+async fn accept_error_pause(
     err: &io::Error,
     listen: &str,
     log: &mut ExhaustionLog,
