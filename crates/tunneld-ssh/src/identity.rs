@@ -6,15 +6,15 @@
 //! problems as errors. Nothing here prompts: an encrypted key is refused with advice.
 
 use std::fmt;
-use std::fs::File;
-use std::io::{self, Read};
-use std::os::unix::fs::PermissionsExt;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use russh::keys::ssh_key::{Fingerprint, HashAlg};
 use russh::keys::{Algorithm, PrivateKey};
 use tunneld_config::IdentityFile;
+
+use crate::private_file::{self, PrivateFileError};
 
 /// No private key is anywhere near this big (an RSA 16384 key is about 12 KiB); a bigger file is
 /// not a key, and reading all of it would only waste memory.
@@ -199,47 +199,29 @@ pub fn check(id: &IdentityFile, credentials_dir: Option<&Path>) -> Result<CheckO
     }
 }
 
-/// Opens the file, checks what was opened (fstat, so the file checked is the file read even if
-/// the path changes meanwhile), and reads it.
+/// Reads a key file that must be private (see `private_file`).
 fn read_private(path: &Path) -> Result<Vec<u8>, KeyError> {
-    let unreadable = |error: io::Error| {
-        if error.kind() == io::ErrorKind::NotFound {
-            KeyError::Missing {
-                path: path.to_owned(),
-            }
-        } else {
-            KeyError::Unreadable {
-                path: path.to_owned(),
-                error,
-            }
-        }
-    };
-    let file = File::open(path).map_err(unreadable)?;
-    let metadata = file.metadata().map_err(unreadable)?;
-    if !metadata.is_file() {
-        return Err(KeyError::Invalid {
+    private_file::read(path, MAX_KEY_FILE).map_err(|err| match err {
+        PrivateFileError::Missing => KeyError::Missing {
+            path: path.to_owned(),
+        },
+        PrivateFileError::Unreadable(error) => KeyError::Unreadable {
+            path: path.to_owned(),
+            error,
+        },
+        PrivateFileError::NotRegular => KeyError::Invalid {
             path: path.to_owned(),
             reason: "not a regular file".to_owned(),
-        });
-    }
-    let mode = metadata.permissions().mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(KeyError::TooOpen {
+        },
+        PrivateFileError::TooOpen(mode) => KeyError::TooOpen {
             path: path.to_owned(),
             mode,
-        });
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_KEY_FILE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(unreadable)?;
-    if bytes.len() as u64 > MAX_KEY_FILE {
-        return Err(KeyError::Invalid {
+        },
+        PrivateFileError::TooLarge => KeyError::Invalid {
             path: path.to_owned(),
             reason: "larger than 1 MiB, so not a private key".to_owned(),
-        });
-    }
-    Ok(bytes)
+        },
+    })
 }
 
 /// Parses key text with russh, which reads OpenSSH and PEM private keys. Encryption is detected

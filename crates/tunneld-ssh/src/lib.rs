@@ -13,6 +13,7 @@ pub mod forward;
 mod handler;
 pub mod identity;
 pub mod known_hosts;
+mod private_file;
 
 pub use algorithms::{Negotiated, dead_peer_budget};
 pub use connection::{ChannelOpenError, Connection, Progress, ProgressFn, RemoteForwardError};

@@ -7,14 +7,13 @@
 //! whatever the lengths of the passwords.
 
 use std::fmt;
-use std::fs::File;
-use std::io::{self, Read};
-use std::os::unix::fs::PermissionsExt;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use ring::digest::{SHA256, digest};
 
 use super::proto::MAX_NAME;
+use crate::private_file::{self, PrivateFileError};
 
 /// A users file of a few hundred lines is a few KiB; a bigger file is a mistake, and reading
 /// all of it would only waste memory.
@@ -311,46 +310,29 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
     out
 }
 
-/// Opens the file, checks what was opened (fstat, so the file checked is the file read), and
-/// reads it.
+/// Reads a users file that must be private (see `private_file`).
 fn read_private(path: &Path) -> Result<Vec<u8>, AuthFileError> {
-    let unreadable = |error: io::Error| {
-        if error.kind() == io::ErrorKind::NotFound {
-            AuthFileError::Missing {
-                path: path.to_owned(),
-            }
-        } else {
-            AuthFileError::Unreadable {
-                path: path.to_owned(),
-                error,
-            }
-        }
-    };
-    let not_users = |reason| AuthFileError::NotAUsersFile {
-        path: path.to_owned(),
-        reason,
-    };
-    let file = File::open(path).map_err(unreadable)?;
-    let metadata = file.metadata().map_err(unreadable)?;
-    if !metadata.is_file() {
-        return Err(not_users("not a regular file"));
-    }
-    let mode = metadata.permissions().mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(AuthFileError::TooOpen {
+    private_file::read(path, MAX_AUTH_FILE).map_err(|err| match err {
+        PrivateFileError::Missing => AuthFileError::Missing {
+            path: path.to_owned(),
+        },
+        PrivateFileError::Unreadable(error) => AuthFileError::Unreadable {
+            path: path.to_owned(),
+            error,
+        },
+        PrivateFileError::NotRegular => AuthFileError::NotAUsersFile {
+            path: path.to_owned(),
+            reason: "not a regular file",
+        },
+        PrivateFileError::TooOpen(mode) => AuthFileError::TooOpen {
             path: path.to_owned(),
             mode,
-        });
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_AUTH_FILE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(unreadable)?;
-    if bytes.len() as u64 > MAX_AUTH_FILE {
-        bytes.fill(0);
-        return Err(not_users("larger than 1 MiB"));
-    }
-    Ok(bytes)
+        },
+        PrivateFileError::TooLarge => AuthFileError::NotAUsersFile {
+            path: path.to_owned(),
+            reason: "larger than 1 MiB",
+        },
+    })
 }
 
 #[cfg(test)]
