@@ -115,6 +115,25 @@ pub struct Keepalive {
     pub max: u32,
 }
 
+impl Keepalive {
+    /// How long a silent server is tolerated: `max` unanswered probes plus one interval, as
+    /// `ServerAliveCountMax` counts. `None` when keepalives are off.
+    pub fn dead_peer_budget(&self) -> Option<Duration> {
+        self.interval
+            .map(|interval| interval.saturating_mul(self.max.saturating_add(1)))
+    }
+
+    /// The backstop for a link whose writes are stuck (russh misses that case: its keepalives
+    /// wait behind the stuck writes): one interval beyond [`Keepalive::dead_peer_budget`], so a
+    /// merely silent server is reported by the keepalives, with their count, and this fires
+    /// only when they could not. `None` when keepalives are off.
+    pub fn stuck_link_budget(&self) -> Option<Duration> {
+        self.interval
+            .zip(self.dead_peer_budget())
+            .map(|(interval, budget)| budget.saturating_add(interval))
+    }
+}
+
 /// Reconnect delays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Backoff {
@@ -189,4 +208,25 @@ pub struct DynamicForward {
     pub auth_file: Option<PathBuf>,
     /// The forward as written in the file, for messages.
     pub spec: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keepalive_budgets_count_like_server_alive_count_max() {
+        let k = Keepalive {
+            interval: Some(Duration::from_secs(15)),
+            max: 3,
+        };
+        assert_eq!(k.dead_peer_budget(), Some(Duration::from_secs(60)));
+        assert_eq!(k.stuck_link_budget(), Some(Duration::from_secs(75)));
+        let off = Keepalive {
+            interval: None,
+            max: 3,
+        };
+        assert_eq!(off.dead_peer_budget(), None);
+        assert_eq!(off.stuck_link_budget(), None);
+    }
 }

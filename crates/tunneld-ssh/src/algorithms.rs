@@ -1,7 +1,6 @@
 //! The russh client configuration for one hop: algorithms in the configured order, keepalives.
 
 use std::borrow::Cow;
-use std::time::Duration;
 
 use russh::keys::Algorithm;
 use russh::{Preferred, cipher, compression};
@@ -122,15 +121,10 @@ pub(crate) fn client_config(
     keepalive: Option<&Keepalive>,
     preferred: Preferred,
 ) -> russh::client::Config {
-    let (keepalive_interval, keepalive_max, inactivity_timeout) =
-        match keepalive.and_then(|k| k.interval.map(|i| (i, k.max))) {
-            Some((interval, max)) => (
-                Some(interval),
-                max as usize,
-                Some(stuck_link_budget(interval, max)),
-            ),
-            None => (None, 3, None),
-        };
+    let (keepalive_interval, keepalive_max, inactivity_timeout) = match keepalive {
+        Some(k) if k.interval.is_some() => (k.interval, k.max as usize, k.stuck_link_budget()),
+        _ => (None, 3, None),
+    };
     russh::client::Config {
         client_id: russh::SshId::Standard(Cow::Borrowed(concat!(
             "SSH-2.0-tunneld_",
@@ -143,19 +137,6 @@ pub(crate) fn client_config(
         nodelay: true,
         ..Default::default()
     }
-}
-
-/// The backstop for a link whose writes are stuck (pitfall 3): one interval beyond the
-/// keepalive budget, so that a merely silent peer is reported by the keepalives, with their
-/// count, and this fires only when they could not.
-pub fn stuck_link_budget(interval: Duration, max: u32) -> Duration {
-    dead_peer_budget(interval, max).saturating_add(interval)
-}
-
-/// How long a silent peer is tolerated: `max` unanswered probes plus one interval, as
-/// `ServerAliveCountMax` counts.
-pub fn dead_peer_budget(interval: Duration, max: u32) -> Duration {
-    interval.saturating_mul(max.saturating_add(1))
 }
 
 /// The OpenSSH name of a negotiated compression.

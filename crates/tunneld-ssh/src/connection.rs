@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 use tunneld_config::{Hop, Keepalive, RemoteForward};
 
-use crate::algorithms::{self, Negotiated, dead_peer_budget};
+use crate::algorithms::{self, Negotiated};
 use crate::auth;
 use crate::dial;
 use crate::error::{FailureKind, SshError, Stage, protocol_kind};
@@ -68,7 +68,7 @@ pub struct Connection {
     /// session runs inside their channels.
     jumps: Vec<Session>,
     negotiated: Negotiated,
-    keepalive: Option<Keepalive>,
+    keepalive: Keepalive,
     channel_open_timeout: Duration,
     label: String,
     /// Cancelled when any session of the chain ends (the target's, or a jump host's).
@@ -190,8 +190,7 @@ impl Dial<'_> {
             hop.connect_timeout,
         )
         .await?;
-        let user_timeout =
-            keepalive.and_then(|k| k.interval.map(|i| algorithms::stuck_link_budget(i, k.max)));
+        let user_timeout = keepalive.and_then(Keepalive::stuck_link_budget);
         dial::tune(&tcp, user_timeout);
         self.handshake(dial::QuickAckStream::new(tcp), peer, deadline)
             .await
@@ -412,7 +411,7 @@ impl Connection {
             target: session,
             jumps: sessions,
             negotiated,
-            keepalive: Some(*keepalive),
+            keepalive: *keepalive,
             channel_open_timeout: target.connect_timeout,
             label: target.label.clone(),
             chain_ended,
@@ -469,12 +468,6 @@ impl Connection {
         }
     }
 
-    fn dead_peer_budget(&self) -> Duration {
-        self.keepalive
-            .and_then(|k| k.interval.map(|i| dead_peer_budget(i, k.max)))
-            .unwrap_or_default()
-    }
-
     fn end_error(&self, session: &Session) -> SshError {
         let reason = session
             .shared
@@ -493,8 +486,11 @@ impl Connection {
                 peer,
                 reason: format!(
                     "no answer to {} keepalives in {}s",
-                    self.keepalive.map(|k| k.max).unwrap_or_default(),
-                    self.dead_peer_budget().as_secs()
+                    self.keepalive.max,
+                    self.keepalive
+                        .dead_peer_budget()
+                        .unwrap_or_default()
+                        .as_secs()
                 ),
                 kind: FailureKind::Timeout,
             },
@@ -503,7 +499,7 @@ impl Connection {
                 reason: format!(
                     "nothing received from the server in {}s (the link is stuck)",
                     self.keepalive
-                        .and_then(|k| k.interval.map(|i| algorithms::stuck_link_budget(i, k.max)))
+                        .stuck_link_budget()
                         .unwrap_or_default()
                         .as_secs()
                 ),

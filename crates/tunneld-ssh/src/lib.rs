@@ -15,6 +15,6 @@ pub mod identity;
 pub mod known_hosts;
 mod private_file;
 
-pub use algorithms::{Negotiated, dead_peer_budget};
+pub use algorithms::Negotiated;
 pub use connection::{ChannelOpenError, Connection, Progress, ProgressFn, RemoteForwardError};
 pub use error::{FailureKind, SshError, Stage};

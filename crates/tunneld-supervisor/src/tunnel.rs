@@ -16,7 +16,7 @@ use tunneld_ssh::forward::socks::auth::Credentials;
 use tunneld_ssh::forward::{
     ForwardContext, PipeLimits, listen, serve_dynamic, serve_local, serve_remote,
 };
-use tunneld_ssh::{Connection, Progress, SshError, dead_peer_budget};
+use tunneld_ssh::{Connection, Progress, SshError};
 
 use crate::connector::Connector;
 use crate::health::{HEARTBEAT, Liveness};
@@ -311,9 +311,8 @@ fn log_listening(spec: &str, listener: &TcpListener) {
 /// `tunneld_ssh::forward::pipe`), so it gets well under the keepalive budget to catch up.
 fn pipe_limits(tunnel: &Tunnel) -> PipeLimits {
     let defaults = PipeLimits::default();
-    let stall_limit = match tunnel.keepalive.interval {
-        Some(interval) => (dead_peer_budget(interval, tunnel.keepalive.max) / 4)
-            .clamp(Duration::from_secs(1), defaults.stall_limit),
+    let stall_limit = match tunnel.keepalive.dead_peer_budget() {
+        Some(budget) => (budget / 4).clamp(Duration::from_secs(1), defaults.stall_limit),
         None => defaults.stall_limit,
     };
     PipeLimits {
