@@ -257,6 +257,9 @@ impl Dial<'_> {
                     kind: FailureKind::Config,
                 })??
         };
+        // Read once per attempt: it orders the host key algorithms here, and the handler checks
+        // the server's key against it.
+        let known = Arc::new(known);
         let preferred = algorithms::preferred(
             hop,
             &known.known_algorithms(&hop.hostname, hop.port),
@@ -278,7 +281,7 @@ impl Dial<'_> {
             ServerIdentity {
                 host: hop.hostname.clone(),
                 port: hop.port,
-                known_hosts: hop.known_hosts.clone(),
+                known_hosts: known,
                 policy: hop.host_key_policy,
             },
             shared.clone(),

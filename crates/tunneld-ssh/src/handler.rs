@@ -1,7 +1,6 @@
 //! The russh client `Handler`: verifies the host key, records what was negotiated, and refuses
 //! every channel the server opens that this tunnel did not ask for.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use russh::client::{ChannelOpenHandle, DisconnectReason, Msg, Session};
@@ -13,7 +12,7 @@ use tunneld_config::HostKeyPolicy;
 
 use crate::algorithms::{Negotiated, compression_name};
 use crate::forward::remote::Routes;
-use crate::known_hosts::{self, HostKeyError};
+use crate::known_hosts::{HostKeyError, KnownHosts};
 
 /// What the handler learns that the connection needs to know.
 #[derive(Default)]
@@ -55,7 +54,8 @@ impl From<russh::Error> for HandlerError {
 pub(crate) struct ServerIdentity {
     pub(crate) host: String,
     pub(crate) port: u16,
-    pub(crate) known_hosts: PathBuf,
+    /// The known_hosts file as read for this attempt (it also ordered the host key algorithms).
+    pub(crate) known_hosts: Arc<KnownHosts>,
     pub(crate) policy: HostKeyPolicy,
 }
 
@@ -121,14 +121,14 @@ impl russh::client::Handler for ClientHandler {
     ) -> Result<bool, Self::Error> {
         let host = self.server.host.clone();
         let port = self.server.port;
-        let path = self.server.known_hosts.clone();
+        let known = self.server.known_hosts.clone();
         let policy = self.server.policy;
         let key = owned(key);
-        // known_hosts is read (and under accept-new, locked and written): keep it off the
+        // Under accept-new known_hosts is locked, read again and written: keep that off the
         // runtime's threads.
         let span = tracing::Span::current();
         let verdict = tokio::task::spawn_blocking(move || {
-            span.in_scope(|| known_hosts::verify(&path, policy, &host, port, &key))
+            span.in_scope(|| known.verify(policy, &host, port, &key))
         })
         .await;
         match verdict {

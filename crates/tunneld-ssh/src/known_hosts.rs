@@ -334,10 +334,7 @@ fn parse_line(raw: &[u8]) -> Result<Option<Entry>, String> {
         .map_err(|error| error.to_string())
 }
 
-/// What a connection calls with the key or certificate the server presented: load the file,
-/// check, apply `policy` to an unknown host (refuse under `strict`, [`learn`] under
-/// `accept-new`, logging "learned host key for ..." at info). A changed, revoked or otherwise
-/// refused key is an error whatever the policy.
+/// [`KnownHosts::verify`] on the file as it is now.
 pub fn verify(
     path: &Path,
     policy: HostKeyPolicy,
@@ -345,43 +342,59 @@ pub fn verify(
     port: u16,
     key: &PublicKeyOrCertificate,
 ) -> Result<VerifiedBy, HostKeyError> {
-    let known = KnownHosts::load(path)?;
-    let name = lookup_name(host, port);
-    let key = match key {
-        PublicKeyOrCertificate::Certificate(certificate) => {
-            // Certificates are never learned: only an @cert-authority line can vouch for one.
-            let ca_line = known.check_certificate(&name, host, certificate, cert::now())?;
-            return Ok(VerifiedBy::CertificateAuthority { ca_line });
-        }
-        PublicKeyOrCertificate::PublicKey { key, .. } => key,
-    };
-    if let Some(line) = known.check_key(&name, key.key_data())? {
-        return Ok(VerifiedBy::KnownHost { line });
-    }
-    match policy {
-        HostKeyPolicy::Strict => Err(HostKeyError::Unknown {
-            name,
-            path: path.to_owned(),
-        }),
-        HostKeyPolicy::AcceptNew => {
-            let learned = learn::learn_key(path, &name, key.key_data())?;
-            let fingerprint = key.fingerprint(HashAlg::Sha256);
-            if learned.written {
-                tracing::info!(
-                    known_hosts = %path.display(),
-                    line = learned.line,
-                    %fingerprint,
-                    "learned host key for {name}: {} {fingerprint} (policy accept-new)",
-                    key.algorithm()
-                );
-            } else {
-                tracing::debug!(
-                    known_hosts = %path.display(),
-                    line = learned.line,
-                    "host key for {name} was added by another process meanwhile"
-                );
+    KnownHosts::load(path)?.verify(policy, host, port, key)
+}
+
+impl KnownHosts {
+    /// What a connection calls with the key or certificate the server presented: check it,
+    /// apply `policy` to an unknown host (refuse under `strict`, [`learn`] under `accept-new`,
+    /// which reads the file again under its lock, logging "learned host key for ..." at info).
+    /// A changed, revoked or otherwise refused key is an error whatever the policy.
+    pub fn verify(
+        &self,
+        policy: HostKeyPolicy,
+        host: &str,
+        port: u16,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<VerifiedBy, HostKeyError> {
+        let path = self.path();
+        let name = lookup_name(host, port);
+        let key = match key {
+            PublicKeyOrCertificate::Certificate(certificate) => {
+                // Certificates are never learned: only an @cert-authority line can vouch for one.
+                let ca_line = self.check_certificate(&name, host, certificate, cert::now())?;
+                return Ok(VerifiedBy::CertificateAuthority { ca_line });
             }
-            Ok(VerifiedBy::Learned { line: learned.line })
+            PublicKeyOrCertificate::PublicKey { key, .. } => key,
+        };
+        if let Some(line) = self.check_key(&name, key.key_data())? {
+            return Ok(VerifiedBy::KnownHost { line });
+        }
+        match policy {
+            HostKeyPolicy::Strict => Err(HostKeyError::Unknown {
+                name,
+                path: path.to_owned(),
+            }),
+            HostKeyPolicy::AcceptNew => {
+                let learned = learn::learn_key(path, &name, key.key_data())?;
+                let fingerprint = key.fingerprint(HashAlg::Sha256);
+                if learned.written {
+                    tracing::info!(
+                        known_hosts = %path.display(),
+                        line = learned.line,
+                        %fingerprint,
+                        "learned host key for {name}: {} {fingerprint} (policy accept-new)",
+                        key.algorithm()
+                    );
+                } else {
+                    tracing::debug!(
+                        known_hosts = %path.display(),
+                        line = learned.line,
+                        "host key for {name} was added by another process meanwhile"
+                    );
+                }
+                Ok(VerifiedBy::Learned { line: learned.line })
+            }
         }
     }
 }
