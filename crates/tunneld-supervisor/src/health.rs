@@ -95,7 +95,13 @@ pub(crate) fn report(tunnels: &[TunnelView<'_>], grace: Duration, now: Instant) 
         if !settled(&tunnel.state) {
             ready = false;
         }
-        let describe = !tunnel.state.is_up() || tunnel.state.to_string().contains(';');
+        // An up tunnel is named only when a remote forward is still waiting for its port.
+        let describe = match &tunnel.state {
+            TunnelState::Up { remote, .. } => remote
+                .iter()
+                .any(|r| matches!(r.state, RemoteState::Waiting { .. })),
+            _ => true,
+        };
         if describe {
             let _ = write!(status, "; {}: {}", tunnel.name, tunnel.state);
         }
