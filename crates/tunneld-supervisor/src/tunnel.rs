@@ -42,9 +42,9 @@ pub(crate) struct Wiring {
 pub(crate) async fn run(tunnel: Arc<Tunnel>, wiring: Wiring) {
     let span = info_span!("tunnel", tunnel = %tunnel.name);
     Supervised {
+        backoff: Backoff::new(tunnel.backoff.min, tunnel.backoff.max),
         tunnel,
         wiring,
-        backoff: None,
         failures: 0,
     }
     .run()
@@ -55,7 +55,7 @@ pub(crate) async fn run(tunnel: Arc<Tunnel>, wiring: Wiring) {
 struct Supervised {
     tunnel: Arc<Tunnel>,
     wiring: Wiring,
-    backoff: Option<Backoff>,
+    backoff: Backoff,
     failures: u32,
 }
 
@@ -208,17 +208,11 @@ impl Supervised {
             };
             keepers.abort_all();
             connection_tx.send_replace(None);
-            self.backoff_mut().connection_lasted(up_at.elapsed());
+            self.backoff.connection_lasted(up_at.elapsed());
             if !self.fail(&ended).await {
                 return;
             }
         }
-    }
-
-    fn backoff_mut(&mut self) -> &mut Backoff {
-        let b = &self.tunnel.backoff;
-        self.backoff
-            .get_or_insert_with(|| Backoff::new(b.min, b.max))
     }
 
     /// Records a failure, publishes it, and waits out the backoff. False when cancelled.
@@ -232,7 +226,7 @@ impl Supervised {
                 .min(self.tunnel.backoff.max)
                 .mul_f64(0.8 + 0.2 * jitter_unit())
         } else {
-            self.backoff_mut().next_delay(permanent, jitter_unit())
+            self.backoff.next_delay(permanent, jitter_unit())
         };
         let reason = err.to_string();
         warn!(
