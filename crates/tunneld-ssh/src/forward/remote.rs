@@ -6,7 +6,6 @@
 //! what was asked for. Connections for anything else are refused by the handler.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use russh::client::{ChannelOpenHandle, Msg};
 use russh::{Channel, ChannelOpenFailure};
@@ -182,7 +181,8 @@ async fn forward_one(incoming: IncomingForward, ctx: ForwardContext) {
     let connect = TcpStream::connect((forward.host.as_str(), forward.host_port));
     let stream = tokio::select! {
         () = ctx.cancel.cancelled() => return,
-        connected = tokio::time::timeout(connect_limit(&ctx), connect) => connected,
+        // The tunnel's connect_timeout bounds the connect to the target too.
+        connected = tokio::time::timeout(ctx.wait_for_connection, connect) => connected,
     };
     let stream = match stream {
         Ok(Ok(stream)) => stream,
@@ -202,8 +202,4 @@ async fn forward_one(incoming: IncomingForward, ctx: ForwardContext) {
     debug!(target = %target, "forwarding");
     let report = pipe(stream, channel, ctx.limits, &ctx.cancel).await;
     debug!(sent = report.sent, received = report.received, end = ?report.end, "forwarded connection ended");
-}
-
-fn connect_limit(ctx: &ForwardContext) -> Duration {
-    ctx.wait_for_connection
 }
