@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -62,8 +62,8 @@ struct Shared {
 struct Conn {
     reset: CancellationToken,
     /// This connection's own mode: it follows the proxy's mode until pinned.
-    mode: Arc<watch::Sender<Mode>>,
-    pinned: Arc<AtomicBool>,
+    mode: watch::Sender<Mode>,
+    pinned: bool,
     /// Disconnected once the connection's task has ended and closed its sockets.
     done: std::sync::mpsc::Receiver<()>,
 }
@@ -115,16 +115,24 @@ impl ChaosProxy {
     /// Switches every current and future connection to `mode`. Once this returns, no byte read
     /// afterwards is handled by the previous mode.
     pub fn set_mode(&self, mode: Mode) {
+        // Under the lock, so that a connection being accepted now gets either the old mode and
+        // this update, or the new mode; and synchronously, so that the promise above holds.
+        let open = self.shared.open.lock().unwrap();
         self.shared.mode.send_replace(mode);
+        for conn in open.values() {
+            if !conn.pinned {
+                conn.mode.send_replace(mode);
+            }
+        }
     }
 
     /// Switches only the connections open now to `mode` and keeps them there, whatever later
     /// [`ChaosProxy::set_mode`] calls say; later connections follow the proxy's mode. This is
     /// how a test black-holes the old SSH connection while a new one gets through.
     pub fn pin_existing(&self, mode: Mode) {
-        let open = self.shared.open.lock().unwrap();
-        for conn in open.values() {
-            conn.pinned.store(true, Ordering::SeqCst);
+        let mut open = self.shared.open.lock().unwrap();
+        for conn in open.values_mut() {
+            conn.pinned = true;
             conn.mode.send_replace(mode);
         }
     }
@@ -234,30 +242,20 @@ fn spawn_connection(client: TcpStream, target: SocketAddr, shared: &Arc<Shared>)
     let id = shared.total.fetch_add(1, Ordering::Relaxed);
     let reset = CancellationToken::new();
     let (done_tx, done) = std::sync::mpsc::channel::<()>();
-    let (conn_mode, mode) = watch::channel(*shared.mode.borrow());
-    let conn_mode = Arc::new(conn_mode);
-    let pinned = Arc::new(AtomicBool::new(false));
-    shared.open.lock().unwrap().insert(
-        id,
-        Conn {
-            reset: reset.clone(),
-            mode: conn_mode.clone(),
-            pinned: pinned.clone(),
-            done,
-        },
-    );
-    // Relays the proxy's mode to this connection until it is pinned or gone.
-    let mut global = shared.mode.subscribe();
-    tokio::spawn(async move {
-        while global.changed().await.is_ok() {
-            if pinned.load(Ordering::SeqCst) {
-                continue;
-            }
-            if conn_mode.send(*global.borrow()).is_err() {
-                break;
-            }
-        }
-    });
+    let mode = {
+        let mut open = shared.open.lock().unwrap();
+        let (conn_mode, mode) = watch::channel(*shared.mode.borrow());
+        open.insert(
+            id,
+            Conn {
+                reset: reset.clone(),
+                mode: conn_mode,
+                pinned: false,
+                done,
+            },
+        );
+        mode
+    };
     let shared = shared.clone();
     tokio::spawn(async move {
         serve(client, target, mode, reset).await;
