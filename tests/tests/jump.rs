@@ -174,6 +174,10 @@ fn assert_names_hop(reason: &str, hop: usize, name: &str, rest: &str) {
         reason.starts_with(&prefix) && reason.contains(rest),
         "the error must name the hop as {prefix:?} and say {rest:?}; tunneld says: {reason:?}"
     );
+    assert!(
+        !reason[prefix.len()..].starts_with(&format!("{name} (")),
+        "the hop's name is said twice: {reason:?}"
+    );
 }
 
 /// Sends `payload` through the forward on `port` to the echo server and returns what came back;

@@ -330,11 +330,7 @@ impl Dial<'_> {
 /// Names the hop of a chain in an error: `hop 2 (db-server): ...`.
 fn at_hop(index: Option<usize>, hop: &Hop, err: SshError) -> SshError {
     match index {
-        Some(index) => SshError::AtHop {
-            index,
-            label: hop.label.clone(),
-            error: Box::new(err),
-        },
+        Some(index) => SshError::at_hop(index, &hop.label, err),
         None => err,
     }
 }
@@ -462,11 +458,7 @@ impl Connection {
             .unwrap_or(&self.target);
         let err = self.end_error(session);
         match session.hop {
-            Some(index) => SshError::AtHop {
-                index,
-                label: session.label.clone(),
-                error: Box::new(err),
-            },
+            Some(index) => SshError::at_hop(index, &session.label, err),
             None => err,
         }
     }

@@ -204,6 +204,36 @@ fn join_errors(problems: &[KeyError]) -> String {
 }
 
 impl SshError {
+    /// Names the hop of a chain where `error` happened: `hop 2 (db-server): ...`. The label is
+    /// said once: a peer that the inner error names as `label (host:port)` becomes `host:port`.
+    pub(crate) fn at_hop(index: usize, label: &str, mut error: SshError) -> SshError {
+        if let Some(peer) = error.peer_mut()
+            && let Some(address) = peer
+                .strip_prefix(label)
+                .and_then(|rest| rest.strip_prefix(" ("))
+                .and_then(|rest| rest.strip_suffix(')'))
+        {
+            *peer = address.to_string();
+        }
+        SshError::AtHop {
+            index,
+            label: label.to_string(),
+            error: Box::new(error),
+        }
+    }
+
+    fn peer_mut(&mut self) -> Option<&mut String> {
+        match self {
+            SshError::Connect { peer, .. }
+            | SshError::Timeout { peer, .. }
+            | SshError::NoUsableKey { peer, .. }
+            | SshError::AuthRefused { peer, .. }
+            | SshError::Protocol { peer, .. }
+            | SshError::Closed { peer, .. } => Some(peer),
+            _ => None,
+        }
+    }
+
     /// The class of this failure.
     pub fn kind(&self) -> FailureKind {
         match self {
@@ -283,5 +313,33 @@ pub(crate) fn protocol_kind(err: &russh::Error) -> FailureKind {
         | russh::Error::ConnectionTimeout
         | russh::Error::Elapsed(_) => FailureKind::Timeout,
         _ => FailureKind::Network,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hop_is_named_once() {
+        let timeout = SshError::Timeout {
+            peer: "mute (127.0.0.1:2222)".to_string(),
+            stage: Stage::Handshake,
+            after: Duration::from_secs(1),
+        };
+        assert_eq!(
+            SshError::at_hop(2, "mute", timeout).to_string(),
+            "hop 2 (mute): 127.0.0.1:2222: timed out after 1s during SSH handshake"
+        );
+        // A hop written as `user@host:port` is already named by its address.
+        let refused = SshError::AuthRefused {
+            user: "pi".to_string(),
+            peer: "gateway.example:22".to_string(),
+            tried: vec![],
+        };
+        assert_eq!(
+            SshError::at_hop(1, "pi@gateway.example", refused).to_string(),
+            "hop 1 (pi@gateway.example): authentication refused for pi@gateway.example:22 (tried: no keys)"
+        );
     }
 }
