@@ -115,9 +115,11 @@ fn the_notification_sequence_tells_systemd_the_truth() {
         .collect();
     let gaps: Vec<Duration> = pings.windows(2).map(|w| w[1] - w[0]).collect();
     assert!(pings.len() >= 4, "{} pings in 3 s", pings.len());
+    // Generous around 0.5 s: the gaps are measured where the test receives the datagrams, so a
+    // busy machine can shift one ping late and make its successor look early.
     for gap in &gaps {
         assert!(
-            *gap >= Duration::from_millis(300) && *gap <= Duration::from_millis(1500),
+            *gap >= Duration::from_millis(200) && *gap <= Duration::from_millis(1500),
             "gap {gap:?}"
         );
     }
@@ -182,9 +184,10 @@ async fn a_wedged_tunnel_stops_the_watchdog_and_a_reconnecting_one_does_not() {
     // Hanging: healthy while the attempt is within its bound, then wedged, with the reason.
     let shutdown = CancellationToken::new();
     let grace = Duration::from_secs(1);
+    // Taken before the attempt starts, so that it cannot make the attempt look younger than it is.
+    let started = Instant::now();
     let supervisor = Supervisor::start_with(&config, shutdown.clone(), Arc::new(Hanging), grace);
     assert!(supervisor.report().healthy());
-    let started = Instant::now();
     while supervisor.report().healthy() {
         assert!(
             started.elapsed() < Duration::from_secs(15),
