@@ -159,5 +159,7 @@ pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_test_writer()
+        // Read in CI logs, not terminals.
+        .with_ansi(false)
         .try_init();
 }

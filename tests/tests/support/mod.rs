@@ -49,6 +49,8 @@ pub struct InProcess {
 
 impl InProcess {
     pub fn start(config: &Path) -> Self {
+        // tunneld's own log, shown with a failing test's output.
+        harness::init_tracing();
         let config = tunneld_config::load(config).unwrap_or_else(|e| panic!("{e}"));
         let shutdown = CancellationToken::new();
         let supervisor = Supervisor::start(&config, shutdown.clone());

@@ -16,7 +16,6 @@
 //!   channel forever.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
@@ -25,6 +24,7 @@ use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -90,7 +90,10 @@ pub async fn pipe(
     let (tcp_read, mut tcp_write) = tcp.into_split();
     let (from_server, to_server) = channel.split();
     let mut from_server = Some(from_server);
-    let upstream_writing = AtomicBool::new(false);
+    // Whether the upstream half is inside a channel write (waiting for window). A watch, not a
+    // flag: the upstream runs inside this task's select, so when it starts waiting while the
+    // draining branch is switched off, the loop must wake up to switch it back on.
+    let (upstream_writing, mut writing) = watch::channel(false);
     let upstream = upstream(tcp_read, &to_server, &upstream_writing);
     tokio::pin!(upstream);
 
@@ -119,7 +122,7 @@ pub async fn pipe(
             give_up(from_server.take(), &to_server).await;
             return report;
         }
-        let buffer_full = over && !upstream_writing.load(Ordering::Relaxed);
+        let buffer_full = over && !*writing.borrow_and_update();
         if !over {
             stalled_since = None;
         } else if stalled_since.is_none() {
@@ -134,6 +137,9 @@ pub async fn pipe(
                 report.end = PipeEnd::Cancelled;
                 return report;
             }
+
+            // Our upstream started waiting for window: drain again (see the module comment).
+            _ = writing.changed(), if buffer_full => {}
 
             // Server -> us: drained whenever our own buffer has room.
             msg = wait(&mut from_server), if !buffer_full => match msg {
@@ -215,7 +221,7 @@ pub async fn pipe(
 async fn upstream(
     mut tcp_read: OwnedReadHalf,
     to_server: &ChannelWriteHalf<Msg>,
-    writing: &AtomicBool,
+    writing: &watch::Sender<bool>,
 ) -> u64 {
     let mut writer = to_server.make_writer();
     let mut buf = vec![0u8; 32 * 1024];
@@ -230,9 +236,9 @@ async fn upstream(
             }
         };
         let Some(chunk) = buf.get(..n) else { break };
-        writing.store(true, Ordering::Relaxed);
+        writing.send_replace(true);
         let written = writer.write_all(chunk).await;
-        writing.store(false, Ordering::Relaxed);
+        writing.send_replace(false);
         if written.is_err() {
             break;
         }
