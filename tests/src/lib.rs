@@ -29,7 +29,7 @@ pub use sshd::{Sshd, SshdBuilder};
 pub use sshd_config::openssh_version;
 pub use tunneld::{TunneldProcess, tunneld_bin};
 pub use util::{
-    TestDir, fd_count, free_port, init_tracing, localhost, random_bytes, rss_kib, wait_until,
-    wait_until_async, write_file,
+    TestDir, echo_all, fd_count, free_port, init_tracing, localhost, random_bytes, rss_kib,
+    try_echo, wait_until, wait_until_async, write_file,
 };
 pub mod nspawn;

@@ -211,6 +211,11 @@ impl Sshd {
         self.wait_for_log_since(0, needle, timeout)
     }
 
+    /// Polls the log until `needle` occurs at least `count` times; false after `timeout`.
+    pub fn wait_for_log_count(&self, needle: &str, count: usize, timeout: Duration) -> bool {
+        wait_until(timeout, || self.log().matches(needle).count() >= count)
+    }
+
     /// Polls the log written after `mark` (from [`Sshd::log_mark`]) until it contains `needle`.
     pub fn wait_for_log_since(&self, mark: usize, needle: &str, timeout: Duration) -> bool {
         wait_until(timeout, || self.log_since(mark).contains(needle))

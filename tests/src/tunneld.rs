@@ -175,6 +175,16 @@ impl TunneldProcess {
         self.wait_for_log_count(needle, 1, timeout)
     }
 
+    /// Waits until the output contains `needle`; panics with the whole output after `timeout`.
+    #[track_caller]
+    pub fn expect_log(&self, needle: &str, timeout: Duration) {
+        assert!(
+            self.wait_for_log(needle, timeout),
+            "tunneld did not log {needle:?} within {timeout:?}:\n{}",
+            self.logs()
+        );
+    }
+
     /// Waits until `needle` occurs at least `count` times in the output; false after `timeout`.
     pub fn wait_for_log_count(&self, needle: &str, count: usize, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;

@@ -163,3 +163,32 @@ pub fn init_tracing() {
         .with_ansi(false)
         .try_init();
 }
+
+/// Writes `payload` to `stream`, shuts down its write half, and returns everything read back
+/// until EOF: one round trip through an echo server, however far away.
+pub async fn echo_all(stream: tokio::net::TcpStream, payload: Vec<u8>) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut reader, mut writer) = stream.into_split();
+    let writing = tokio::spawn(async move {
+        writer.write_all(&payload).await.unwrap();
+        writer.shutdown().await.unwrap();
+    });
+    let mut back = Vec::new();
+    reader.read_to_end(&mut back).await.unwrap();
+    writing.await.unwrap();
+    back
+}
+
+/// A blocking echo round trip through `127.0.0.1:port` (the client sends EOF, then reads to the
+/// end); an error instead of a panic, so that a caller can retry while a tunnel reconnects.
+pub fn try_echo(port: u16, payload: &[u8], timeout: Duration) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(localhost(port))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.write_all(payload)?;
+    stream.shutdown(std::net::Shutdown::Write)?;
+    let mut back = Vec::new();
+    stream.read_to_end(&mut back)?;
+    Ok(back)
+}

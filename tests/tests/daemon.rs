@@ -6,13 +6,14 @@
 
 mod support;
 
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use harness::{
-    EchoServer, KeyPair, SshAgent, Sshd, TunneldProcess, free_port, random_bytes, wait_until,
+    EchoServer, KeyPair, SshAgent, Sshd, TunneldProcess, free_port, localhost, random_bytes,
+    try_echo, wait_until,
 };
 use nix::sys::signal::Signal;
 use support::{defaults_for, host_line, test_dir, write_config};
@@ -23,22 +24,9 @@ fn run(config: &Path) -> TunneldProcess {
     TunneldProcess::spawn(&["run", "--config", config.to_str().unwrap()], &[])
 }
 
-fn local(port: u16) -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
-}
-
 /// A blocking echo round trip through a forward.
 fn echo_once(port: u16, payload: &[u8]) -> Vec<u8> {
-    use std::io::{Read, Write};
-    let mut stream = TcpStream::connect(local(port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    stream.write_all(payload).unwrap();
-    stream.shutdown(std::net::Shutdown::Write).unwrap();
-    let mut back = Vec::new();
-    stream.read_to_end(&mut back).unwrap();
-    back
+    try_echo(port, payload, Duration::from_secs(20)).unwrap()
 }
 
 /// The config of one tunnel to `sshd` forwarding a free port to `echo`, with `[defaults]`
@@ -65,11 +53,7 @@ fn logs_say_what_happens_and_sigterm_stops_cleanly_with_connections_open() {
     let echo = EchoServer::start();
     let (config, port) = one_tunnel(dir.path(), &sshd, &defaults_for(&sshd, dir.path()), &echo);
     let mut tunneld = run(&config);
-    assert!(
-        tunneld.wait_for_log("tunnel up", LOG_TIMEOUT),
-        "{}",
-        tunneld.logs()
-    );
+    tunneld.expect_log("tunnel up", LOG_TIMEOUT);
     for line in [
         "tunnel=t",
         "connecting",
@@ -90,7 +74,7 @@ fn logs_say_what_happens_and_sigterm_stops_cleanly_with_connections_open() {
     let open: Vec<TcpStream> = (0..2)
         .map(|_| {
             use std::io::Write;
-            let mut s = TcpStream::connect(local(port)).unwrap();
+            let mut s = TcpStream::connect(localhost(port)).unwrap();
             s.write_all(b"still here").unwrap();
             s
         })
@@ -109,7 +93,7 @@ fn logs_say_what_happens_and_sigterm_stops_cleanly_with_connections_open() {
     );
     assert!(asked.elapsed() < Duration::from_secs(2));
     // Listeners are gone, and the open connections were closed.
-    assert!(TcpStream::connect(local(port)).is_err());
+    assert!(TcpStream::connect(localhost(port)).is_err());
     for mut stream in open {
         use std::io::Read;
         stream
@@ -131,11 +115,7 @@ fn sigint_stops_too() {
     let echo = EchoServer::start();
     let (config, _) = one_tunnel(dir.path(), &sshd, &defaults_for(&sshd, dir.path()), &echo);
     let mut tunneld = run(&config);
-    assert!(
-        tunneld.wait_for_log("tunnel up", LOG_TIMEOUT),
-        "{}",
-        tunneld.logs()
-    );
+    tunneld.expect_log("tunnel up", LOG_TIMEOUT);
     tunneld.signal(Signal::SIGINT);
     let status = tunneld
         .wait_exit(Duration::from_secs(2))
@@ -170,11 +150,7 @@ fn a_changed_host_key_is_refused_naming_the_file_and_line() {
         known_hosts.display(),
         impostor.fingerprint()
     );
-    assert!(
-        tunneld.wait_for_log(&expected, LOG_TIMEOUT),
-        "want {expected:?} in:\n{}",
-        tunneld.logs()
-    );
+    tunneld.expect_log(&expected, LOG_TIMEOUT);
     assert!(
         tunneld
             .logs()
@@ -215,11 +191,7 @@ fn an_unknown_host_is_refused_under_strict_and_learned_under_accept_new() {
         sshd.port(),
         known_hosts.display()
     );
-    assert!(
-        strict.wait_for_log(&expected, LOG_TIMEOUT),
-        "{}",
-        strict.logs()
-    );
+    strict.expect_log(&expected, LOG_TIMEOUT);
     assert!(!sshd.log().contains("Accepted publickey"));
     strict.signal(Signal::SIGTERM);
     strict.wait_exit(Duration::from_secs(2)).expect("stops");
@@ -230,11 +202,7 @@ fn an_unknown_host_is_refused_under_strict_and_learned_under_accept_new() {
     );
     let (config, port) = one_tunnel(dir.path(), &sshd, &accept_new, &echo);
     let learner = run(&config);
-    assert!(
-        learner.wait_for_log("tunnel up", LOG_TIMEOUT),
-        "{}",
-        learner.logs()
-    );
+    learner.expect_log("tunnel up", LOG_TIMEOUT);
     assert_eq!(echo_once(port, b"learned"), b"learned");
     let learned = std::fs::read_to_string(&known_hosts).unwrap();
     assert_eq!(
@@ -270,11 +238,7 @@ fn two_processes_learning_into_one_known_hosts_keep_both_entries() {
     // All four started together, racing to append to the same file.
     let running: Vec<TunneldProcess> = daemons.iter().map(|c| run(c)).collect();
     for daemon in &running {
-        assert!(
-            daemon.wait_for_log("tunnel up", LOG_TIMEOUT),
-            "{}",
-            daemon.logs()
-        );
+        daemon.expect_log("tunnel up", LOG_TIMEOUT);
     }
     let learned = std::fs::read_to_string(&shared).unwrap();
     for sshd in &servers {
@@ -310,11 +274,7 @@ fn a_key_the_server_does_not_accept_is_an_authentication_failure() {
         sshd.port(),
         stranger.private.display()
     );
-    assert!(
-        tunneld.wait_for_log(&expected, LOG_TIMEOUT),
-        "{}",
-        tunneld.logs()
-    );
+    tunneld.expect_log(&expected, LOG_TIMEOUT);
     assert!(tunneld.logs().contains("error_kind=auth"));
     assert!(tunneld.logs().contains("permanent=true"));
 }
@@ -335,11 +295,7 @@ fn an_encrypted_or_world_readable_key_is_a_clear_error_not_a_prompt() {
         "{} is encrypted with a passphrase; tunneld cannot prompt for it",
         encrypted.private.display()
     );
-    assert!(
-        tunneld.wait_for_log(&expected, LOG_TIMEOUT),
-        "{}",
-        tunneld.logs()
-    );
+    tunneld.expect_log(&expected, LOG_TIMEOUT);
     drop(tunneld);
 
     let open = KeyPair::generate(dir.path(), "open");
@@ -354,11 +310,7 @@ fn an_encrypted_or_world_readable_key_is_a_clear_error_not_a_prompt() {
         "{} is readable by group/others; refusing to use it",
         open.private.display()
     );
-    assert!(
-        tunneld.wait_for_log(&expected, LOG_TIMEOUT),
-        "{}",
-        tunneld.logs()
-    );
+    tunneld.expect_log(&expected, LOG_TIMEOUT);
 }
 
 #[test]
@@ -381,11 +333,7 @@ fn agent_authentication_works_with_a_real_ssh_agent() {
         &["run", "--config", config.to_str().unwrap()],
         &[("SSH_AUTH_SOCK", agent.socket().to_str().unwrap())],
     );
-    assert!(
-        tunneld.wait_for_log("authenticated with an agent key", LOG_TIMEOUT),
-        "{}",
-        tunneld.logs()
-    );
+    tunneld.expect_log("authenticated with an agent key", LOG_TIMEOUT);
     let payload = random_bytes(200_000, 7);
     assert_eq!(echo_once(port, &payload), payload);
     assert!(
@@ -463,11 +411,7 @@ fn run_exits_78_on_an_invalid_or_missing_file() {
     let status = tunneld.wait_exit(Duration::from_secs(10)).expect("exits");
     assert_eq!(status.code(), Some(78));
     let expected = format!("{}:3:1: tunnels.db.lokal: unknown field", bad.display());
-    assert!(
-        tunneld.wait_for_log(&expected, LOG_TIMEOUT),
-        "{}",
-        tunneld.logs()
-    );
+    tunneld.expect_log(&expected, LOG_TIMEOUT);
 
     let mut missing = run(&dir.path().join("nope.toml"));
     assert_eq!(
@@ -523,11 +467,7 @@ fn a_host_certificate_is_trusted_through_cert_authority_and_checked() {
     .unwrap();
     let (config, port) = one_tunnel(dir.path(), &sshd, &defaults, &echo);
     let tunneld = run(&config);
-    assert!(
-        tunneld.wait_for_log("tunnel up", LOG_TIMEOUT),
-        "{}",
-        tunneld.logs()
-    );
+    tunneld.expect_log("tunnel up", LOG_TIMEOUT);
     assert_eq!(echo_once(port, b"certified"), b"certified");
     drop(tunneld);
 
@@ -545,10 +485,6 @@ fn a_host_certificate_is_trusted_through_cert_authority_and_checked() {
     let (config, _) = one_tunnel(other_dir.path(), &wrong, &defaults, &echo);
     let tunneld = run(&config);
     let expected = "its principals (db.example.com) do not include 127.0.0.1";
-    assert!(
-        tunneld.wait_for_log(expected, LOG_TIMEOUT),
-        "{}",
-        tunneld.logs()
-    );
+    tunneld.expect_log(expected, LOG_TIMEOUT);
     assert!(!wrong.log().contains("Accepted publickey"));
 }

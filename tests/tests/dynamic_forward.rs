@@ -7,19 +7,15 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use harness::{ClosedPort, HttpServer, Sshd, free_port, random_bytes};
+use harness::{ClosedPort, HttpServer, Sshd, free_port, localhost, random_bytes};
 use support::{InProcess, defaults_for, host_line, test_dir, write_config};
 use tunneld_supervisor::TunnelState;
-
-fn local(port: u16) -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
-}
 
 /// A tunnel with one dynamic forward; returns tunneld and the SOCKS port.
 async fn socks_tunnel(sshd: &Sshd, dir: &Path, extra: &str) -> (InProcess, u16) {
@@ -51,7 +47,7 @@ fn curl(args: &[&str], url: &str) -> (bool, Vec<u8>, String) {
 
 /// A SOCKS5 CONNECT with no authentication; returns the reply's code byte.
 fn socks5_connect(port: u16, request: &[u8]) -> u8 {
-    let mut s = TcpStream::connect(local(port)).unwrap();
+    let mut s = TcpStream::connect(localhost(port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     s.write_all(&[5, 1, 0]).unwrap();
     let mut choice = [0u8; 2];
@@ -147,7 +143,7 @@ async fn every_failure_gets_the_reply_that_says_what_happened() {
             "UDP: command not supported"
         );
         // SOCKS4 to a refused target: rejected (0x5B).
-        let mut s = TcpStream::connect(local(port)).unwrap();
+        let mut s = TcpStream::connect(localhost(port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let mut req = vec![4, 1];
         req.extend_from_slice(&closed_port.to_be_bytes());
@@ -210,13 +206,13 @@ async fn username_and_password_are_required_when_an_auth_file_is_set() {
             &url,
         );
         // A client that offers only "no authentication" is told no method is acceptable.
-        let mut s = TcpStream::connect(local(port)).unwrap();
+        let mut s = TcpStream::connect(localhost(port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         s.write_all(&[5, 1, 0]).unwrap();
         let mut choice = [0u8; 2];
         s.read_exact(&mut choice).unwrap();
         // SOCKS4 cannot authenticate: refused outright when a password is required.
-        let mut s4 = TcpStream::connect(local(port)).unwrap();
+        let mut s4 = TcpStream::connect(localhost(port)).unwrap();
         s4.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         s4.write_all(&[4, 1, 0, 80, 127, 0, 0, 1, b'x', 0]).unwrap();
         let mut reply = [0u8; 8];
@@ -246,7 +242,7 @@ async fn hostile_clients_are_closed_in_bounded_time_and_harm_no_one() {
     let web_port = web.port();
     tokio::task::spawn_blocking(move || {
         // A slow-loris client: one byte, then nothing.
-        let mut loris = TcpStream::connect(local(port)).unwrap();
+        let mut loris = TcpStream::connect(localhost(port)).unwrap();
         loris.write_all(&[5]).unwrap();
         let started = Instant::now();
         // Garbage, an absurd method count, an HTTP request: closed at once.
@@ -255,7 +251,7 @@ async fn hostile_clients_are_closed_in_bounded_time_and_harm_no_one() {
             b"GET / HTTP/1.1\r\n\r\n",
             b"\x05\x01\x00\x05\x01\x00\x09",
         ] {
-            let mut s = TcpStream::connect(local(port)).unwrap();
+            let mut s = TcpStream::connect(localhost(port)).unwrap();
             s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
             s.write_all(junk).unwrap();
             let mut rest = Vec::new();
@@ -325,7 +321,7 @@ async fn a_hundred_concurrent_socks_clients_and_the_listener_outlives_a_reconnec
         .wait_for("socks", Duration::from_secs(20), |s| !s.is_up())
         .await;
     assert!(
-        TcpStream::connect(local(port)).is_ok(),
+        TcpStream::connect(localhost(port)).is_ok(),
         "the listener must stay bound"
     );
     sshd.restart();

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use harness::{
     ChaosProxy, ClosedPort, EchoServer, HttpServer, KeyKind, KeyPair, Mode, SshAgent, Sshd,
-    TestDir, TunneldProcess, process_state, random_bytes, wait_until,
+    TestDir, TunneldProcess, echo_all, process_state, random_bytes, wait_until,
 };
 use nix::sys::signal::Signal;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -288,19 +288,6 @@ async fn round_trip(stream: &mut TcpStream, payload: &[u8]) {
         .expect("echo within the deadline")
         .unwrap();
     assert_eq!(back, payload);
-}
-
-/// Writes `payload`, shuts down the write half and reads everything back until EOF.
-async fn echo_all(stream: TcpStream, payload: Vec<u8>) -> Vec<u8> {
-    let (mut reader, mut writer) = stream.into_split();
-    let writing = tokio::spawn(async move {
-        writer.write_all(&payload).await.unwrap();
-        writer.shutdown().await.unwrap();
-    });
-    let mut back = Vec::new();
-    reader.read_to_end(&mut back).await.unwrap();
-    writing.await.unwrap();
-    back
 }
 
 #[tokio::test(flavor = "multi_thread")]

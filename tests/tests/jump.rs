@@ -25,11 +25,13 @@
 
 mod support;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use harness::{ClosedPort, EchoServer, KeyPair, Sshd, free_port, random_bytes, wait_until};
+use harness::{
+    ClosedPort, EchoServer, KeyPair, Sshd, free_port, localhost, random_bytes, wait_until,
+};
 use support::{InProcess, echo_through, test_dir, write_config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::block_in_place;
@@ -44,10 +46,6 @@ const RECOVER_BOUND: Duration = Duration::from_secs(30);
 const STATE_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long an sshd log line may take to appear.
 const LOG_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn local(port: u16) -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
-}
 
 /// An sshd that logs every direct-tcpip request with its target.
 fn debug_sshd() -> Sshd {
@@ -183,7 +181,7 @@ fn assert_names_hop(reason: &str, hop: usize, name: &str, rest: &str) {
 /// Sends `payload` through the forward on `port` to the echo server and returns what came back;
 /// an error instead of a panic, so that a caller can retry while the chain reconnects.
 async fn try_echo(port: u16, payload: &[u8]) -> std::io::Result<Vec<u8>> {
-    let stream = tokio::net::TcpStream::connect(local(port)).await?;
+    let stream = tokio::net::TcpStream::connect(localhost(port)).await?;
     let (mut read, mut write) = stream.into_split();
     let payload = payload.to_vec();
     let writer = tokio::spawn(async move {
@@ -254,7 +252,7 @@ async fn a_64_mib_payload_crosses_two_jump_hosts_byte_identical() {
     assert_eq!(*peer, format!("hop-c (127.0.0.1:{})", c.port()));
 
     let payload = random_bytes(64 << 20, 6);
-    let back = echo_through(local(port), &payload).await;
+    let back = echo_through(localhost(port), &payload).await;
     assert_eq!(back.len(), payload.len());
     assert!(back == payload, "the echoed bytes differ from the payload");
     assert_eq!(echo.connections_total(), 1);
@@ -314,7 +312,7 @@ async fn jump_on_a_hosts_entry_and_the_hop_name_is_resolved_by_the_previous_hop(
     let tunneld = InProcess::start(&write_config(dir.path(), &config));
     tunneld.wait_up("one").await;
     let payload = random_bytes(1 << 20, 7);
-    assert_eq!(echo_through(local(port), &payload).await, payload);
+    assert_eq!(echo_through(localhost(port), &payload).await, payload);
 
     assert_channel_logged(&a, "hop-a", &direct_tcpip_line("localhost", b.port()));
     assert_channel_logged(
@@ -354,7 +352,7 @@ async fn a_user_at_host_port_hop_takes_its_settings_from_defaults() {
     let tunneld = InProcess::start(&write_config(dir.path(), &config));
     tunneld.wait_up("literal").await;
     let payload = random_bytes(1 << 20, 8);
-    assert_eq!(echo_through(local(port), &payload).await, payload);
+    assert_eq!(echo_through(localhost(port), &payload).await, payload);
 
     let fingerprint = a.client_key().fingerprint();
     assert!(

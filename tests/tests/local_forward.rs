@@ -5,18 +5,14 @@
 
 mod support;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use harness::{ClosedPort, EchoServer, Sshd, free_port, random_bytes};
+use harness::{ClosedPort, EchoServer, Sshd, free_port, localhost, random_bytes};
 use support::{InProcess, defaults_for, echo_through, host_line, test_dir, write_config};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tunneld_supervisor::TunnelState;
-
-fn local(port: u16) -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
-}
 
 fn connection_id(state: &TunnelState) -> u64 {
     match state {
@@ -41,7 +37,7 @@ async fn a_64_mib_payload_arrives_byte_identical() {
     tunneld.wait_up("bulk").await;
 
     let payload = random_bytes(64 << 20, 64);
-    let back = echo_through(local(port), &payload).await;
+    let back = echo_through(localhost(port), &payload).await;
     assert_eq!(back.len(), payload.len());
     assert!(back == payload, "the echoed bytes differ from the payload");
     tunneld.stop().await;
@@ -66,7 +62,7 @@ async fn two_hundred_concurrent_connections_all_complete_with_their_own_bytes() 
         .map(|i| {
             tokio::spawn(async move {
                 let payload = random_bytes(16 * 1024 + i as usize * 7, i);
-                let back = echo_through(local(port), &payload).await;
+                let back = echo_through(localhost(port), &payload).await;
                 back == payload
             })
         })
@@ -114,7 +110,7 @@ async fn three_forwards_share_one_connection() {
 
     for (i, (port, echo)) in ports.iter().zip(&echoes).enumerate() {
         let payload = random_bytes(100_000, i as u64);
-        assert_eq!(echo_through(local(*port), &payload).await, payload);
+        assert_eq!(echo_through(localhost(*port), &payload).await, payload);
         assert_eq!(
             echo.connections_total(),
             1,
@@ -147,7 +143,7 @@ async fn a_target_the_server_refuses_fails_only_that_connection() {
 
     for round in 0..3u64 {
         // The refused one: accepted, then closed cleanly without a byte.
-        let mut refused = TcpStream::connect(local(bad)).await.unwrap();
+        let mut refused = TcpStream::connect(localhost(bad)).await.unwrap();
         let mut buf = Vec::new();
         let read = tokio::time::timeout(Duration::from_secs(15), refused.read_to_end(&mut buf))
             .await
@@ -159,7 +155,7 @@ async fn a_target_the_server_refuses_fails_only_that_connection() {
         );
         // The permitted one still works, over the same connection.
         let payload = random_bytes(50_000, round);
-        assert_eq!(echo_through(local(good), &payload).await, payload);
+        assert_eq!(echo_through(localhost(good), &payload).await, payload);
     }
     assert_eq!(forbidden.connections_total(), 0);
     assert!(
@@ -229,7 +225,7 @@ async fn negotiated_with(ciphers: &str, compression: bool) -> (tunneld_ssh::Nego
     };
     // Compressible data round-trips too.
     let payload = vec![b'z'; 1 << 20];
-    assert_eq!(echo_through(local(port), &payload).await, payload);
+    assert_eq!(echo_through(localhost(port), &payload).await, payload);
     assert!(sshd.wait_for_log("kex: client->server cipher", Duration::from_secs(5)));
     tunneld.stop().await;
     let line = sshd
@@ -313,7 +309,7 @@ async fn the_target_name_is_resolved_by_the_server_not_by_tunneld() {
     let tunneld = InProcess::start(&write_config(dir.path(), &config));
     tunneld.wait_up("named").await;
     let payload = random_bytes(10_000, 3);
-    assert_eq!(echo_through(local(port), &payload).await, payload);
+    assert_eq!(echo_through(localhost(port), &payload).await, payload);
     let expected = format!("target localhost port {}", echo.port());
     assert!(
         sshd.wait_for_log(&expected, Duration::from_secs(5)),

@@ -14,8 +14,8 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::io::Read;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use harness::{
     EchoServer, ReplyServer, SilentServer, SourceServer, Sshd, TunneldProcess, fd_count, free_port,
-    random_bytes, rss_kib, tunneld_bin, wait_until,
+    localhost, random_bytes, rss_kib, try_echo, tunneld_bin, wait_until,
 };
 use support::{defaults_for, host_line, test_dir, write_config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -36,10 +36,6 @@ const STALLED_LOG: &str = "client stopped reading";
 
 /// The log line of a listener that ran out of descriptors (forward/local.rs).
 const EXHAUSTED_LOG: &str = "cannot accept: out of resources; pausing this listener";
-
-fn local(port: u16) -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
-}
 
 fn run(config: &Path) -> TunneldProcess {
     TunneldProcess::spawn(&["run", "--config", config.to_str().unwrap()], &[])
@@ -64,23 +60,7 @@ fn tunnel_config(dir: &Path, sshd: &Sshd, extra: &str, targets: &[u16]) -> (Path
 }
 
 fn wait_up(tunneld: &TunneldProcess) {
-    assert!(
-        tunneld.wait_for_log("tunnel up", LOG_TIMEOUT),
-        "{}",
-        tunneld.logs()
-    );
-}
-
-/// A blocking echo round trip through a forward (the client sends EOF, reads to the end).
-fn echo_once(port: u16, payload: &[u8], timeout: Duration) -> std::io::Result<Vec<u8>> {
-    let mut stream = std::net::TcpStream::connect(local(port))?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    stream.write_all(payload)?;
-    stream.shutdown(std::net::Shutdown::Write)?;
-    let mut back = Vec::new();
-    stream.read_to_end(&mut back)?;
-    Ok(back)
+    tunneld.expect_log("tunnel up", LOG_TIMEOUT);
 }
 
 fn client_runtime() -> tokio::runtime::Runtime {
@@ -111,7 +91,7 @@ const GREETING: &[u8] = b"220 hello from the target, which hangs up now\r\n";
 
 /// Client closes first: writes a line, reads its echo, closes.
 async fn echo_then_close(port: u16, i: usize) -> std::io::Result<()> {
-    let mut stream = tokio::net::TcpStream::connect(local(port)).await?;
+    let mut stream = tokio::net::TcpStream::connect(localhost(port)).await?;
     let line = format!("hello {i:08}\n");
     stream.write_all(line.as_bytes()).await?;
     let mut back = vec![0u8; line.len()];
@@ -124,7 +104,7 @@ async fn echo_then_close(port: u16, i: usize) -> std::io::Result<()> {
 
 /// Target closes first: reads the greeting to EOF, then closes.
 async fn read_greeting(port: u16) -> std::io::Result<()> {
-    let mut stream = tokio::net::TcpStream::connect(local(port)).await?;
+    let mut stream = tokio::net::TcpStream::connect(localhost(port)).await?;
     let mut back = Vec::new();
     stream.read_to_end(&mut back).await?;
     if back != GREETING {
@@ -272,7 +252,7 @@ fn a_client_that_stops_reading_does_not_stall_the_others() {
     let tunneld = run(&config);
     wait_up(&tunneld);
     assert_eq!(
-        echo_once(echo_port, b"before", LOG_TIMEOUT).unwrap(),
+        try_echo(echo_port, b"before", LOG_TIMEOUT).unwrap(),
         b"before"
     );
 
@@ -287,7 +267,7 @@ fn a_client_that_stops_reading_does_not_stall_the_others() {
             while !stop.load(Ordering::Relaxed) {
                 let seen = tunneld.count_in_logs(STALLED_LOG);
                 let connected = Instant::now();
-                let mut client = std::net::TcpStream::connect(local(stall_port)).unwrap();
+                let mut client = std::net::TcpStream::connect(localhost(stall_port)).unwrap();
                 // Never read while tunneld decides; then drain what the kernel holds to learn
                 // that tunneld closed it.
                 assert!(
@@ -321,7 +301,7 @@ fn a_client_that_stops_reading_does_not_stall_the_others() {
         while start.elapsed() < window {
             let payload = random_bytes(4096, n);
             let asked = Instant::now();
-            let back = echo_once(echo_port, &payload, Duration::from_secs(20));
+            let back = try_echo(echo_port, &payload, Duration::from_secs(20));
             let took = asked.elapsed();
             assert!(
                 back.as_ref().is_ok_and(|b| *b == payload),
@@ -481,18 +461,14 @@ fn accept_loop_survives_running_out_of_file_descriptors() {
         [FD_LIMIT.to_string(), FD_LIMIT.to_string()],
         "{open_files}"
     );
-    assert_eq!(echo_once(port, b"before", LOG_TIMEOUT).unwrap(), b"before");
+    assert_eq!(try_echo(port, b"before", LOG_TIMEOUT).unwrap(), b"before");
     let fds_idle = fd_count(pid);
 
     // More clients than descriptors; the kernel completes their handshakes in the backlog.
     let held: Vec<std::net::TcpStream> = (0..100)
-        .map(|_| std::net::TcpStream::connect(local(port)).unwrap())
+        .map(|_| std::net::TcpStream::connect(localhost(port)).unwrap())
         .collect();
-    assert!(
-        tunneld.wait_for_log(EXHAUSTED_LOG, LOG_TIMEOUT),
-        "{}",
-        tunneld.logs()
-    );
+    tunneld.expect_log(EXHAUSTED_LOG, LOG_TIMEOUT);
     let fds_exhausted = fd_count(pid);
 
     // While exhausted, the listener must pause, not spin on accept.
@@ -530,7 +506,7 @@ fn accept_loop_survives_running_out_of_file_descriptors() {
     let payload = random_bytes(10_000, 64);
     let mut last = None;
     let recovered = wait_until(Duration::from_secs(30), || {
-        let back = echo_once(port, &payload, Duration::from_secs(10));
+        let back = try_echo(port, &payload, Duration::from_secs(10));
         let ok = back.as_ref().is_ok_and(|b| *b == payload);
         last = Some(back.map(|b| b.len()));
         ok

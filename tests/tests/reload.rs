@@ -6,18 +6,14 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::Duration;
 
-use harness::{EchoServer, Sshd, TunneldProcess, free_port, wait_until};
+use harness::{EchoServer, Sshd, TunneldProcess, free_port, localhost, wait_until};
 use nix::sys::signal::Signal;
 use support::{defaults_for, write_config};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
-
-fn local(port: u16) -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
-}
 
 fn host_entry(name: &str, sshd: &Sshd, dir: &std::path::Path) -> String {
     let known_hosts = dir.join(format!("known_hosts_{name}"));
@@ -74,7 +70,7 @@ fn a_reload_restarts_only_what_changed_and_retries_what_failed() {
     assert!(tunneld.wait_for_log("HOST KEY CHANGED", TIMEOUT));
 
     // An open forwarded connection on the tunnel that will not change, and its SSH session.
-    let mut open = TcpStream::connect(local(pa)).unwrap();
+    let mut open = TcpStream::connect(localhost(pa)).unwrap();
     open.set_read_timeout(Some(TIMEOUT)).unwrap();
     exchange(&mut open, b"before the reload");
     let steady_sessions = a.session_pids();
@@ -86,11 +82,7 @@ fn a_reload_restarts_only_what_changed_and_retries_what_failed() {
     c.write_known_hosts(&c_known);
     std::fs::write(&config, format!("{defaults}{hosts}{}", tunnels("10s"))).unwrap();
     tunneld.signal(Signal::SIGHUP);
-    assert!(
-        tunneld.wait_for_log("reloaded", TIMEOUT),
-        "{}",
-        tunneld.logs()
-    );
+    tunneld.expect_log("reloaded", TIMEOUT);
 
     // The changed tunnel logged in again; the failing one came up well before its 60 s cap.
     assert!(
@@ -118,7 +110,7 @@ fn a_reload_restarts_only_what_changed_and_retries_what_failed() {
     assert_eq!(a.log().matches("Accepted publickey").count(), 1);
     exchange(&mut open, b"after the reload, same connection");
     for port in [pb, pc] {
-        let mut s = TcpStream::connect(local(port)).unwrap();
+        let mut s = TcpStream::connect(localhost(port)).unwrap();
         s.set_read_timeout(Some(TIMEOUT)).unwrap();
         exchange(&mut s, b"through the restarted tunnels");
     }

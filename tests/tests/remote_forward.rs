@@ -5,17 +5,18 @@
 
 mod support;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use harness::{ChaosProxy, ClosedPort, EchoServer, Mode, Sshd, free_port, random_bytes};
+use harness::{ChaosProxy, ClosedPort, EchoServer, Mode, Sshd, free_port, localhost, random_bytes};
 use support::{InProcess, defaults_for, echo_through, host_line, test_dir, write_config};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tunneld_supervisor::{RemoteState, TunnelState};
 
+/// `127.0.0.1:port` for a port as the SSH protocol carries it.
 fn local(port: u32) -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::LOCALHOST, u16::try_from(port).unwrap()))
+    localhost(u16::try_from(port).unwrap())
 }
 
 /// Waits until every remote forward of `tunnel` listens, and returns their ports.

@@ -15,16 +15,15 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use harness::{
-    ChaosProxy, EchoServer, KeyPair, Mode, Sshd, TunneldProcess, fd_count, free_port, random_bytes,
-    rss_kib, wait_until,
+    ChaosProxy, EchoServer, KeyPair, Mode, Sshd, TunneldProcess, fd_count, free_port, localhost,
+    random_bytes, rss_kib, try_echo, wait_until,
 };
 use nix::sys::signal::Signal;
 use support::{InProcess, test_dir, write_config};
@@ -45,10 +44,6 @@ const DETECT_BOUND: Duration = Duration::from_secs(12);
 const RECOVER_BOUND: Duration = Duration::from_secs(30);
 /// How long a state may take to show up in general.
 const STATE_TIMEOUT: Duration = Duration::from_secs(20);
-
-fn local(port: u16) -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
-}
 
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
@@ -167,9 +162,12 @@ fn backing_off(state: &TunnelState) -> (String, FailureKind, bool, Duration, u32
 /// An echo round trip of `len` bytes through the forward on `port`, bounded in time.
 async fn round_trip(port: u16, len: usize, seed: u64) {
     let payload = random_bytes(len, seed);
-    let back = tokio::time::timeout(STATE_TIMEOUT, support::echo_through(local(port), &payload))
-        .await
-        .expect("the round trip through the forward did not finish in time");
+    let back = tokio::time::timeout(
+        STATE_TIMEOUT,
+        support::echo_through(localhost(port), &payload),
+    )
+    .await
+    .expect("the round trip through the forward did not finish in time");
     assert_eq!(back.len(), payload.len(), "echoed length");
     assert!(back == payload, "the echoed bytes differ");
 }
@@ -177,19 +175,6 @@ async fn round_trip(port: u16, len: usize, seed: u64) {
 /// `sshd` logs one "Accepted publickey" per login.
 fn logins(sshd: &Sshd) -> usize {
     sshd.log().matches("Accepted publickey").count()
-}
-
-/// A blocking echo round trip through a forward; an error instead of a panic, so that a caller
-/// can retry while a tunnel reconnects.
-fn try_echo(port: u16, payload: &[u8], timeout: Duration) -> std::io::Result<Vec<u8>> {
-    let mut stream = std::net::TcpStream::connect(local(port))?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    stream.write_all(payload)?;
-    stream.shutdown(std::net::Shutdown::Write)?;
-    let mut back = Vec::new();
-    stream.read_to_end(&mut back)?;
-    Ok(back)
 }
 
 fn run_binary(config: &Path) -> TunneldProcess {
@@ -324,22 +309,11 @@ async fn a_black_holed_link_is_detected_within_the_keepalive_budget_and_replaced
     );
     // A NEW SSH connection replaced the old one, on the server's side too.
     assert!(
-        sshd.wait_for_log_count_of("Accepted publickey", 2, STATE_TIMEOUT),
+        sshd.wait_for_log_count("Accepted publickey", 2, STATE_TIMEOUT),
         "sshd did not log a second login:\n{}",
         sshd.log()
     );
     tunneld.stop().await;
-}
-
-/// `Sshd::wait_for_log` counts one occurrence; this waits for `count`.
-trait LogCount {
-    fn wait_for_log_count_of(&self, needle: &str, count: usize, timeout: Duration) -> bool;
-}
-
-impl LogCount for Sshd {
-    fn wait_for_log_count_of(&self, needle: &str, count: usize, timeout: Duration) -> bool {
-        wait_until(timeout, || self.log().matches(needle).count() >= count)
-    }
 }
 
 // (3) ------------------------------------------------------------------------------------------
@@ -355,7 +329,7 @@ struct Pusher {
 
 impl Pusher {
     async fn start(port: u16, limit: u64, go: Arc<tokio::sync::Notify>) -> Pusher {
-        let stream = TcpStream::connect(local(port)).await.unwrap();
+        let stream = TcpStream::connect(localhost(port)).await.unwrap();
         let (mut read, mut write) = stream.into_split();
         let sent = Arc::new(AtomicU64::new(0));
         let received = Arc::new(AtomicU64::new(0));
@@ -530,7 +504,7 @@ async fn a_frozen_link_with_writes_stuck_is_detected_and_replaced() {
         secs(up_after),
         connection_id(&up)
     );
-    assert!(sshd.wait_for_log_count_of("Accepted publickey", 2, STATE_TIMEOUT));
+    assert!(sshd.wait_for_log_count("Accepted publickey", 2, STATE_TIMEOUT));
     tunneld.stop().await;
 }
 
@@ -575,7 +549,7 @@ async fn a_sigstopped_server_session_is_detected_and_replaced() {
         secs(up_after),
         connection_id(&up)
     );
-    assert!(sshd.wait_for_log_count_of("Accepted publickey", 2, STATE_TIMEOUT));
+    assert!(sshd.wait_for_log_count("Accepted publickey", 2, STATE_TIMEOUT));
     sshd.cont_sessions();
     tunneld.stop().await;
 }
@@ -675,7 +649,7 @@ async fn a_changed_host_key_is_refused_and_retried_at_the_cap() {
         0,
         "it must not log in to a server it cannot verify"
     );
-    let mut client = TcpStream::connect(local(port)).await.unwrap();
+    let mut client = TcpStream::connect(localhost(port)).await.unwrap();
     let arrived = Instant::now();
     client.write_all(b"anyone there?").await.unwrap();
     let mut back = Vec::new();
@@ -711,11 +685,7 @@ fn fifty_sshd_restarts_each_recover_without_growing_fds_or_rss() {
     let config = config_file(dir.path(), &[&spec]);
     drop(spec);
     let mut tunneld = run_binary(&config);
-    assert!(
-        tunneld.wait_for_log("tunnel up", STATE_TIMEOUT),
-        "{}",
-        tunneld.logs()
-    );
+    tunneld.expect_log("tunnel up", STATE_TIMEOUT);
     let pid = tunneld.pid();
     let payload = random_bytes(32 * 1024, 6);
     assert_eq!(try_echo(port, &payload, STATE_TIMEOUT).unwrap(), payload);
@@ -847,7 +817,7 @@ async fn a_tunnel_on_a_healthy_link_is_untouched_by_another_tunnels_outage() {
     });
 
     // An open forwarded connection on the healthy tunnel, used all through the outage.
-    let mut open = TcpStream::connect(local(healthy_port)).await.unwrap();
+    let mut open = TcpStream::connect(localhost(healthy_port)).await.unwrap();
     let mut exchanges = 0u64;
     let mut exchange = async |open: &mut TcpStream, what: &str| {
         let message = random_bytes(4096, exchanges);
@@ -916,7 +886,7 @@ async fn a_tunnel_on_a_healthy_link_is_untouched_by_another_tunnels_outage() {
         1,
         "the healthy tunnel logged in again"
     );
-    assert!(broken_sshd.wait_for_log_count_of("Accepted publickey", 2, STATE_TIMEOUT));
+    assert!(broken_sshd.wait_for_log_count("Accepted publickey", 2, STATE_TIMEOUT));
     drop(open);
     tunneld.stop().await;
 }
@@ -927,7 +897,7 @@ async fn a_tunnel_on_a_healthy_link_is_untouched_by_another_tunnels_outage() {
 fn open_clients(port: u16, n: usize) -> Vec<std::net::TcpStream> {
     (0..n)
         .map(|_| {
-            let mut s = std::net::TcpStream::connect(local(port)).unwrap();
+            let mut s = std::net::TcpStream::connect(localhost(port)).unwrap();
             s.write_all(b"mid-exchange").unwrap();
             s
         })
@@ -979,22 +949,14 @@ fn sigterm_while_backing_off_with_connections_open_exits_0_within_2s() {
     let config = config_file(dir.path(), &[&spec]);
     drop(spec);
     let mut tunneld = run_binary(&config);
-    assert!(
-        tunneld.wait_for_log("tunnel up", STATE_TIMEOUT),
-        "{}",
-        tunneld.logs()
-    );
+    tunneld.expect_log("tunnel up", STATE_TIMEOUT);
     let payload = random_bytes(10_000, 8);
     assert_eq!(try_echo(port, &payload, STATE_TIMEOUT).unwrap(), payload);
     let before = open_clients(port, 2);
     assert!(wait_until(STATE_TIMEOUT, || echo.connections_total() >= 3));
 
     sshd.kill();
-    assert!(
-        tunneld.wait_for_log("tunnel down", STATE_TIMEOUT),
-        "{}",
-        tunneld.logs()
-    );
+    tunneld.expect_log("tunnel down", STATE_TIMEOUT);
     // Clients arriving now wait for the tunnel (connect_timeout 10 s).
     let waiting = open_waiting_clients(&tunneld, port, 2);
     assert!(
@@ -1016,11 +978,7 @@ fn sigterm_while_connecting_through_a_stalled_link_exits_0_within_2s() {
     let port = spec.forward_port;
     let config = config_file(dir.path(), &[&spec]);
     let mut tunneld = run_binary(&config);
-    assert!(
-        tunneld.wait_for_log("tunnel up", STATE_TIMEOUT),
-        "{}",
-        tunneld.logs()
-    );
+    tunneld.expect_log("tunnel up", STATE_TIMEOUT);
     let payload = random_bytes(10_000, 9);
     assert_eq!(try_echo(port, &payload, STATE_TIMEOUT).unwrap(), payload);
     let before = open_clients(port, 2);
@@ -1030,11 +988,7 @@ fn sigterm_while_connecting_through_a_stalled_link_exits_0_within_2s() {
     proxy.set_accepting(false);
     let dials = tunneld.count_in_logs(": connecting peer=");
     proxy.reset_all();
-    assert!(
-        tunneld.wait_for_log("tunnel down", STATE_TIMEOUT),
-        "{}",
-        tunneld.logs()
-    );
+    tunneld.expect_log("tunnel down", STATE_TIMEOUT);
     // The next attempt is under way, stuck in its TCP connect.
     assert!(
         tunneld.wait_for_log_count(": connecting peer=", dials + 1, STATE_TIMEOUT),
@@ -1060,17 +1014,9 @@ fn sigterm_does_not_wait_out_clients_waiting_for_a_down_tunnel() {
     let config = config_file(dir.path(), &[&spec]);
     drop(spec);
     let mut tunneld = run_binary(&config);
-    assert!(
-        tunneld.wait_for_log("tunnel up", STATE_TIMEOUT),
-        "{}",
-        tunneld.logs()
-    );
+    tunneld.expect_log("tunnel up", STATE_TIMEOUT);
     sshd.kill();
-    assert!(
-        tunneld.wait_for_log("tunnel down", STATE_TIMEOUT),
-        "{}",
-        tunneld.logs()
-    );
+    tunneld.expect_log("tunnel down", STATE_TIMEOUT);
     let waiting = open_waiting_clients(&tunneld, port, 2);
     let took = sigterm_stops_within_2s(&mut tunneld, "with clients waiting for the tunnel");
     assert!(
@@ -1102,7 +1048,7 @@ async fn a_client_arriving_while_the_tunnel_is_down_waits_and_gets_through() {
     tunneld.wait_for("t", DETECT_BOUND, is_backing_off).await;
 
     // The listener is still there: the client is accepted, not refused.
-    let mut client = TcpStream::connect(local(port))
+    let mut client = TcpStream::connect(localhost(port))
         .await
         .expect("a client was refused while the tunnel reconnects");
     let arrived = Instant::now();

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use harness::{Sshd, TestDir};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tunneld_supervisor::{Supervisor, TunnelState};
@@ -93,16 +92,7 @@ impl InProcess {
 /// Sends `payload` through `addr` to an echo server and returns what came back.
 pub async fn echo_through(addr: SocketAddr, payload: &[u8]) -> Vec<u8> {
     let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut read, mut write) = stream.into_split();
-    let payload = payload.to_vec();
-    let writer = tokio::spawn(async move {
-        write.write_all(&payload).await.unwrap();
-        write.shutdown().await.unwrap();
-    });
-    let mut back = Vec::new();
-    read.read_to_end(&mut back).await.unwrap();
-    writer.await.unwrap();
-    back
+    harness::echo_all(stream, payload.to_vec()).await
 }
 
 /// A temp dir for a test's files.
