@@ -175,6 +175,88 @@ fn a_changed_host_key_is_refused_naming_the_file_and_line() {
     );
 }
 
+/// `[defaults]` for `sshd` whose learned known_hosts is `learned` (not written here) and whose
+/// pinned keys are in `global`, with `policy`.
+fn defaults_with_files(
+    sshd: &Sshd,
+    dir: &Path,
+    learned: &Path,
+    global: &Path,
+    policy: &str,
+) -> String {
+    defaults_for(sshd, dir).replace(
+        &format!("known_hosts = \"{}\"", dir.join("known_hosts").display()),
+        &format!(
+            "known_hosts = \"{}\"\nglobal_known_hosts = \"{}\"\nhost_key_policy = \"{policy}\"",
+            learned.display(),
+            global.display()
+        ),
+    )
+}
+
+#[test]
+fn a_key_pinned_only_in_the_global_file_brings_the_tunnel_up() {
+    let dir = test_dir();
+    let sshd = Sshd::start();
+    let echo = EchoServer::start();
+    let learned = dir.path().join("state/known_hosts");
+    let global = dir.path().join("etc/known_hosts");
+    std::fs::create_dir(dir.path().join("etc")).unwrap();
+    let pinned = format!(
+        "# checked by hand
+{}
+",
+        sshd.known_hosts_line()
+    );
+    std::fs::write(&global, &pinned).unwrap();
+    let defaults = defaults_with_files(&sshd, dir.path(), &learned, &global, "strict");
+    let (config, port) = one_tunnel(dir.path(), &sshd, &defaults, &echo);
+    let tunneld = run(&config);
+    tunneld.expect_log("tunnel up", LOG_TIMEOUT);
+    assert_eq!(echo_once(port, b"pinned"), b"pinned");
+    // The learned file was not needed, so not created; the pinned one is as it was.
+    assert!(!learned.exists());
+    assert_eq!(std::fs::read_to_string(&global).unwrap(), pinned);
+}
+
+#[test]
+fn a_different_key_pinned_in_the_global_file_is_refused_naming_it() {
+    let dir = test_dir();
+    let sshd = Sshd::start();
+    let echo = EchoServer::start();
+    let impostor = KeyPair::generate(dir.path(), "impostor");
+    let learned = dir.path().join("known_hosts_learned");
+    std::fs::write(&learned, "").unwrap();
+    let global = dir.path().join("known_hosts_pinned");
+    std::fs::write(
+        &global,
+        format!("[127.0.0.1]:{} {}\n", sshd.port(), impostor.public_key()),
+    )
+    .unwrap();
+    // accept-new: a pinned key that differs is refused all the same, and nothing is learned.
+    let defaults = defaults_with_files(&sshd, dir.path(), &learned, &global, "accept-new");
+    let (config, _) = one_tunnel(dir.path(), &sshd, &defaults, &echo);
+    let tunneld = run(&config);
+    let expected = format!(
+        "HOST KEY CHANGED for [127.0.0.1]:{}: {} line 1 has ssh-ed25519 {}, server offered {}",
+        sshd.port(),
+        global.display(),
+        impostor.fingerprint(),
+        sshd.host_key().fingerprint()
+    );
+    tunneld.expect_log(&expected, LOG_TIMEOUT);
+    assert!(
+        tunneld.logs().contains("error_kind=host-key"),
+        "{}",
+        tunneld.logs()
+    );
+    assert!(
+        !sshd.log().contains("Accepted publickey"),
+        "it must not log in"
+    );
+    assert_eq!(std::fs::read_to_string(&learned).unwrap(), "");
+}
+
 #[test]
 fn an_unknown_host_is_refused_under_strict_and_learned_under_accept_new() {
     let dir = test_dir();
@@ -186,8 +268,11 @@ fn an_unknown_host_is_refused_under_strict_and_learned_under_accept_new() {
 
     let (config, _) = one_tunnel(dir.path(), &sshd, &defaults, &echo);
     let mut strict = run(&config);
+    // Both files were looked in (the global one is the built-in default, absent or not), and the
+    // message says where a checked key is pinned.
     let expected = format!(
-        "host key of [127.0.0.1]:{} is not in {} (policy strict)",
+        "host key of [127.0.0.1]:{} is not in {} or /etc/tunneld/known_hosts (policy strict); \
+         pin it in /etc/tunneld/known_hosts",
         sshd.port(),
         known_hosts.display()
     );

@@ -371,8 +371,8 @@ async fn a_user_at_host_port_hop_takes_its_settings_from_defaults() {
 // (4) ------------------------------------------------------------------------------------------
 
 /// Each hop's host key is checked under its own policy: hop 1 with accept-new learns its key into
-/// its own file, hop 2 with strict refuses an unknown key (naming the hop), and once hop 2's file
-/// trusts the key the chain comes up.
+/// its own file, hop 2 with strict refuses an unknown key (naming the hop and both of its files),
+/// and once hop 2's own pinned file (`global_known_hosts`) has the key the chain comes up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_hop_has_its_own_known_hosts_and_policy() {
     harness::init_tracing();
@@ -390,13 +390,17 @@ async fn each_hop_has_its_own_known_hosts_and_policy() {
     );
     let kh_b = dir.join("known_hosts_b_empty");
     std::fs::write(&kh_b, "").unwrap();
+    // hop-b's own pinned keys file, missing for now.
+    let pinned_b = dir.join("known_hosts_b_pinned");
     let entry_b = format!(
         "[hosts.hop-b]\nhostname = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\n\
-         identity_files = [\"{}\"]\nknown_hosts = \"{}\"\nhost_key_policy = \"strict\"\n\n",
+         identity_files = [\"{}\"]\nknown_hosts = \"{}\"\nglobal_known_hosts = \"{}\"\n\
+         host_key_policy = \"strict\"\n\n",
         b.port(),
         b.user(),
         b.client_key().private.display(),
-        kh_b.display()
+        kh_b.display(),
+        pinned_b.display()
     );
     let (block, port) = tunnel("policy", "hop-b", r#"["hop-a"]"#, echo.port());
     let config = format!("{}{entry_a}{entry_b}{block}", defaults(dir.path()));
@@ -427,8 +431,8 @@ async fn each_hop_has_its_own_known_hosts_and_policy() {
     assert_eq!(kind, FailureKind::HostKey);
     assert!(permanent);
 
-    // Trusting it fixes the chain at the next retry.
-    std::fs::write(&kh_b, format!("{}\n", b.known_hosts_line())).unwrap();
+    // Pinning it fixes the chain at the next retry.
+    std::fs::write(&pinned_b, format!("{}\n", b.known_hosts_line())).unwrap();
     tunneld.wait_up("policy").await;
     round_trip_eventually(port, 100_000, 9, RECOVER_BOUND).await;
     tunneld.stop().await;
@@ -438,9 +442,11 @@ async fn each_hop_has_its_own_known_hosts_and_policy() {
         2,
         "hop-b",
         &format!(
-            "host key of [127.0.0.1]:{} is not in {} (policy strict)",
+            "host key of [127.0.0.1]:{} is not in {} or {pinned} (policy strict); pin it in \
+             {pinned}",
             b.port(),
-            kh_b.display()
+            kh_b.display(),
+            pinned = pinned_b.display()
         ),
     );
 }

@@ -131,6 +131,14 @@ mod tests {
                 &[("changed", "a")],
             ),
             (
+                "the pinned host keys file is a setting of the connection",
+                BASE.replace(
+                    "host = \"b.example.com\"",
+                    "host = \"b.example.com\"\nglobal_known_hosts = \"/etc/tunneld/pinned\"",
+                ),
+                &[("changed", "b")],
+            ),
+            (
                 "removed and added",
                 BASE.replace("[tunnels.b]", "[tunnels.c]"),
                 &[("removed", "b"), ("added", "c")],

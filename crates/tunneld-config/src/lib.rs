@@ -5,8 +5,9 @@
 //! reload. Every error is a [`ConfigError`] that reads `PATH:LINE:COLUMN: KEY: problem
 //! (expected)`.
 //!
-//! Relative paths in the file (`identity_files`, `known_hosts`, `auth_file`) are taken relative
-//! to the directory of the configuration file; `~` is not expanded.
+//! Relative paths in the file (`identity_files`, `known_hosts`, `global_known_hosts`,
+//! `auth_file`) are taken relative to the directory of the configuration file; `~` is not
+//! expanded.
 
 mod address;
 mod diff;

@@ -56,8 +56,12 @@ pub struct Hop {
     pub identity_files: Vec<IdentityFile>,
     /// Whether to also try the keys of the agent at `$SSH_AUTH_SOCK`.
     pub use_agent: bool,
-    /// The known_hosts file to verify (and, with `accept-new`, learn) host keys with.
+    /// The known_hosts file of learned keys: host keys are verified against it (together with
+    /// `global_known_hosts`), and `accept-new` appends to it.
     pub known_hosts: PathBuf,
+    /// The known_hosts file of pinned keys (like OpenSSH's `GlobalKnownHostsFile`): read on every
+    /// attempt together with `known_hosts`, never written by tunneld.
+    pub global_known_hosts: PathBuf,
     /// What to do with a host key that known_hosts does not have.
     pub host_key_policy: HostKeyPolicy,
     /// Bound on TCP connect + SSH handshake + authentication for this hop.

@@ -21,6 +21,7 @@ pub(crate) struct Common<'a> {
     pub(crate) identity_files: Option<&'a Spanned<Vec<Spanned<String>>>>,
     pub(crate) use_agent: Option<&'a Spanned<bool>>,
     pub(crate) known_hosts: Option<&'a Spanned<String>>,
+    pub(crate) global_known_hosts: Option<&'a Spanned<String>>,
     pub(crate) host_key_policy: Option<&'a Spanned<String>>,
     pub(crate) keepalive_interval: Option<&'a Spanned<RawDuration>>,
     pub(crate) keepalive_max: Option<&'a Spanned<i64>>,
@@ -43,6 +44,7 @@ macro_rules! section {
             identity_files: Opt<Vec<Spanned<String>>>,
             use_agent: Opt<bool>,
             known_hosts: Opt<String>,
+            global_known_hosts: Opt<String>,
             host_key_policy: Opt<String>,
             keepalive_interval: Opt<RawDuration>,
             keepalive_max: Opt<i64>,
@@ -62,6 +64,7 @@ macro_rules! section {
                     identity_files: self.identity_files.as_ref(),
                     use_agent: self.use_agent.as_ref(),
                     known_hosts: self.known_hosts.as_ref(),
+                    global_known_hosts: self.global_known_hosts.as_ref(),
                     host_key_policy: self.host_key_policy.as_ref(),
                     keepalive_interval: self.keepalive_interval.as_ref(),
                     keepalive_max: self.keepalive_max.as_ref(),
@@ -270,8 +273,8 @@ mod tests {
         assert_eq!(
             error("tunnels = { db = { host = \"h\", lokal = [] } }\n"),
             "t.toml:1:32: tunnels.db.lokal: unknown field `lokal`, expected one of `user`, \
-             `identity_files`, `use_agent`, `known_hosts`, `host_key_policy`, \
-             `keepalive_interval`, `keepalive_max`, `connect_timeout`, `backoff_min`, \
+             `identity_files`, `use_agent`, `known_hosts`, `global_known_hosts`, \
+             `host_key_policy`, `keepalive_interval`, `keepalive_max`, `connect_timeout`, `backoff_min`, \
              `backoff_max`, `compression`, `ciphers`, `host`, `jump`, `local`, `remote`, `dynamic`"
         );
         assert_eq!(

@@ -19,6 +19,7 @@ use crate::{Environment, listeners, tunnel};
 /// Built-in defaults (CONFIG.md).
 pub(crate) const DEFAULT_PORT: u16 = 22;
 pub(crate) const DEFAULT_KNOWN_HOSTS: &str = "/var/lib/tunneld/known_hosts";
+pub(crate) const DEFAULT_GLOBAL_KNOWN_HOSTS: &str = "/etc/tunneld/known_hosts";
 pub(crate) const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
 pub(crate) const DEFAULT_KEEPALIVE_MAX: u32 = 3;
 pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -333,6 +334,9 @@ impl<'a> Resolver<'a> {
             known_hosts: pick
                 .get(|s| s.known_hosts.clone())
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_KNOWN_HOSTS)),
+            global_known_hosts: pick
+                .get(|s| s.global_known_hosts.clone())
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_GLOBAL_KNOWN_HOSTS)),
             host_key_policy: pick
                 .get(|s| s.host_key_policy)
                 .unwrap_or(HostKeyPolicy::Strict),

@@ -38,6 +38,7 @@ pub(crate) struct Settings {
     pub(crate) identity_files: Option<Vec<IdentityFile>>,
     pub(crate) use_agent: Option<bool>,
     pub(crate) known_hosts: Option<PathBuf>,
+    pub(crate) global_known_hosts: Option<PathBuf>,
     pub(crate) host_key_policy: Option<HostKeyPolicy>,
     /// `Some(None)`: keepalives turned off with `"0s"`.
     pub(crate) keepalive_interval: Option<Option<Duration>>,
@@ -82,13 +83,14 @@ pub(crate) fn check(
         None => None,
     };
 
-    let known_hosts = match common.known_hosts {
-        Some(path) => Some(
-            checked_path(path.get_ref(), base_dir)
-                .map_err(|e| err(path.span(), section.field("known_hosts"), e))?,
-        ),
-        None => None,
+    let path_of = |raw: Option<&Spanned<String>>, name: &str| match raw {
+        Some(path) => checked_path(path.get_ref(), base_dir)
+            .map(Some)
+            .map_err(|e| err(path.span(), section.field(name), e)),
+        None => Ok(None),
     };
+    let known_hosts = path_of(common.known_hosts, "known_hosts")?;
+    let global_known_hosts = path_of(common.global_known_hosts, "global_known_hosts")?;
 
     let host_key_policy = match common.host_key_policy {
         Some(policy) => Some(match policy.get_ref().as_str() {
@@ -166,6 +168,7 @@ pub(crate) fn check(
         identity_files,
         use_agent: common.use_agent.map(|b| *b.get_ref()),
         known_hosts,
+        global_known_hosts,
         host_key_policy,
         keepalive_interval,
         keepalive_max,

@@ -79,6 +79,7 @@ fn hop(label: &str, hostname: &str, user: &str, key: IdentityFile) -> Hop {
         identity_files: vec![key],
         use_agent: false,
         known_hosts: PathBuf::from("/var/lib/tunneld/known_hosts"),
+        global_known_hosts: PathBuf::from("/etc/tunneld/known_hosts"),
         host_key_policy: HostKeyPolicy::Strict,
         connect_timeout: Duration::from_secs(10),
         compression: false,

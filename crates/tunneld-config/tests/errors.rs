@@ -46,8 +46,8 @@ fn unknown_key() {
         1,
         "tunnels.db.lokal",
         "unknown field `lokal`, expected one of `user`, `identity_files`, `use_agent`, \
-         `known_hosts`, `host_key_policy`, `keepalive_interval`, `keepalive_max`, \
-         `connect_timeout`, `backoff_min`, `backoff_max`, `compression`, `ciphers`, `host`, \
+         `known_hosts`, `global_known_hosts`, `host_key_policy`, `keepalive_interval`, \
+         `keepalive_max`, `connect_timeout`, `backoff_min`, `backoff_max`, `compression`, `ciphers`, `host`, \
          `jump`, `local`, `remote`, `dynamic`",
     );
     assert_error(
@@ -56,8 +56,8 @@ fn unknown_key() {
         1,
         "hosts.b.hostnme",
         "unknown field `hostnme`, expected one of `user`, `identity_files`, `use_agent`, \
-         `known_hosts`, `host_key_policy`, `keepalive_interval`, `keepalive_max`, \
-         `connect_timeout`, `backoff_min`, `backoff_max`, `compression`, `ciphers`, \
+         `known_hosts`, `global_known_hosts`, `host_key_policy`, `keepalive_interval`, \
+         `keepalive_max`, `connect_timeout`, `backoff_min`, `backoff_max`, `compression`, `ciphers`, \
          `hostname`, `port`, `jump`",
     );
     let err = error("[tunnel.db]\nhost = \"x\"\n");
@@ -262,8 +262,8 @@ fn jump_in_defaults() {
         11,
         "defaults.x",
         "unknown field `x`, expected one of `user`, `identity_files`, `use_agent`, \
-         `known_hosts`, `host_key_policy`, `keepalive_interval`, `keepalive_max`, \
-         `connect_timeout`, `backoff_min`, `backoff_max`, `compression`, `ciphers`",
+         `known_hosts`, `global_known_hosts`, `host_key_policy`, `keepalive_interval`, \
+         `keepalive_max`, `connect_timeout`, `backoff_min`, `backoff_max`, `compression`, `ciphers`",
     );
     let env = Environment {
         user: "runner".to_owned(),
@@ -380,6 +380,11 @@ fn other_values() {
             "known_hosts = \"\"",
             "tunnels.db.known_hosts",
             "the path is empty (expected an absolute path)",
+        ),
+        (
+            "global_known_hosts = \"~/known_hosts\"",
+            "tunnels.db.global_known_hosts",
+            r#""~/known_hosts" starts with ~, which is not expanded (expected the full path, like /etc/tunneld/keys/NAME)"#,
         ),
         ("user = \"\"", "tunnels.db.user", "the user name is empty"),
         (

@@ -34,6 +34,7 @@ fn relative_paths_are_relative_to_the_file() {
         &path,
         "[tunnels.db]\nhost = \"db.example.com\"\nidentity_files = [\"keys/db\", \
          \"/etc/tunneld/keys/db\"]\nknown_hosts = \"known_hosts\"\n\
+         global_known_hosts = \"pinned/known_hosts\"\n\
          dynamic = [{ listen = \"1080\", auth_file = \"socks-users\" }]\n",
     )
     .unwrap();
@@ -48,6 +49,10 @@ fn relative_paths_are_relative_to_the_file() {
         ]
     );
     assert_eq!(db.target.known_hosts, dir.path().join("known_hosts"));
+    assert_eq!(
+        db.target.global_known_hosts,
+        dir.path().join("pinned/known_hosts")
+    );
     assert_eq!(
         db.dynamic[0].auth_file,
         Some(dir.path().join("socks-users"))

@@ -94,6 +94,18 @@ fn every_key_follows_the_precedence() {
         |t| t.target.known_hosts.clone(),
     );
     check_precedence(
+        "global_known_hosts",
+        ["\"/d\"", "\"/h\"", "\"pinned\""],
+        [
+            "/etc/tunneld/pinned",
+            "/h",
+            "/d",
+            "/etc/tunneld/known_hosts",
+        ]
+        .map(PathBuf::from),
+        |t| t.target.global_known_hosts.clone(),
+    );
+    check_precedence(
         "host_key_policy",
         ["\"accept-new\"", "\"strict\"", "\"accept-new\""],
         [
@@ -231,6 +243,35 @@ fn hops_take_their_own_entry_then_defaults_never_the_tunnel() {
     assert_eq!(
         (tunnel.target.hostname.as_str(), tunnel.target.port),
         ("db.internal", 22)
+    );
+}
+
+#[test]
+fn each_hop_has_its_own_pair_of_known_hosts_files() {
+    let tunnel = only(&format!(
+        "{}[tunnels.t]\nhost = \"db\"\nknown_hosts = \"/t/learned\"\n\
+         global_known_hosts = \"/t/pinned\"\nlocal = [\"1:x:1\"]\n",
+        CHAIN.replace(
+            "[hosts.a]\n",
+            "[hosts.a]\nglobal_known_hosts = \"/a/pinned\"\n",
+        )
+    ));
+    let files =
+        |hop: &tunneld_config::Hop| (hop.known_hosts.clone(), hop.global_known_hosts.clone());
+    let [a] = tunnel.jump.as_slice() else {
+        panic!("{:?}", tunnel.jump)
+    };
+    // The hop: its own entry, then the built-in default; nothing from the tunnel.
+    assert_eq!(
+        files(a),
+        (
+            PathBuf::from("/var/lib/tunneld/known_hosts"),
+            PathBuf::from("/a/pinned")
+        )
+    );
+    assert_eq!(
+        files(&tunnel.target),
+        (PathBuf::from("/t/learned"), PathBuf::from("/t/pinned"))
     );
 }
 

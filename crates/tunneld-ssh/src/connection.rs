@@ -248,8 +248,8 @@ impl Dial<'_> {
             after: hop.connect_timeout,
         };
         let known = {
-            let path = hop.known_hosts.clone();
-            tokio::task::spawn_blocking(move || KnownHosts::load(&path))
+            let (learned, global) = (hop.known_hosts.clone(), hop.global_known_hosts.clone());
+            tokio::task::spawn_blocking(move || KnownHosts::load_with_global(&learned, &global))
                 .await
                 .map_err(|err| SshError::Closed {
                     peer: peer.clone(),
@@ -257,8 +257,8 @@ impl Dial<'_> {
                     kind: FailureKind::Config,
                 })??
         };
-        // Read once per attempt: it orders the host key algorithms here, and the handler checks
-        // the server's key against it.
+        // Both files are read once per attempt: they order the host key algorithms here, and the
+        // handler checks the server's key against them.
         let known = Arc::new(known);
         let preferred = algorithms::preferred(
             hop,

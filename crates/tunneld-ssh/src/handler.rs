@@ -54,7 +54,8 @@ impl From<russh::Error> for HandlerError {
 pub(crate) struct ServerIdentity {
     pub(crate) host: String,
     pub(crate) port: u16,
-    /// The known_hosts file as read for this attempt (it also ordered the host key algorithms).
+    /// The known_hosts files as read for this attempt (they also ordered the host key
+    /// algorithms).
     pub(crate) known_hosts: Arc<KnownHosts>,
     pub(crate) policy: HostKeyPolicy,
 }

@@ -1,4 +1,9 @@
-//! Host key verification against an OpenSSH known_hosts file, with OpenSSH's semantics.
+//! Host key verification against OpenSSH known_hosts files, with OpenSSH's semantics.
+//!
+//! A hop has two files, read together as one list as OpenSSH reads `UserKnownHostsFile` and
+//! `GlobalKnownHostsFile`: `known_hosts`, the learned keys that `accept-new` appends to, then
+//! `global_known_hosts`, the keys an operator pinned, which tunneld never writes. Every line
+//! remembers its file, so that every message names the file and line it is about.
 //!
 //! russh's own known_hosts helper ignores `@revoked`, breaks on tabs, has no wildcards and appends
 //! without a lock, so this module parses each line with `ssh-key`'s entry parser and applies the
@@ -9,8 +14,10 @@
 //!   excludes the line), compared without regard to case, or a single hashed name `|1|salt|hash`;
 //! - `@revoked` refuses a key whatever else matches; `@cert-authority` lines only vouch for
 //!   certificates and plain lines only for plain keys;
-//! - a different key of the same type is a changed key and is refused loudly, with the file and
-//!   the line;
+//! - a key on a plain line of either file is known, even if another line has a different key
+//!   of its type (OpenSSH's `check_key_in_hostkeys`: a match anywhere wins); otherwise a
+//!   different key of the same type, in either file, is a changed key and is refused loudly,
+//!   with the file and the line;
 //! - a malformed line is skipped with a warning, never a failure of the whole file.
 //!
 //! [`verify`] is what a connection calls; [`learn`] is how `accept-new` records a key. Both do
@@ -20,12 +27,11 @@ mod cert;
 mod error;
 mod learn;
 mod pattern;
+mod read;
 
-use std::io;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
-use russh::keys::ssh_key::known_hosts::{Entry, HostPatterns, Marker};
+use russh::keys::ssh_key::known_hosts::{HostPatterns, Marker};
 use russh::keys::ssh_key::public::KeyData;
 use russh::keys::ssh_key::{Certificate, HashAlg};
 use russh::keys::{Algorithm, PublicKeyOrCertificate};
@@ -34,17 +40,32 @@ use tunneld_config::HostKeyPolicy;
 pub use error::{CertificateProblem, HostKeyError};
 pub use learn::learn;
 pub use pattern::lookup_name;
+use read::{parse_lines, read_lines};
 
-/// The parsed lines of one known_hosts file.
+/// The parsed lines of a hop's known_hosts files: the learned file's, then the global file's.
 #[derive(Clone, Debug)]
 pub struct KnownHosts {
-    path: PathBuf,
+    /// The learned file (`known_hosts`), which accept-new appends to.
+    learned: PathBuf,
+    /// The pinned keys (`global_known_hosts`), when read.
+    global: Option<PathBuf>,
     lines: Vec<Line>,
 }
 
-/// One usable line of the file.
+/// Which of a hop's two known_hosts files a line is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostsFile {
+    /// `known_hosts`: learned keys, and where accept-new writes. The only file of
+    /// [`KnownHosts::load`].
+    Learned,
+    /// `global_known_hosts`: pinned keys, never written by tunneld.
+    Global,
+}
+
+/// One usable line of a file.
 #[derive(Clone, Debug)]
 struct Line {
+    file: HostsFile,
     /// 1-based, counting every line of the file (comments and blank lines too), as editors do.
     number: usize,
     marker: Option<Marker>,
@@ -67,6 +88,8 @@ impl Line {
 pub enum Verdict {
     /// The key is on this line (a plain, unmarked line).
     Known {
+        /// The file the line is in.
+        file: HostsFile,
         /// 1-based line number.
         line: usize,
     },
@@ -75,6 +98,8 @@ pub enum Verdict {
     Unknown,
     /// The certificate is valid and signed by the CA on this `@cert-authority` line.
     CertificateTrusted {
+        /// The file the line is in.
+        file: HostsFile,
         /// 1-based line number of the `@cert-authority` line.
         ca_line: usize,
     },
@@ -85,16 +110,20 @@ pub enum Verdict {
 pub enum VerifiedBy {
     /// Its key is on this line of known_hosts.
     KnownHost {
+        /// The file the line is in.
+        file: HostsFile,
         /// 1-based line number.
         line: usize,
     },
     /// Its certificate is signed by the CA on this `@cert-authority` line.
     CertificateAuthority {
+        /// The file the line is in.
+        file: HostsFile,
         /// 1-based line number.
         ca_line: usize,
     },
-    /// `accept-new`: it was unknown and its key is now on this line (written by this call, or by
-    /// another process a moment before).
+    /// `accept-new`: it was unknown and its key is now on this line of the learned file (written
+    /// by this call, or by another process a moment before).
     Learned {
         /// 1-based line number.
         line: usize,
@@ -102,58 +131,59 @@ pub enum VerifiedBy {
 }
 
 impl KnownHosts {
-    /// Reads and parses the file. A missing file is an empty set (accept-new creates it); a file
-    /// that exists but cannot be read is an error. Malformed lines are skipped with a warning
-    /// naming `file:line`.
+    /// Reads and parses one file, as the learned file with no global one. A missing file is an
+    /// empty set (accept-new creates it); a file that exists but cannot be read is an error.
+    /// Malformed lines are skipped with a warning naming `file:line`.
     pub fn load(path: &Path) -> Result<KnownHosts, HostKeyError> {
-        match std::fs::read(path) {
-            Ok(content) => Ok(KnownHosts::parse(path, &content)),
-            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(KnownHosts {
-                path: path.to_owned(),
-                lines: Vec::new(),
-            }),
-            Err(error) => Err(HostKeyError::Read {
-                path: path.to_owned(),
-                error,
-            }),
-        }
+        Ok(KnownHosts {
+            learned: path.to_owned(),
+            global: None,
+            lines: read_lines(path, HostsFile::Learned)?,
+        })
     }
 
-    /// Parses known_hosts content (bytes, so that one line of stray binary or Latin-1 costs only
-    /// that line). `path` is for messages.
+    /// Reads and parses a hop's two files: `learned` (its `known_hosts`) and `global` (its
+    /// `global_known_hosts`), each as [`KnownHosts::load`] reads one: missing is empty,
+    /// unreadable is an error naming the file. The global file is only ever read.
+    pub fn load_with_global(learned: &Path, global: &Path) -> Result<KnownHosts, HostKeyError> {
+        let mut known = KnownHosts::load(learned)?;
+        // The same file named twice is read once: its lines would only repeat.
+        if global != learned {
+            known.lines.extend(read_lines(global, HostsFile::Global)?);
+            known.global = Some(global.to_owned());
+        }
+        Ok(known)
+    }
+
+    /// Parses the content of a learned file. `path` is for messages.
     fn parse(path: &Path, content: &[u8]) -> KnownHosts {
-        let mut lines = Vec::new();
-        // Split on '\n' ourselves (rather than `Entry`'s own iterator) to keep line numbers.
-        for (index, raw) in content.split(|&byte| byte == b'\n').enumerate() {
-            let number = index + 1;
-            match parse_line(raw) {
-                Ok(None) => {}
-                Ok(Some(entry)) => lines.push(Line {
-                    number,
-                    marker: entry.marker().copied(),
-                    hosts: entry.host_patterns().clone(),
-                    key: entry.public_key().key_data().clone(),
-                }),
-                Err(reason) => tracing::warn!(
-                    known_hosts = %path.display(),
-                    line = number,
-                    "{}:{number}: skipping malformed known_hosts line: {reason}",
-                    path.display()
-                ),
-            }
-        }
         KnownHosts {
-            path: path.to_owned(),
-            lines,
+            learned: path.to_owned(),
+            global: None,
+            lines: parse_lines(path, HostsFile::Learned, content),
         }
     }
 
-    /// The file this was read from.
+    /// The learned file (`known_hosts`), the one accept-new writes.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.learned
     }
 
-    /// Host key algorithms this file has plain keys of for `host:port`, in file order, so that
+    /// The global file (`global_known_hosts`), when it was read.
+    pub fn global_path(&self) -> Option<&Path> {
+        self.global.as_deref()
+    }
+
+    /// The path of `file`.
+    pub fn path_of(&self, file: HostsFile) -> &Path {
+        match (file, &self.global) {
+            (HostsFile::Global, Some(global)) => global,
+            // Lines of the global file exist only when it was read.
+            _ => &self.learned,
+        }
+    }
+
+    /// Host key algorithms these files have plain keys of for `host:port`, in file order, so that
     /// the connection can offer them first (like OpenSSH's `order_hostkeyalgs`): a host whose
     /// known key is RSA must not be offered ed25519 first and then be refused. An RSA key stands
     /// for the three signature algorithms that use it (`rsa-sha2-512`, `rsa-sha2-256`,
@@ -196,7 +226,7 @@ impl KnownHosts {
     }
 
     /// The verdict on the key or certificate that the server at `host:port` presented: trusted
-    /// ([`Verdict::Known`], [`Verdict::CertificateTrusted`]), not in the file
+    /// ([`Verdict::Known`], [`Verdict::CertificateTrusted`]), in neither file
     /// ([`Verdict::Unknown`], for the caller's policy to decide), or refused (`Err`: revoked,
     /// changed, of another type than the known keys, or an invalid certificate).
     pub fn check(
@@ -209,46 +239,58 @@ impl KnownHosts {
         match key {
             PublicKeyOrCertificate::PublicKey { key, .. } => {
                 Ok(match self.check_key(&name, key.key_data())? {
-                    Some(line) => Verdict::Known { line },
+                    Some(line) => Verdict::Known {
+                        file: line.file,
+                        line: line.number,
+                    },
                     None => Verdict::Unknown,
                 })
             }
             PublicKeyOrCertificate::Certificate(certificate) => {
-                let ca_line = self.check_certificate(&name, host, certificate, cert::now())?;
-                Ok(Verdict::CertificateTrusted { ca_line })
+                let ca = self.check_certificate(&name, host, certificate, cert::now())?;
+                Ok(Verdict::CertificateTrusted {
+                    file: ca.file,
+                    ca_line: ca.number,
+                })
             }
         }
     }
 
-    /// Lines whose host field names `name` (a lookup name).
-    fn matching<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Line> + 'a {
+    /// Lines whose host field names `name` (a lookup name), the learned file's first.
+    fn matching<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a Line> {
         self.lines.iter().filter(move |line| line.names(name))
     }
 
-    /// The `@revoked` line for `name` that has this key, if any.
-    fn revoked_line(&self, name: &str, key: &KeyData) -> Option<usize> {
-        self.matching(name)
-            .find(|line| line.marker == Some(Marker::Revoked) && line.key == *key)
-            .map(|line| line.number)
+    /// The path of the file `line` is in, for an error.
+    fn path_at(&self, line: &Line) -> PathBuf {
+        self.path_of(line.file).to_owned()
     }
 
-    /// A plain key: `Ok(Some(line))` when known, `Ok(None)` when the host is not in the file.
-    fn check_key(&self, name: &str, key: &KeyData) -> Result<Option<usize>, HostKeyError> {
+    /// The `@revoked` line for `name` that has this key, in either file, if any.
+    fn revoked_line(&self, name: &str, key: &KeyData) -> Option<&Line> {
+        self.matching(name)
+            .find(|line| line.marker == Some(Marker::Revoked) && line.key == *key)
+    }
+
+    /// A plain key: `Ok(Some(line))` when known, `Ok(None)` when neither file names the host.
+    /// The files are one list, as in OpenSSH: a revocation in either refuses, a match in either
+    /// wins over a different key of the same type in the other.
+    fn check_key(&self, name: &str, key: &KeyData) -> Result<Option<&Line>, HostKeyError> {
         if let Some(line) = self.revoked_line(name, key) {
             return Err(HostKeyError::Revoked {
                 name: name.to_owned(),
-                path: self.path.clone(),
-                line,
+                path: self.path_at(line),
+                line: line.number,
             });
         }
         let plain = || self.matching(name).filter(|line| line.marker.is_none());
         if let Some(line) = plain().find(|line| line.key == *key) {
-            return Ok(Some(line.number));
+            return Ok(Some(line));
         }
         if let Some(line) = plain().find(|line| line.key.algorithm() == key.algorithm()) {
             return Err(HostKeyError::Changed {
                 name: name.to_owned(),
-                path: self.path.clone(),
+                path: self.path_at(line),
                 line: line.number,
                 algorithm: key.algorithm(),
                 known: line.key.fingerprint(HashAlg::Sha256).to_string().into(),
@@ -258,7 +300,7 @@ impl KnownHosts {
         if let Some(line) = plain().next() {
             return Err(HostKeyError::OtherKeyType {
                 name: name.to_owned(),
-                path: self.path.clone(),
+                path: self.path_at(line),
                 line: line.number,
                 known: line.key.algorithm(),
                 offered: key.algorithm(),
@@ -275,20 +317,20 @@ impl KnownHosts {
         host: &str,
         certificate: &Certificate,
         now: u64,
-    ) -> Result<usize, HostKeyError> {
+    ) -> Result<&Line, HostKeyError> {
         if let Some(line) = self.revoked_line(name, certificate.public_key()) {
             return Err(HostKeyError::Revoked {
                 name: name.to_owned(),
-                path: self.path.clone(),
-                line,
+                path: self.path_at(line),
+                line: line.number,
             });
         }
         let ca_key = certificate.signature_key();
         if let Some(line) = self.revoked_line(name, ca_key) {
             return Err(HostKeyError::CertificateAuthorityRevoked {
                 name: name.to_owned(),
-                path: self.path.clone(),
-                line,
+                path: self.path_at(line),
+                line: line.number,
                 ca: ca_key.fingerprint(HashAlg::Sha256).to_string(),
             });
         }
@@ -298,40 +340,21 @@ impl KnownHosts {
         else {
             return Err(HostKeyError::NoCertificateAuthority {
                 name: name.to_owned(),
-                path: self.path.clone(),
+                path: self.learned.clone(),
+                global: self.global.clone(),
                 signed_by: ca_key.fingerprint(HashAlg::Sha256).to_string(),
             });
         };
         cert::validate(certificate, host, now).map_err(|problem| {
             HostKeyError::InvalidCertificate {
                 name: name.to_owned(),
-                path: self.path.clone(),
+                path: self.path_at(ca_line),
                 ca_line: ca_line.number,
                 problem,
             }
         })?;
-        Ok(ca_line.number)
+        Ok(ca_line)
     }
-}
-
-/// One line: `Ok(None)` for a blank line or a comment, `Err(reason)` when malformed.
-fn parse_line(raw: &[u8]) -> Result<Option<Entry>, String> {
-    let text = std::str::from_utf8(raw).map_err(|_| "not UTF-8 text".to_owned())?;
-    // trim() also drops the '\r' of a file edited on Windows.
-    let text = text.trim();
-    if text.is_empty() || text.starts_with('#') {
-        return Ok(None);
-    }
-    // ssh-key's parser splits fields on single spaces only; OpenSSH accepts any run of spaces
-    // and tabs. Rejoining changes only whitespace inside the key comment, which is unused.
-    let fields: Vec<&str> = text.split_ascii_whitespace().collect();
-    let needed = if text.starts_with('@') { 4 } else { 3 };
-    if fields.len() < needed {
-        return Err("expected [@marker] hosts keytype base64-key [comment]".to_owned());
-    }
-    Entry::from_str(&fields.join(" "))
-        .map(Some)
-        .map_err(|error| error.to_string())
 }
 
 /// [`KnownHosts::verify`] on the file as it is now.
@@ -347,9 +370,10 @@ pub fn verify(
 
 impl KnownHosts {
     /// What a connection calls with the key or certificate the server presented: check it,
-    /// apply `policy` to an unknown host (refuse under `strict`, [`learn`] under `accept-new`,
-    /// which reads the file again under its lock, logging "learned host key for ..." at info).
-    /// A changed, revoked or otherwise refused key is an error whatever the policy.
+    /// apply `policy` to a host that neither file names (refuse under `strict`, [`learn`] into
+    /// the learned file under `accept-new`, which reads that file again under its lock, logging
+    /// "learned host key for ..." at info). A changed, revoked or otherwise refused key is an
+    /// error whatever the policy. The global file is never written.
     pub fn verify(
         &self,
         policy: HostKeyPolicy,
@@ -362,18 +386,27 @@ impl KnownHosts {
         let key = match key {
             PublicKeyOrCertificate::Certificate(certificate) => {
                 // Certificates are never learned: only an @cert-authority line can vouch for one.
-                let ca_line = self.check_certificate(&name, host, certificate, cert::now())?;
-                return Ok(VerifiedBy::CertificateAuthority { ca_line });
+                let ca = self.check_certificate(&name, host, certificate, cert::now())?;
+                self.log_trusted(&name, ca, "host certificate");
+                return Ok(VerifiedBy::CertificateAuthority {
+                    file: ca.file,
+                    ca_line: ca.number,
+                });
             }
             PublicKeyOrCertificate::PublicKey { key, .. } => key,
         };
         if let Some(line) = self.check_key(&name, key.key_data())? {
-            return Ok(VerifiedBy::KnownHost { line });
+            self.log_trusted(&name, line, "host key");
+            return Ok(VerifiedBy::KnownHost {
+                file: line.file,
+                line: line.number,
+            });
         }
         match policy {
             HostKeyPolicy::Strict => Err(HostKeyError::Unknown {
                 name,
                 path: path.to_owned(),
+                global: self.global.clone(),
             }),
             HostKeyPolicy::AcceptNew => {
                 let learned = learn::learn_key(path, &name, key.key_data())?;
@@ -396,6 +429,17 @@ impl KnownHosts {
                 Ok(VerifiedBy::Learned { line: learned.line })
             }
         }
+    }
+
+    /// Says at debug which file and line trusted the server.
+    fn log_trusted(&self, name: &str, line: &Line, what: &str) {
+        let path = self.path_of(line.file).display();
+        tracing::debug!(
+            known_hosts = %path,
+            line = line.number,
+            "{what} of {name} trusted by {path} line {}",
+            line.number
+        );
     }
 }
 

@@ -13,7 +13,7 @@ use std::process::Command;
 use russh::keys::ssh_key::Certificate;
 use russh::keys::{PublicKey, PublicKeyOrCertificate};
 use tunneld_ssh::known_hosts::{
-    CertificateProblem, HostKeyError, KnownHosts, Verdict, learn, lookup_name,
+    CertificateProblem, HostKeyError, HostsFile, KnownHosts, Verdict, learn, lookup_name,
 };
 
 fn ssh_keygen(args: &[&str]) -> String {
@@ -79,16 +79,25 @@ fn names_hashed_by_ssh_keygen_match() {
     let known = KnownHosts::load(&file).unwrap();
     assert_eq!(
         known.check("127.0.0.1", 2222, &offered(&a)).unwrap(),
-        Verdict::Known { line: 1 }
+        Verdict::Known {
+            file: HostsFile::Learned,
+            line: 1
+        }
     );
     assert_eq!(
         known.check("host", 22, &offered(&b)).unwrap(),
-        Verdict::Known { line: 2 }
+        Verdict::Known {
+            file: HostsFile::Learned,
+            line: 2
+        }
     );
     // ssh lowercases before hashing; so does the lookup.
     assert_eq!(
         known.check("DB.example.com", 22, &offered(&c)).unwrap(),
-        Verdict::Known { line: 3 }
+        Verdict::Known {
+            file: HostsFile::Learned,
+            line: 3
+        }
     );
     assert_eq!(
         known.check("127.0.0.1", 22, &offered(&a)).unwrap(),
@@ -174,7 +183,10 @@ fn lookups_agree_with_ssh_keygen_f() {
             .enumerate()
             .filter(|(index, key)| {
                 known.check(host, port, &offered(key)).ok()
-                    == Some(Verdict::Known { line: index + 1 })
+                    == Some(Verdict::Known {
+                        file: HostsFile::Learned,
+                        line: index + 1,
+                    })
             })
             .map(|(index, _)| index + 1)
             .collect();
@@ -237,13 +249,19 @@ fn host_certificates_signed_by_ssh_keygen() {
         let cert = certify(dir, ca, &["-n", "127.0.0.1"]);
         assert_eq!(
             check(cert).unwrap(),
-            Verdict::CertificateTrusted { ca_line: line }
+            Verdict::CertificateTrusted {
+                file: HostsFile::Learned,
+                ca_line: line
+            }
         );
     }
     // No principals: any host.
     assert_eq!(
         check(certify(dir, "ca_ed", &[])).unwrap(),
-        Verdict::CertificateTrusted { ca_line: 1 }
+        Verdict::CertificateTrusted {
+            file: HostsFile::Learned,
+            ca_line: 1
+        }
     );
     // Valid for a window that is over.
     assert_eq!(

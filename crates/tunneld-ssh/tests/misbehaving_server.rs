@@ -273,6 +273,7 @@ impl TestServer {
             identity_files: vec![IdentityFile::Path(self.client_key.clone())],
             use_agent: false,
             known_hosts: self.known_hosts(),
+            global_known_hosts: self.dir.path().join("global_known_hosts"),
             host_key_policy: HostKeyPolicy::Strict,
             connect_timeout,
             compression: false,

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use russh::keys::Algorithm;
 
@@ -32,13 +32,15 @@ pub enum HostKeyError {
         /// What creating, locking or writing it said.
         error: io::Error,
     },
-    /// The host is not in known_hosts and the policy is `strict`.
-    #[error("host key of {name} is not in {} (policy strict)", path.display())]
+    /// Neither known_hosts file names the host and the policy is `strict`.
+    #[error("{}", unknown(name, path, global.as_deref()))]
     Unknown {
         /// The lookup name.
         name: String,
-        /// The known_hosts file.
+        /// The learned known_hosts file.
         path: PathBuf,
+        /// The global known_hosts file of pinned keys, when one was read.
+        global: Option<PathBuf>,
     },
     /// known_hosts has a key of the same type for this host, and it is a different key.
     #[error(
@@ -110,13 +112,15 @@ pub enum HostKeyError {
     #[error(
         "{name} presented a host certificate (signed by {signed_by}) but no @cert-authority line \
          in {} matches it; refusing",
-        path.display()
+        either(path, global.as_deref())
     )]
     NoCertificateAuthority {
         /// The lookup name.
         name: String,
-        /// The known_hosts file.
+        /// The learned known_hosts file.
         path: PathBuf,
+        /// The global known_hosts file, when one was read.
+        global: Option<PathBuf>,
         /// SHA256 fingerprint of the CA key that signed the certificate (`SHA256:...`).
         signed_by: String,
     },
@@ -135,6 +139,26 @@ pub enum HostKeyError {
         /// What is wrong with it.
         problem: CertificateProblem,
     },
+}
+
+/// `learned`, or `learned or global`: the files a lookup searched.
+fn either(learned: &Path, global: Option<&Path>) -> String {
+    match global {
+        Some(global) => format!("{} or {}", learned.display(), global.display()),
+        None => learned.display().to_string(),
+    }
+}
+
+/// The message of [`HostKeyError::Unknown`]: where the key was looked for, and where to pin it.
+fn unknown(name: &str, learned: &Path, global: Option<&Path>) -> String {
+    let searched = either(learned, global);
+    match global {
+        Some(global) => format!(
+            "host key of {name} is not in {searched} (policy strict); pin it in {}",
+            global.display()
+        ),
+        None => format!("host key of {name} is not in {searched} (policy strict)"),
+    }
 }
 
 impl HostKeyError {

@@ -70,7 +70,7 @@ pub(super) fn learn_key(path: &Path, name: &str, key: &KeyData) -> Result<Learne
         })?;
     if let Some(line) = KnownHosts::parse(path, &content).check_key(name, key)? {
         return Ok(Learned {
-            line,
+            line: line.number,
             written: false,
         });
     }

@@ -1,4 +1,4 @@
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use russh::keys::ssh_key::Certificate;
 use russh::keys::{Algorithm, HashAlg, PublicKey, PublicKeyOrCertificate};
@@ -60,11 +60,17 @@ fn tabs_spaces_comments_crlf_and_line_numbers() {
     ));
     assert_eq!(
         known.check("db.example.com", 22, &offered(ED_A)).unwrap(),
-        Verdict::Known { line: 3 }
+        Verdict::Known {
+            file: HostsFile::Learned,
+            line: 3
+        }
     );
     assert_eq!(
         known.check("127.0.0.1", 2222, &offered(ED_B)).unwrap(),
-        Verdict::Known { line: 4 }
+        Verdict::Known {
+            file: HostsFile::Learned,
+            line: 4
+        }
     );
     assert!(matches!(
         known.check("anything", 22, &offered(EC_A)),
@@ -94,7 +100,10 @@ fn malformed_lines_are_skipped_not_fatal() {
     assert_eq!(known.lines.len(), 1);
     assert_eq!(
         known.check("db.example.com", 22, &offered(ED_A)).unwrap(),
-        Verdict::Known { line: 10 }
+        Verdict::Known {
+            file: HostsFile::Learned,
+            line: 10
+        }
     );
 }
 
@@ -105,11 +114,17 @@ fn port_22_is_the_bare_name_other_ports_are_bracketed() {
     ));
     assert_eq!(
         known.check("db.example.com", 22, &offered(ED_A)).unwrap(),
-        Verdict::Known { line: 1 }
+        Verdict::Known {
+            file: HostsFile::Learned,
+            line: 1
+        }
     );
     assert_eq!(
         known.check("DB.Example.COM", 2222, &offered(ED_B)).unwrap(),
-        Verdict::Known { line: 2 }
+        Verdict::Known {
+            file: HostsFile::Learned,
+            line: 2
+        }
     );
     // The bare name does not cover another port.
     assert_eq!(
@@ -125,7 +140,10 @@ fn wildcards_and_negation() {
     ));
     assert_eq!(
         known.check("web.example.com", 22, &offered(ED_A)).unwrap(),
-        Verdict::Known { line: 1 }
+        Verdict::Known {
+            file: HostsFile::Learned,
+            line: 1
+        }
     );
     // Negated: line 1 does not apply to db at all, so db is unknown rather than changed.
     assert_eq!(
@@ -134,7 +152,10 @@ fn wildcards_and_negation() {
     );
     assert_eq!(
         known.check("db.example.com", 2222, &offered(ED_B)).unwrap(),
-        Verdict::Known { line: 2 }
+        Verdict::Known {
+            file: HostsFile::Learned,
+            line: 2
+        }
     );
 }
 
@@ -162,7 +183,10 @@ fn another_known_key_of_the_same_type_still_counts_as_known() {
     let known = file(&format!("h {ED_A}\nh {ED_B}\n"));
     assert_eq!(
         known.check("h", 22, &offered(ED_B)).unwrap(),
-        Verdict::Known { line: 2 }
+        Verdict::Known {
+            file: HostsFile::Learned,
+            line: 2
+        }
     );
 }
 
@@ -192,7 +216,10 @@ fn revoked_wins_over_a_known_line() {
     let known = file(&format!("h {ED_B}\n@revoked elsewhere {ED_B}\n"));
     assert_eq!(
         known.check("h", 22, &offered(ED_B)).unwrap(),
-        Verdict::Known { line: 1 }
+        Verdict::Known {
+            file: HostsFile::Learned,
+            line: 1
+        }
     );
 }
 
@@ -225,7 +252,9 @@ fn certificates() {
         "@cert-authority *.example.com,127.0.0.1,[127.0.0.1]:2222 {ED_CA}\n"
     ));
     let check = |host: &str, port: u16, text: &str, now: u64| {
-        known.check_certificate(&lookup_name(host, port), host, &cert(text), now)
+        known
+            .check_certificate(&lookup_name(host, port), host, &cert(text), now)
+            .map(|line| line.number)
     };
     assert_eq!(check("127.0.0.1", 22, CERT_HOST, IN_2030).unwrap(), 1);
     // Principals are matched against the host name without the port, as OpenSSH does.
@@ -398,7 +427,10 @@ fn accept_new_learns_once_then_knows() {
     );
     assert_eq!(
         verify(&path, policy, "127.0.0.1", 2222, &offered(ED_A)).unwrap(),
-        VerifiedBy::KnownHost { line: 1 }
+        VerifiedBy::KnownHost {
+            file: HostsFile::Learned,
+            line: 1
+        }
     );
     // Learned keys are refused like any other when they change.
     assert!(matches!(
@@ -482,4 +514,319 @@ fn threads_learning_concurrently_write_each_host_once() {
             Verdict::Known { .. }
         ));
     }
+}
+
+/// A learned file and a global file with these contents (`None`: the file does not exist), in a
+/// fresh directory.
+struct Pair {
+    dir: tempfile::TempDir,
+    learned: PathBuf,
+    global: PathBuf,
+}
+
+impl Pair {
+    fn new(learned: Option<&str>, global: Option<&str>) -> Pair {
+        let dir = tempfile::tempdir().unwrap();
+        let pair = Pair {
+            learned: dir.path().join("var/known_hosts"),
+            global: dir.path().join("etc/known_hosts"),
+            dir,
+        };
+        for (path, content) in [(&pair.learned, learned), (&pair.global, global)] {
+            if let Some(content) = content {
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, content).unwrap();
+            }
+        }
+        pair
+    }
+
+    fn load(&self) -> Result<KnownHosts, HostKeyError> {
+        KnownHosts::load_with_global(&self.learned, &self.global)
+    }
+}
+
+#[test]
+fn a_key_pinned_only_in_the_global_file_is_known() {
+    let pair = Pair::new(
+        Some(&format!("other {ED_B}\n")),
+        Some(&format!("# pinned\n[127.0.0.1]:2222 {ED_A}\n")),
+    );
+    let known = pair.load().unwrap();
+    assert_eq!(
+        known.check("127.0.0.1", 2222, &offered(ED_A)).unwrap(),
+        Verdict::Known {
+            file: HostsFile::Global,
+            line: 2
+        }
+    );
+    assert_eq!(known.path(), pair.learned);
+    assert_eq!(known.global_path(), Some(pair.global.as_path()));
+    assert_eq!(known.path_of(HostsFile::Global), pair.global);
+    // Under strict too: nothing to learn, nothing written.
+    assert_eq!(
+        known
+            .verify(HostKeyPolicy::Strict, "127.0.0.1", 2222, &offered(ED_A))
+            .unwrap(),
+        VerifiedBy::KnownHost {
+            file: HostsFile::Global,
+            line: 2
+        }
+    );
+}
+
+#[test]
+fn a_changed_key_in_the_global_file_names_the_global_file_and_line() {
+    let pair = Pair::new(Some(""), Some(&format!("# pinned\n\nh {ED_A}\n")));
+    let error = pair
+        .load()
+        .unwrap()
+        .check("h", 22, &offered(ED_B))
+        .unwrap_err();
+    assert!(error.is_permanent());
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "HOST KEY CHANGED for h: {} line 3 has ssh-ed25519 {}, server offered {}; refusing",
+            pair.global.display(),
+            fp(ED_A),
+            fp(ED_B)
+        )
+    );
+    // A key of another type pinned in the global file: refused, naming it too.
+    let pair = Pair::new(None, Some(&format!("h {RSA_A}\n")));
+    let error = pair
+        .load()
+        .unwrap()
+        .check("h", 22, &offered(ED_A))
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{} has ssh-rsa for h at line 1 but the server offered ssh-ed25519; refusing",
+            pair.global.display()
+        )
+    );
+}
+
+#[test]
+fn a_match_in_either_file_wins_over_a_different_key_in_the_other() {
+    // As OpenSSH's check_key_in_hostkeys over both files, and as within one file.
+    let pair = Pair::new(Some(&format!("h {ED_A}\n")), Some(&format!("h {ED_B}\n")));
+    let known = pair.load().unwrap();
+    assert_eq!(
+        known.check("h", 22, &offered(ED_A)).unwrap(),
+        Verdict::Known {
+            file: HostsFile::Learned,
+            line: 1
+        }
+    );
+    assert_eq!(
+        known.check("h", 22, &offered(ED_B)).unwrap(),
+        Verdict::Known {
+            file: HostsFile::Global,
+            line: 1
+        }
+    );
+    // Neither: the learned file's line is named first, as it is read first.
+    assert!(matches!(
+        known.check("h", 22, &offered(EC_A)),
+        Err(HostKeyError::OtherKeyType { path, line: 1, .. }) if path == pair.learned
+    ));
+}
+
+#[test]
+fn revoked_in_the_global_file_refuses_a_key_known_in_the_learned_file() {
+    let pair = Pair::new(
+        Some(&format!("h {ED_A}\n")),
+        Some(&format!("# bad key\n@revoked * {ED_A}\n")),
+    );
+    let known = pair.load().unwrap();
+    let error = known.check("h", 22, &offered(ED_A)).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "host key of h is marked @revoked in {} line 2; refusing",
+            pair.global.display()
+        )
+    );
+    // Not learned either.
+    assert!(
+        known
+            .verify(HostKeyPolicy::AcceptNew, "h", 22, &offered(ED_A))
+            .is_err()
+    );
+    assert!(known.known_algorithms("h", 22).is_empty());
+    assert_eq!(
+        std::fs::read_to_string(&pair.learned).unwrap(),
+        format!("h {ED_A}\n")
+    );
+}
+
+#[test]
+fn accept_new_writes_nothing_for_a_host_pinned_in_the_global_file() {
+    let pair = Pair::new(None, Some(&format!("[127.0.0.1]:2222 {ED_A}\n")));
+    let verified = pair
+        .load()
+        .unwrap()
+        .verify(HostKeyPolicy::AcceptNew, "127.0.0.1", 2222, &offered(ED_A))
+        .unwrap();
+    assert_eq!(
+        verified,
+        VerifiedBy::KnownHost {
+            file: HostsFile::Global,
+            line: 1
+        }
+    );
+    assert!(!pair.learned.exists());
+    // A different key for the pinned host is refused, not learned.
+    assert!(matches!(
+        pair.load().unwrap().verify(
+            HostKeyPolicy::AcceptNew,
+            "127.0.0.1",
+            2222,
+            &offered(ED_B)
+        ),
+        Err(HostKeyError::Changed { path, line: 1, .. }) if path == pair.global
+    ));
+    assert!(!pair.learned.exists());
+}
+
+#[test]
+fn accept_new_learns_into_the_learned_file_and_never_touches_the_global_one() {
+    let global_content = format!("# pinned by hand\nother.example.com {ED_B}\n");
+    let pair = Pair::new(None, Some(&global_content));
+    let before = std::fs::metadata(&pair.global).unwrap();
+    let policy = HostKeyPolicy::AcceptNew;
+    let verify = |key: &str| {
+        pair.load()
+            .unwrap()
+            .verify(policy, "127.0.0.1", 2222, &offered(key))
+    };
+    assert_eq!(verify(ED_A).unwrap(), VerifiedBy::Learned { line: 1 });
+    assert_eq!(
+        verify(ED_A).unwrap(),
+        VerifiedBy::KnownHost {
+            file: HostsFile::Learned,
+            line: 1
+        }
+    );
+    assert_eq!(
+        std::fs::read_to_string(&pair.learned).unwrap(),
+        format!("[127.0.0.1]:2222 {ED_A}\n")
+    );
+    let after = std::fs::metadata(&pair.global).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&pair.global).unwrap(),
+        global_content
+    );
+    assert_eq!(after.modified().unwrap(), before.modified().unwrap());
+    assert_eq!(after.len(), before.len());
+}
+
+#[test]
+fn strict_names_both_files_and_where_to_pin() {
+    let pair = Pair::new(None, None);
+    let known = pair.load().unwrap();
+    let error = known
+        .verify(HostKeyPolicy::Strict, "127.0.0.1", 2222, &offered(ED_A))
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "host key of [127.0.0.1]:2222 is not in {learned} or {global} (policy strict); pin \
+             it in {global}",
+            learned = pair.learned.display(),
+            global = pair.global.display()
+        )
+    );
+    assert!(!pair.learned.exists() && !pair.global.exists());
+}
+
+#[test]
+fn a_missing_global_file_is_empty() {
+    let pair = Pair::new(Some(&format!("h {ED_A}\n")), None);
+    let known = pair.load().unwrap();
+    assert_eq!(
+        known.check("h", 22, &offered(ED_A)).unwrap(),
+        Verdict::Known {
+            file: HostsFile::Learned,
+            line: 1
+        }
+    );
+    assert_eq!(
+        known.check("x", 22, &offered(ED_A)).unwrap(),
+        Verdict::Unknown
+    );
+}
+
+#[test]
+fn an_unreadable_global_file_is_an_error_naming_it() {
+    // A directory where the file should be: a read error even for root, which permissions are
+    // not.
+    let pair = Pair::new(Some(&format!("h {ED_A}\n")), None);
+    std::fs::create_dir_all(&pair.global).unwrap();
+    let error = pair.load().unwrap_err();
+    assert!(
+        matches!(&error, HostKeyError::Read { path, .. } if *path == pair.global),
+        "{error:?}"
+    );
+    assert!(!error.is_permanent());
+    assert!(
+        error.to_string().starts_with(&format!(
+            "cannot read known_hosts {}: ",
+            pair.global.display()
+        )),
+        "{error}"
+    );
+    assert!(pair.dir.path().exists());
+}
+
+#[test]
+fn both_files_order_algorithms_and_vouch_for_certificates() {
+    let pair = Pair::new(
+        Some(&format!("h {EC_A}\n")),
+        Some(&format!("h {ED_A}\n@cert-authority 127.0.0.1 {ED_CA}\n")),
+    );
+    let known = pair.load().unwrap();
+    assert_eq!(
+        known.known_algorithms("h", 22),
+        vec![
+            Algorithm::Ecdsa {
+                curve: russh::keys::EcdsaCurve::NistP256
+            },
+            Algorithm::Ed25519,
+        ]
+    );
+    assert!(known.has_cert_authority_for("127.0.0.1", 22));
+    assert!(!known.has_cert_authority_for("h", 22));
+    let ca = known
+        .check_certificate("127.0.0.1", "127.0.0.1", &cert(CERT_HOST), IN_2030)
+        .unwrap();
+    assert_eq!((ca.file, ca.number), (HostsFile::Global, 2));
+    // Signed by a CA that neither file names: both are named.
+    let pair = Pair::new(Some(""), Some(""));
+    let error = pair
+        .load()
+        .unwrap()
+        .check_certificate("127.0.0.1", "127.0.0.1", &cert(CERT_HOST), IN_2030)
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "127.0.0.1 presented a host certificate (signed by {}) but no @cert-authority line \
+             in {} or {} matches it; refusing",
+            fp(ED_CA),
+            pair.learned.display(),
+            pair.global.display()
+        )
+    );
+}
+
+#[test]
+fn the_same_file_named_twice_is_read_once() {
+    let pair = Pair::new(Some(&format!("h {ED_A}\n")), None);
+    let known = KnownHosts::load_with_global(&pair.learned, &pair.learned).unwrap();
+    assert_eq!(known.lines.len(), 1);
+    assert_eq!(known.global_path(), None);
 }
