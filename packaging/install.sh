@@ -25,8 +25,15 @@ if [ ! -x "$binary" ]; then
 fi
 
 install -D -m 0755 "$binary" "$destdir/usr/local/bin/tunneld"
-install -D -m 0644 "$here/systemd/tunneld@.service" "$destdir/etc/systemd/system/tunneld@.service"
-install -D -m 0644 "$here/systemd/tunneld.service" "$destdir/etc/systemd/system/tunneld.service"
+# The units name the packaged paths (/usr/bin, /usr/share/doc): one set of unit files serves
+# both, and a source install points them at /usr/local as it copies them.
+for unit in tunneld@.service tunneld.service; do
+    install -d -m 0755 "$destdir/etc/systemd/system"
+    sed -e 's#/usr/bin/tunneld#/usr/local/bin/tunneld#g' \
+        -e 's#/usr/share/doc/tunneld#/usr/local/share/doc/tunneld#g' \
+        "$here/systemd/$unit" >"$destdir/etc/systemd/system/$unit"
+    chmod 0644 "$destdir/etc/systemd/system/$unit"
+done
 install -D -m 0644 "$here/systemd/tunneld.sysusers" "$destdir/etc/sysusers.d/tunneld.conf"
 install -D -m 0644 "$here/systemd/tunneld.tmpfiles" "$destdir/etc/tmpfiles.d/tunneld.conf"
 install -D -m 0644 "$here/README.md" "$destdir/usr/local/share/doc/tunneld/README.md"

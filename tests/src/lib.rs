@@ -27,9 +27,10 @@ pub use servers::{ClosedPort, EchoServer, HttpServer};
 pub use servers::{ReplyServer, SilentServer, SourceServer};
 pub use sshd::{Sshd, SshdBuilder};
 pub use sshd_config::openssh_version;
-pub use tunneld::{TunneldProcess, tunneld_bin};
+pub use tunneld::{TunneldProcess, tunneld_bin, without_test_package_env};
 pub use util::{
     TestDir, echo_all, fd_count, free_port, init_tracing, localhost, random_bytes, rss_kib,
     try_echo, wait_until, wait_until_async, write_file,
 };
 pub mod nspawn;
+pub mod service;

@@ -59,20 +59,7 @@ fn build_tunneld() -> PathBuf {
         .arg("--target-dir")
         .arg(&target_dir)
         .stdin(Stdio::null());
-    // `cargo test` describes the test's own package in these; build scripts that watch them
-    // (ring's does) would then rebuild, and the crates after them, on every test run.
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        if name.starts_with("CARGO_PKG_")
-            || name.starts_with("CARGO_MANIFEST_")
-            || matches!(
-                &*name,
-                "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE" | "OUT_DIR"
-            )
-        {
-            command.env_remove(&*name);
-        }
-    }
+    without_test_package_env(&mut command);
     // The "debug" dir is the dev profile's; other profiles are named after their dir.
     if profile != "debug" {
         command.args(["--profile", &profile]);
@@ -90,6 +77,25 @@ fn build_tunneld() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// Removes from `command`'s environment what `cargo test` says about the test's own package,
+/// for a command that runs cargo again: build scripts that watch these variables (ring's does)
+/// would otherwise rebuild, and every crate after them, on each test run.
+pub fn without_test_package_env(command: &mut Command) -> &mut Command {
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || matches!(
+                &*name,
+                "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE" | "OUT_DIR"
+            )
+        {
+            command.env_remove(&*name);
+        }
+    }
+    command
 }
 
 /// Output lines of a child, appended by its reader threads.

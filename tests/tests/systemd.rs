@@ -16,20 +16,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use harness::nspawn::{self, Container, Rootfs, RunDir, poll};
+use harness::service::{
+    FORWARD, KEY, SETUP, UNIT, UP_TIMEOUT, assert_forward_works, assert_round_trip, in_ci, journal,
+    ssh_through, wait_journal, wait_status,
+};
 use harness::tunneld_bin;
-
-const UNIT: &str = "tunneld@db";
-/// The local forward's port inside the container; its target is the container's sshd itself,
-/// whose banner is what a client reads through the tunnel.
-const FORWARD: u16 = 15432;
-/// Polling interval for conditions inside the container (each probe runs nsenter + systemctl).
-const PROBE: Duration = Duration::from_millis(100);
-/// Generous bounds (TESTING.md): shared, noisy machines.
-const UP_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
 
 /// Copies the regular files of `from` into `to` (created), permissions included.
 fn copy_files(from: &Path, to: &Path, ext: Option<&str>) {
@@ -57,106 +48,6 @@ fn stage(opt: &Path) {
     )
     .unwrap();
     fs::copy(tree.join("README.md"), opt.join("README.md")).unwrap();
-}
-
-/// Inside, after install.sh: the container's own sshd on its loopback (a fresh host key, verbose
-/// log), an account `tunnel` (made in the rootfs) that accepts the tunnel's key, the key where
-/// README says (/etc/tunneld/keys, owned by tunneld, mode 0600), the server's host key in the
-/// service user's default known_hosts, and /etc/tunneld/db.toml.
-const SETUP: &str = r#"set -euo pipefail
-rm -f /etc/ssh/ssh_host_*
-ssh-keygen -q -t ed25519 -N '' -C tunneld-test-host -f /etc/ssh/ssh_host_ed25519_key
-cat > /etc/ssh/sshd_config.d/tunneld-test.conf <<'EOF'
-ListenAddress 127.0.0.1:22
-HostKey /etc/ssh/ssh_host_ed25519_key
-AllowTcpForwarding yes
-LogLevel VERBOSE
-EOF
-sshd -t
-systemctl restart ssh.service
-
-ssh-keygen -q -t ed25519 -N '' -C tunneld@test -f /etc/tunneld/keys/id_ed25519
-chown tunneld:tunneld /etc/tunneld/keys/id_ed25519 /etc/tunneld/keys/id_ed25519.pub
-chmod 0600 /etc/tunneld/keys/id_ed25519
-install -d -m 0700 -o tunnel -g tunnel /home/tunnel/.ssh
-install -m 0600 -o tunnel -g tunnel /etc/tunneld/keys/id_ed25519.pub /home/tunnel/.ssh/authorized_keys
-
-printf '127.0.0.1 %s\n' "$(cut -d' ' -f1,2 /etc/ssh/ssh_host_ed25519_key.pub)" > /var/lib/tunneld/known_hosts
-chown tunneld:tunneld /var/lib/tunneld/known_hosts
-
-cat > /etc/tunneld/db.toml <<'EOF'
-[defaults]
-user = "tunnel"
-identity_files = ["/etc/tunneld/keys/id_ed25519"]
-backoff_min = "100ms"
-backoff_max = "2s"
-
-[tunnels.db]
-host = "127.0.0.1"
-local = ["15432:127.0.0.1:22"]
-EOF
-chown root:tunneld /etc/tunneld/db.toml
-chmod 0640 /etc/tunneld/db.toml
-tunneld check --config /etc/tunneld/db.toml
-"#;
-
-/// The first line a client reads through the forward ("" if none within 10 s).
-fn read_through_forward(c: &Container) -> String {
-    let out = c.exec(
-        &format!(
-            "exec 3<>/dev/tcp/127.0.0.1/{FORWARD} && IFS= read -r -t 10 line <&3 && printf '%s\\n' \"$line\""
-        ),
-        Duration::from_secs(20),
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// Waits until a client gets the container's sshd banner through the forward.
-fn assert_forward_works(c: &Container, when: &str) {
-    let mut last = String::new();
-    let ok = poll(UP_TIMEOUT, PROBE, || {
-        last = read_through_forward(c);
-        last.starts_with("SSH-2.0-OpenSSH").then_some(())
-    });
-    assert!(
-        ok.is_some(),
-        "{when}: no sshd banner through 127.0.0.1:{FORWARD} within {UP_TIMEOUT:?} (last read: {last:?}); \
-         status: {:?}; journal:\n{}",
-        c.property(UNIT, "StatusText"),
-        journal(c, "-o short-monotonic")
-    );
-}
-
-/// Waits until `systemctl show -p StatusText` contains `want`, and returns it.
-fn wait_status(c: &Container, want: &str, timeout: Duration, when: &str) -> String {
-    let mut last = String::new();
-    let found = poll(timeout, PROBE, || {
-        last = c.property(UNIT, "StatusText");
-        last.contains(want).then(|| last.clone())
-    });
-    found.unwrap_or_else(|| {
-        panic!(
-            "{when}: StatusText never said {want:?} within {timeout:?}; it says {last:?}\njournal:\n{}",
-            journal(c, "-o short-monotonic")
-        )
-    })
-}
-
-fn journal(c: &Container, args: &str) -> String {
-    c.run(&format!("journalctl -u {UNIT} --no-pager --all {args}"))
-}
-
-/// Waits until the unit's journal satisfies `check`; the lines land a few ms late.
-fn wait_journal(c: &Container, args: &str, what: &str, check: impl Fn(&str) -> bool) {
-    let mut last = String::new();
-    let ok = poll(Duration::from_secs(10), PROBE, || {
-        last = journal(c, args);
-        check(&last).then_some(())
-    });
-    assert!(
-        ok.is_some(),
-        "journalctl -u {UNIT} {args}: no {what} within 10 s:\n{last}"
-    );
 }
 
 /// The records of `journalctl -o verbose`: each starts with an unindented line.
@@ -229,7 +120,7 @@ fn systemd_runs_tunneld_as_users_run_it() {
     // Installed as README says, with the units of this tree.
     let installed = c.run("/opt/tunneld/packaging/install.sh --binary /opt/tunneld/tunneld");
     assert!(installed.contains("installed."), "{installed}");
-    c.run("test -x /usr/local/bin/tunneld && id tunneld && systemctl cat tunneld@db.service >/dev/null");
+    c.run("test -x /usr/local/bin/tunneld && id tunneld && systemctl cat tunneld@db.service | grep -qx 'ExecStart=/usr/local/bin/tunneld run --config /etc/tunneld/%i.toml'");
     c.run(SETUP);
     lap("install and set up", &mut timings);
 
@@ -241,6 +132,12 @@ fn systemd_runs_tunneld_as_users_run_it() {
         "enabled"
     );
     assert_forward_works(&c, "after enable --now");
+    assert_round_trip(
+        &c,
+        &ssh_through(FORWARD, KEY, "tunnel"),
+        4,
+        "after enable --now",
+    );
     lap("enable --now until forwarding", &mut timings);
     let status = wait_status(&c, "1/1 tunnels up", UP_TIMEOUT, "tunnel up");
     eprintln!("systemd: StatusText={status:?} once up");

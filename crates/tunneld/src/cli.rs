@@ -1,4 +1,4 @@
-//! The command line (CONFIG.md is the contract).
+//! The command line (docs/configuration.md is the contract).
 
 use std::path::PathBuf;
 
@@ -35,4 +35,88 @@ pub(crate) enum Command {
         #[arg(long, short, default_value = DEFAULT_CONFIG, value_name = "PATH")]
         config: PathBuf,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// What the generated pages cannot know: where the files are, the exit status, and where
+    /// the rest of the documentation lives. roff, appended to `tunneld.8`.
+    const TAIL: &str = r#".SH FILES
+.TP
+.I /etc/tunneld/NAME.toml
+The tunnels of the service \fBtunneld@NAME\fR (\fB/etc/tunneld/tunneld.toml\fR for \fBtunneld.service\fR).
+.TP
+.I /etc/tunneld/keys/
+Private keys, owned by the \fBtunneld\fR user, mode 0600.
+.TP
+.I /etc/tunneld/known_hosts
+Host keys you pinned (\fBglobal_known_hosts\fR); tunneld never writes it.
+.TP
+.I /var/lib/tunneld/known_hosts
+Host keys learned with \fBhost_key_policy = "accept-new"\fR (\fBknown_hosts\fR).
+.SH EXIT STATUS
+0 after a clean stop or for a valid file; 78 when the configuration is missing, unreadable or
+invalid (systemd does not restart on it); 1 for any other fatal error.
+.SH SEE ALSO
+\fBtunneld-run\fR(8), \fBtunneld-check\fR(8), \fBsystemctl\fR(1), \fBjournalctl\fR(1), \fBssh_config\fR(5).
+The configuration reference, troubleshooting guide and examples are in
+\fI/usr/share/doc/tunneld/\fR.
+"#;
+
+    /// The manual pages as this command line renders them: `tunneld.8`, and one page per
+    /// subcommand (`tunneld-run.8`, `tunneld-check.8`).
+    fn pages() -> Vec<(String, String)> {
+        // The page's name (`tunneld-check`) and its synopsis's command (`tunneld check`).
+        let render = |command: clap::Command, name: String, bin: String| {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(command.display_name(name.clone()).bin_name(bin))
+                .section("8")
+                .manual("System Manager's Manual")
+                .render(&mut page)
+                .expect("render a manual page");
+            (name, String::from_utf8(page).expect("roff is UTF-8"))
+        };
+        let cli = Cli::command();
+        let (name, mut main) = render(cli.clone(), "tunneld".to_owned(), "tunneld".to_owned());
+        main.push_str(TAIL);
+        let mut pages = vec![(name, main)];
+        for sub in cli.get_subcommands().filter(|s| s.get_name() != "help") {
+            let name = sub.get_name();
+            pages.push(render(
+                sub.clone(),
+                format!("tunneld-{name}"),
+                format!("tunneld {name}"),
+            ));
+        }
+        pages
+    }
+
+    /// `packaging/man/*.8` are what this command line renders (the Debian package installs
+    /// them). After changing the command line or the version,
+    /// `TUNNELD_BLESS=1 cargo test -p tunneld man_pages` writes them anew.
+    #[test]
+    fn man_pages_are_current() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../packaging/man");
+        let bless = std::env::var_os("TUNNELD_BLESS").is_some();
+        for (name, page) in pages() {
+            let path = dir.join(format!("{name}.8"));
+            if bless {
+                std::fs::create_dir_all(&dir).expect("create packaging/man");
+                std::fs::write(&path, &page).expect("write a manual page");
+            }
+            let committed = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                committed == page,
+                "{} is not what the command line renders; run \
+                 TUNNELD_BLESS=1 cargo test -p tunneld man_pages and commit it",
+                path.display()
+            );
+        }
+    }
 }
