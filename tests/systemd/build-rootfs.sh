@@ -22,12 +22,14 @@ export DEBIAN_FRONTEND=noninteractive
 export LC_ALL=C
 
 # Bump when the contents below change: a rootfs of another version is rebuilt.
-format=1
+format=2
 suite="${TUNNELD_TEST_SUITE:-bookworm}"
 cache="${TUNNELD_TEST_CACHE:-/var/cache/tunneld-test}"
 rootfs="$cache/rootfs-$suite"
 marker="$rootfs/.tunneld-rootfs-complete"
-include=systemd,systemd-sysv,dbus,openssh-server,openssh-client,procps,iproute2,curl
+# python3 and python3-apt: tests/tests/ansible_role.rs runs Ansible inside, with -c local (the
+# apt module needs python3-apt); the container has no network to install them later.
+include=systemd,systemd-sysv,dbus,openssh-server,openssh-client,procps,iproute2,curl,python3,python3-apt
 
 log() { echo "build-rootfs: $*" >&2; }
 die() { log "$*"; exit 1; }
