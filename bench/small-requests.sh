@@ -4,7 +4,7 @@
 #
 # The web server writes each response in two pieces (headers, then body), as many servers do.
 # With Nagle on in sshd (it is, for sessions without a pty) the body waits for the client's
-# delayed ACK: about 40 ms per request (DESIGN.md, pitfall 9). tunneld re-arms TCP_QUICKACK.
+# delayed ACK: about 40 ms per request (docs/design.md, pitfall 9). tunneld re-arms TCP_QUICKACK.
 #
 #   bench/small-requests.sh [REQUESTS]      (default 300 per case; prints requests/s and ratios)
 set -euo pipefail

@@ -1,6 +1,6 @@
 //! The harness of tunneld's end-to-end tests: a real OpenSSH sshd per test, a chaos proxy that
 //! breaks links on demand, target servers, an ssh-agent, and the tunneld binary as a child
-//! process. See `docs/TESTING.md`.
+//! process. See `docs/testing.md`.
 //!
 //! Everything listens and connects on 127.0.0.1 only, on ports the kernel picks, and waits for
 //! conditions with a deadline instead of sleeping.

@@ -1,5 +1,5 @@
 //! A real systemd, booted as PID 1 of a container with systemd-nspawn, to test the unit files as
-//! users run them (TESTING.md, "Real systemd, in a sandbox").
+//! users run them (docs/testing.md, "Real systemd in a container").
 //!
 //! The container boots a separate rootfs built once by `tests/systemd/build-rootfs.sh` (never the
 //! host's own `/`: its systemd-tmpfiles would wipe the host's `/tmp`), with `--volatile=overlay`

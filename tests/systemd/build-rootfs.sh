@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds, once, the minimal Debian rootfs that tests/tests/systemd.rs boots with systemd-nspawn
-# (docs: "Real systemd, in a sandbox" in TESTING.md), and prints its path on stdout.
+# (docs/testing.md, "Real systemd in a container"), and prints its path on stdout.
 #
 #   tests/systemd/build-rootfs.sh            # ensure it exists; prints ROOTFS
 #   tests/systemd/build-rootfs.sh --rebuild  # throw it away and build it again

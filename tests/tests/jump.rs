@@ -1,4 +1,4 @@
-//! Jump hosts (`jump`, like `ssh -J`) against real OpenSSH sshds (issue 6): every hop is an sshd
+//! Jump hosts (`jump`, like `ssh -J`) against real OpenSSH sshds: every hop is an sshd
 //! of its own, with its own client key, host key and known_hosts file, and the tunnel's target
 //! service sits behind the last one.
 //!
@@ -14,7 +14,8 @@
 //! connect timeout; the first hop's sshd killed and restarted, the middle hop's killed and
 //! restarted, and the first hop frozen: each detected, and the whole chain rebuilt.
 //!
-//! The issue wants every error to name the hop by position and name: `hop N (NAME): why`
+//! Every error names the hop by position and name (docs/design.md, docs/troubleshooting.md):
+//! `hop N (NAME): why`
 //! ("hop 1 (bastion): authentication refused", "hop 2 (db-server): connection refused by
 //! bastion"). The hops count from 1 at the first jump host, and the target is the last hop.
 //!
@@ -164,7 +165,7 @@ fn assert_channel_logged(sshd: &Sshd, who: &str, needle: &str) {
     );
 }
 
-/// Asserts the shape the issue asks for: `hop N (NAME): ...` followed by `rest`.
+/// Asserts the shape of a hop's error: `hop N (NAME): ...` followed by `rest`.
 #[track_caller]
 fn assert_names_hop(reason: &str, hop: usize, name: &str, rest: &str) {
     let prefix = format!("hop {hop} ({name}): ");
@@ -608,7 +609,7 @@ async fn a_hop_whose_sshd_forbids_forwarding_names_the_hop_and_the_refusal() {
     assert_eq!(connections_since(&c, c_mark), 0);
     // hop 2 could not be reached: the channel to it was refused by hop-a, by policy.
     assert_names_hop(&reason, 2, "hop-b", "hop-a");
-    // SCENARIOS.md's words for a server that forbids forwarding.
+    // The words docs/troubleshooting.md gives for a server that forbids forwarding.
     assert!(
         reason.contains("hop-a refuses port forwarding to 127.0.0.1:")
             && reason.ends_with("(AllowTcpForwarding / permitopen)"),
@@ -837,7 +838,7 @@ async fn a_frozen_first_hop_is_detected_by_keepalives_and_the_chain_rebuilt() {
 // (12) -----------------------------------------------------------------------------------------
 
 /// When a jump host dies, the error says which hop it was, not only that the target's session
-/// closed ("Errors say which hop failed and why").
+/// closed: errors say which hop failed and why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_death_of_the_first_hop_is_reported_as_that_hops() {
     harness::init_tracing();

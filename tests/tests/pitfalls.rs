@@ -1,4 +1,4 @@
-//! The russh 0.65 pitfalls of DESIGN.md, proven handled against a real OpenSSH sshd:
+//! The russh 0.65 pitfalls of docs/design.md, proven handled against a real OpenSSH sshd:
 //!
 //! - 1 and 11: tens of thousands of short forwarded connections, closed first by either side,
 //!   leave the daemon's memory and descriptors flat; a target that never closes its half does not
@@ -223,7 +223,7 @@ fn memory_stays_flat_over_20000_short_connections() {
         settled,
         "descriptors did not come back: {fds_after} now, {fds_before} before the run"
     );
-    // A naive use leaks about 3.9 KiB per connection (DESIGN.md pitfall 1).
+    // A naive use leaks about 3.9 KiB per connection (docs/design.md, pitfall 1).
     assert!(
         per_connection < 0.5,
         "RSS grew {growth_kib:.0} KiB over {measured_connections} connections \
@@ -412,7 +412,7 @@ fn no_keepalive_false_calls() {
     }
     assert!(
         calls.is_empty(),
-        "send_keepalive(false) kills the session (DESIGN.md pitfall 4): {calls:?}"
+        "send_keepalive(false) kills the session (docs/design.md, pitfall 4): {calls:?}"
     );
 }
 

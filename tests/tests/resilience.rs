@@ -1,5 +1,5 @@
 //! Resilience: break things between tunneld and a real OpenSSH sshd and check that each tunnel
-//! notices, says why, and comes back (issue 3, "Supervision").
+//! notices, says why, and comes back (docs/design.md, docs/resilience.md).
 //!
 //! The faults: sshd killed and restarted, a black-holed link (no RST), a frozen link with data in
 //! flight, the server's session SIGSTOPped, authentication refused, a changed host key, 50

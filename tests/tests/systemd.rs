@@ -1,5 +1,5 @@
-//! tunneld under a real systemd, as users run it (issue 7): a container booted with
-//! systemd-nspawn (TESTING.md, "Real systemd, in a sandbox") with OpenSSH's sshd inside, the
+//! tunneld under a real systemd, as users run it: a container booted with
+//! systemd-nspawn (docs/testing.md, "Real systemd in a container") with OpenSSH's sshd inside, the
 //! freshly built tunneld installed by `packaging/install.sh` with the unit files of `systemd/`,
 //! then `systemctl enable --now tunneld@db`, reload, a stopped sshd, a frozen tunneld and the
 //! journal.

@@ -1,6 +1,7 @@
 //! tunneld's configuration: TOML to a checked model.
 //!
-//! Pure and synchronous: no russh, no tokio. See `CONFIG.md` for the file format (the contract).
+//! Pure and synchronous: no russh, no tokio. See `docs/configuration.md` for the file format
+//! (the contract).
 //! [`load`] reads a file, [`parse`] checks text, [`diff`] compares two configurations for a
 //! reload. Every error is a [`ConfigError`] that reads `PATH:LINE:COLUMN: KEY: problem
 //! (expected)`.

@@ -41,9 +41,10 @@ fn addresses(bind: &BindAddress) -> Option<Vec<&str>> {
         BindAddress::Any => None,
         BindAddress::Host(host) if host == "0.0.0.0" || host == "::" => None,
         // No bind address listens on both loopbacks, as ssh does, so it really clashes with an
-        // explicit 127.0.0.1 or ::1 too; but CONFIG.md's own example pairs `dynamic = ["1080"]`
-        // with `listen = "127.0.0.1:1080"` in another tunnel and must parse, so only the same
-        // bind address (or a wildcard) is refused here and the bind error shows at run time.
+        // explicit 127.0.0.1 or ::1 too; but the format's reference example
+        // (tests/contract_example.rs) pairs `dynamic = ["1080"]` with `listen = "127.0.0.1:1080"`
+        // in another tunnel and must parse, so only the same bind address (or a wildcard) is
+        // refused here and the bind error shows at run time.
         BindAddress::Default => Some(vec!["localhost"]),
         BindAddress::Host(host) if host == "localhost" => Some(vec!["localhost"]),
         BindAddress::Host(host) => Some(vec![host.as_str()]),

@@ -16,7 +16,7 @@ use crate::raw::{RawFile, RawHost};
 use crate::settings::{self, Settings};
 use crate::{Environment, listeners, tunnel};
 
-/// Built-in defaults (CONFIG.md).
+/// Built-in defaults (docs/configuration.md).
 pub(crate) const DEFAULT_PORT: u16 = 22;
 pub(crate) const DEFAULT_KNOWN_HOSTS: &str = "/var/lib/tunneld/known_hosts";
 pub(crate) const DEFAULT_GLOBAL_KNOWN_HOSTS: &str = "/etc/tunneld/known_hosts";

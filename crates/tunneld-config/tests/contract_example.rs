@@ -1,4 +1,5 @@
-//! The example file of CONFIG.md (the contract) parses, and every value comes from where the
+//! The reference example of the file format (the contract, documented key by key in
+//! docs/configuration.md) parses, and every value comes from where the
 //! precedence rules say: tunnel, then its `[hosts]` entry, then `[defaults]`, then built-in.
 
 #![allow(
@@ -14,7 +15,7 @@ use tunneld_config::{
     Keepalive, LocalForward, RemoteForward, parse,
 };
 
-/// Copied verbatim from CONFIG.md.
+/// The reference example, kept verbatim: do not edit it to make a test pass.
 const CONTRACT: &str = r#"
 [defaults]                          # optional; each key can be overridden per host and per tunnel
 user = "tunnel"

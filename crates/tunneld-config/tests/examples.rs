@@ -1,5 +1,5 @@
-//! Every file in `examples/` is a valid configuration (STYLE.md item 12: match on the extension,
-//! and prove that the loop tested something).
+//! Every file in `examples/` is a valid configuration (docs/testing.md: match on the extension,
+//! not a suffix of the name, and prove that the loop tested something).
 
 #![allow(
     clippy::unwrap_used,

@@ -1,7 +1,7 @@
 //! One SSH connection of tunneld and its forwards: dialling (directly or through jump hosts),
 //! host key verification, authentication, the russh `Handler`, and the forwarders.
 //!
-//! This is the only crate that knows russh. DESIGN.md lists the russh pitfalls that shaped it;
+//! This is the only crate that knows russh. docs/design.md lists the russh pitfalls that shaped it;
 //! the modules say where each one is handled.
 
 mod algorithms;

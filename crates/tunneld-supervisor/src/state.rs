@@ -40,7 +40,7 @@ pub enum TunnelState {
     },
     /// The last attempt or connection failed; waiting before the next attempt.
     BackingOff {
-        /// What went wrong, in words (SCENARIOS.md's).
+        /// What went wrong, in words an operator acts on (docs/troubleshooting.md).
         reason: String,
         /// Its class.
         kind: FailureKind,

@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tunneld_supervisor::{Supervisor, TunnelState};
 
-/// Generous bounds: these machines are shared and noisy (TESTING.md).
+/// Generous bounds: these machines are shared and noisy (docs/testing.md).
 pub const UP_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The `[defaults]` block for a tunnel to `sshd`: its client key, a known_hosts file in `dir`

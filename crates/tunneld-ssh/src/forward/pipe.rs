@@ -1,6 +1,6 @@
 //! Copying between a TCP socket and an SSH channel, closing the way russh needs.
 //!
-//! Three russh behaviours shape this file (DESIGN.md):
+//! Three russh behaviours shape this file (the pitfalls of docs/design.md):
 //! - Pitfall 2: russh pushes incoming data into each channel's bounded queue with a blocking
 //!   send, and grants the server more window on receipt, not on consumption. A client that stops
 //!   reading would therefore stall the whole SSH session, keepalives included. So the channel is
