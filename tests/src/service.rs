@@ -26,24 +26,28 @@ pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
-/// Run inside once tunneld is installed (any way): the container's own sshd on its loopback (a
-/// fresh host key, verbose log), the tunnel's key where the README says (/etc/tunneld/keys,
-/// owned by tunneld, mode 0600) and authorised for `tunnel` and for root (so that a test can
-/// run commands as root through the forward, as an operator upgrading over the tunnel does),
-/// the server's host key pinned in /etc/tunneld/known_hosts, and /etc/tunneld/db.toml.
-pub const SETUP: &str = r#"set -euo pipefail
+/// Run inside first: the container's own sshd on its loopback, 127.0.0.1:22, with a fresh host
+/// key and a verbose log.
+pub const SSHD: &str = r#"set -euo pipefail
 rm -f /etc/ssh/ssh_host_*
 ssh-keygen -q -t ed25519 -N '' -C tunneld-test-host -f /etc/ssh/ssh_host_ed25519_key
-cat > /etc/ssh/sshd_config.d/tunneld-test.conf <<'EOF'
+cat > /etc/ssh/sshd_config.d/tunneld-test.conf <<'END'
 ListenAddress 127.0.0.1:22
 HostKey /etc/ssh/ssh_host_ed25519_key
 AllowTcpForwarding yes
 PermitRootLogin prohibit-password
 LogLevel VERBOSE
-EOF
+END
 sshd -t
 systemctl restart ssh.service
+"#;
 
+/// Run inside after [`SSHD`], once tunneld is installed (any way): the tunnel's key where the
+/// README says (/etc/tunneld/keys, owned by tunneld, mode 0600) and authorised for `tunnel` and
+/// for root (so that a test can run commands as root through the forward, as an operator
+/// upgrading over the tunnel does), the server's host key pinned in /etc/tunneld/known_hosts,
+/// and /etc/tunneld/db.toml.
+pub const SETUP: &str = r#"set -euo pipefail
 ssh-keygen -q -t ed25519 -N '' -C tunneld@test -f /etc/tunneld/keys/id_ed25519
 chown tunneld:tunneld /etc/tunneld/keys/id_ed25519 /etc/tunneld/keys/id_ed25519.pub
 chmod 0600 /etc/tunneld/keys/id_ed25519

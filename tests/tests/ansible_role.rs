@@ -307,21 +307,11 @@ fn stage(opt: &Path, deb: &Path, venv: &Path, pyver: &str) -> String {
     repack_as_upgrade(deb, &opt.join("debs-upgrade"))
 }
 
-/// The container's sshd (a fresh host key, on 127.0.0.1:22), the key the role deploys (made
-/// here, read by the play with a lookup), and the accounts of the tunnels: ta1 and ta2 (set
-/// alpha), tb1 (set beta), each accepting that key; `tunnel` is the test's own client's. One
-/// account per tunnel: its sshd session is then the one process that account runs.
+/// After [`service::SSHD`]: the key the role deploys (made here, read by the play with a
+/// lookup), and the accounts of the tunnels: ta1 and ta2 (set alpha), tb1 (set beta), each
+/// accepting that key; `tunnel` is the test's own client's. One account per tunnel: its sshd
+/// session is then the one process that account runs.
 const SETUP: &str = r#"set -euo pipefail
-rm -f /etc/ssh/ssh_host_*
-ssh-keygen -q -t ed25519 -N '' -C tunneld-test-host -f /etc/ssh/ssh_host_ed25519_key
-cat > /etc/ssh/sshd_config.d/tunneld-test.conf <<'EOF'
-ListenAddress 127.0.0.1:22
-HostKey /etc/ssh/ssh_host_ed25519_key
-AllowTcpForwarding yes
-LogLevel VERBOSE
-EOF
-sshd -t
-systemctl restart ssh.service
 install -d -m 0700 /root/tunneld-ansible-test
 ssh-keygen -q -t ed25519 -N '' -C tunneld-ansible-test -f /root/tunneld-ansible-test/id_ed25519
 for u in tunnel ta1 ta2 tb1; do
@@ -487,6 +477,7 @@ fn role_deploys_reloads_and_removes_tunnel_sets_under_systemd() {
         "the container's python3 must be the venv's version to run its packages \
          (set TUNNELD_ANSIBLE_PYTHON to a python{inside} for venv.sh)"
     );
+    c.run(service::SSHD);
     c.run(SETUP);
 
     // First run: installs the package, writes keys, host keys and both sets, starts them and

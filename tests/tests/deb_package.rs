@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use harness::nspawn::{self, Container, Rootfs, RunDir, poll};
 use harness::service::{
-    FORWARD, KEY, PROBE, SETUP, UNIT, UP_TIMEOUT, assert_forward_works, assert_round_trip,
+    FORWARD, KEY, PROBE, SETUP, SSHD, UNIT, UP_TIMEOUT, assert_forward_works, assert_round_trip,
     build_deb, in_ci, ssh_through, wait_status,
 };
 
@@ -130,6 +130,7 @@ echo running=$(pgrep -x tunneld | wc -l)",
     );
 
     // Configured as the README says, enabled: up, and a real ssh client's bytes go both ways.
+    c.run(SSHD);
     c.run(SETUP);
     c.run(&format!("systemctl enable --now {UNIT}"));
     assert_eq!(c.property(UNIT, "ActiveState"), "active");

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use harness::nspawn::{self, Container, Rootfs, RunDir, poll};
 use harness::service::{
-    FORWARD, KEY, SETUP, UNIT, UP_TIMEOUT, assert_forward_works, assert_round_trip, in_ci, journal,
-    ssh_through, wait_journal, wait_status,
+    FORWARD, KEY, SETUP, SSHD, UNIT, UP_TIMEOUT, assert_forward_works, assert_round_trip, in_ci,
+    journal, ssh_through, wait_journal, wait_status,
 };
 use harness::tunneld_bin;
 
@@ -121,6 +121,7 @@ fn systemd_runs_tunneld_as_users_run_it() {
     let installed = c.run("/opt/tunneld/packaging/install.sh --binary /opt/tunneld/tunneld");
     assert!(installed.contains("installed."), "{installed}");
     c.run("test -x /usr/local/bin/tunneld && id tunneld && systemctl cat tunneld@db.service | grep -qx 'ExecStart=/usr/local/bin/tunneld run --config /etc/tunneld/%i.toml'");
+    c.run(SSHD);
     c.run(SETUP);
     lap("install and set up", &mut timings);
 
