@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::nspawn::{Container, poll};
+use crate::nspawn::{Container, Rootfs, ensure_rootfs, poll};
 use crate::tunneld::without_test_package_env;
 
 /// The instance under test: `/etc/tunneld/db.toml`.
@@ -24,6 +24,19 @@ pub const UP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Whether this runs in CI, where tests that need root and nspawn must run, not skip.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// The rootfs of the container tests, or `None` after saying why `test` is skipped: where a
+/// container cannot be booted (not root, no systemd-nspawn to be had). In CI that is a failure.
+pub fn rootfs_or_skip(test: &str) -> Option<PathBuf> {
+    match ensure_rootfs() {
+        Rootfs::Ready(path) => Some(path),
+        Rootfs::Impossible(why) => {
+            assert!(!in_ci(), "CI must run {test}, but: {why}");
+            eprintln!("SKIPPED: {test}: {why}");
+            None
+        }
+    }
 }
 
 /// Run inside first: the container's own sshd on its loopback, 127.0.0.1:22, with a fresh host

@@ -30,8 +30,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use harness::nspawn::{self, Container, Rootfs, RunDir, poll};
-use harness::service::{self, build_deb, in_ci, ssh_through};
+use harness::nspawn::{self, Container, RunDir, poll};
+use harness::service::{self, build_deb, in_ci, rootfs_or_skip, ssh_through};
 use harness::tunneld_bin;
 
 fn workspace() -> PathBuf {
@@ -441,13 +441,8 @@ fn assert_play(p: &Play, what: &str) {
 fn role_deploys_reloads_and_removes_tunnel_sets_under_systemd() {
     let test = "role_deploys_reloads_and_removes_tunnel_sets_under_systemd";
     let total = Instant::now();
-    let rootfs = match nspawn::ensure_rootfs() {
-        Rootfs::Ready(path) => path,
-        Rootfs::Impossible(why) => {
-            assert!(!in_ci(), "CI must run the Ansible role test, but: {why}");
-            eprintln!("SKIPPED: {test}: {why}");
-            return;
-        }
+    let Some(rootfs) = rootfs_or_skip(test) else {
+        return;
     };
     let Some(venv) = venv_or_skip(test) else {
         return;

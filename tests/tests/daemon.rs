@@ -123,6 +123,19 @@ fn sigint_stops_too() {
     assert_eq!(status.code(), Some(0));
 }
 
+/// The host key was refused as such (`error_kind=host-key`), before any login.
+fn assert_refused_without_login(tunneld: &TunneldProcess, sshd: &Sshd) {
+    assert!(
+        tunneld.logs().contains("error_kind=host-key"),
+        "{}",
+        tunneld.logs()
+    );
+    assert!(
+        !sshd.log().contains("Accepted publickey"),
+        "it must not log in"
+    );
+}
+
 #[test]
 fn a_changed_host_key_is_refused_naming_the_file_and_line() {
     let dir = test_dir();
@@ -156,15 +169,7 @@ fn a_changed_host_key_is_refused_naming_the_file_and_line() {
             .logs()
             .contains(&format!("server offered {}", sshd.host_key().fingerprint()))
     );
-    assert!(
-        tunneld.logs().contains("error_kind=host-key"),
-        "{}",
-        tunneld.logs()
-    );
-    assert!(
-        !sshd.log().contains("Accepted publickey"),
-        "it must not log in"
-    );
+    assert_refused_without_login(&tunneld, &sshd);
     // The file is left alone.
     assert_eq!(
         std::fs::read_to_string(&known_hosts)
@@ -245,15 +250,7 @@ fn a_different_key_pinned_in_the_global_file_is_refused_naming_it() {
         sshd.host_key().fingerprint()
     );
     tunneld.expect_log(&expected, LOG_TIMEOUT);
-    assert!(
-        tunneld.logs().contains("error_kind=host-key"),
-        "{}",
-        tunneld.logs()
-    );
-    assert!(
-        !sshd.log().contains("Accepted publickey"),
-        "it must not log in"
-    );
+    assert_refused_without_login(&tunneld, &sshd);
     assert_eq!(std::fs::read_to_string(&learned).unwrap(), "");
 }
 

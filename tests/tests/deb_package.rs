@@ -14,10 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use harness::nspawn::{self, Container, Rootfs, RunDir, poll};
+use harness::nspawn::{self, Container, RunDir, poll};
 use harness::service::{
     FORWARD, KEY, PROBE, SETUP, SSHD, UNIT, UP_TIMEOUT, assert_forward_works, assert_round_trip,
-    build_deb, in_ci, ssh_through, wait_status,
+    build_deb, in_ci, rootfs_or_skip, ssh_through, wait_status,
 };
 
 /// `lintian` on the package: no error and no warning (the warnings that are right for tunneld
@@ -65,13 +65,10 @@ fn lintian_available() -> bool {
 #[test]
 fn debian_package_installs_upgrades_over_its_tunnel_and_purges() {
     let total = Instant::now();
-    let rootfs = match nspawn::ensure_rootfs() {
-        Rootfs::Ready(path) => path,
-        Rootfs::Impossible(why) => {
-            assert!(!in_ci(), "CI must run the package test, but: {why}");
-            eprintln!("SKIPPED: debian_package_...: {why}");
-            return;
-        }
+    let Some(rootfs) =
+        rootfs_or_skip("debian_package_installs_upgrades_over_its_tunnel_and_purges")
+    else {
+        return;
     };
     if !lintian_available() {
         assert!(!in_ci(), "CI must run lintian, but it is not installed");

@@ -15,10 +15,10 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use harness::nspawn::{self, Container, Rootfs, RunDir, poll};
+use harness::nspawn::{self, Container, RunDir, poll};
 use harness::service::{
-    FORWARD, KEY, SETUP, SSHD, UNIT, UP_TIMEOUT, assert_forward_works, assert_round_trip, in_ci,
-    journal, ssh_through, wait_journal, wait_status,
+    FORWARD, KEY, SETUP, SSHD, UNIT, UP_TIMEOUT, assert_forward_works, assert_round_trip, journal,
+    rootfs_or_skip, ssh_through, wait_journal, wait_status,
 };
 use harness::tunneld_bin;
 
@@ -91,13 +91,8 @@ fn parse_timespan(text: &str) -> Option<Duration> {
 #[test]
 fn systemd_runs_tunneld_as_users_run_it() {
     let total = Instant::now();
-    let rootfs = match nspawn::ensure_rootfs() {
-        Rootfs::Ready(path) => path,
-        Rootfs::Impossible(why) => {
-            assert!(!in_ci(), "CI must run the systemd test, but: {why}");
-            eprintln!("SKIPPED: systemd_runs_tunneld_as_users_run_it: {why}");
-            return;
-        }
+    let Some(rootfs) = rootfs_or_skip("systemd_runs_tunneld_as_users_run_it") else {
+        return;
     };
     let rootfs_ready = total.elapsed();
     nspawn::clean_leftovers();
