@@ -1,4 +1,4 @@
-//! Fuzzes the SOCKS parsers of `tunneld_ssh::forward::socks::proto`.
+//! Fuzzes the SOCKS parsers of `tunneld_ssh::socks::proto`.
 //!
 //! The first input byte seeds how the rest is cut into reads; the rest is what a client sends.
 //! Checked, besides "never panics":
@@ -15,7 +15,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tunneld_ssh::forward::socks::proto::{
+use tunneld_ssh::socks::proto::{
     Command, Greeting, MAX_REQUEST, Method, Parsed, ProtocolError, Socks4Request, Socks5Request,
     Target, UserPass, choose_method, encode_method_choice, parse_greeting, parse_socks5_request,
     parse_userpass,

@@ -10,7 +10,7 @@ use russh::{MethodKind, MethodSet};
 use tracing::{debug, info, warn};
 use tunneld_config::Hop;
 
-use crate::error::SshError;
+use crate::error::{Peer, TunnelError};
 use crate::handler::ClientHandler;
 use crate::identity::{self, LoadedKey};
 
@@ -19,8 +19,8 @@ use crate::identity::{self, LoadedKey};
 pub(crate) async fn authenticate(
     handle: &mut Handle<ClientHandler>,
     hop: &Hop,
-    peer: &str,
-) -> Result<(), SshError> {
+    peer: &Peer,
+) -> Result<(), TunnelError> {
     let credentials_dir = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
     let mut problems = Vec::new();
     let mut keys: Vec<LoadedKey> = Vec::new();
@@ -28,7 +28,7 @@ pub(crate) async fn authenticate(
         match identity::load(id, credentials_dir.as_deref()) {
             Ok(key) => keys.push(key),
             Err(err) => {
-                warn!(peer, key = %id, error = %err, "cannot use key");
+                warn!(peer = %peer, key = %id, error = %err, "cannot use key");
                 problems.push(err);
             }
         }
@@ -45,7 +45,7 @@ pub(crate) async fn authenticate(
             .map_err(|source| protocol(peer, source))?;
         match accepted(result) {
             Some(true) => {
-                info!(peer, user = %hop.user, key = %key.source, "authenticated");
+                info!(peer = %peer, user = %hop.user, key = %key.source, "authenticated");
                 return Ok(());
             }
             Some(false) => {}
@@ -58,15 +58,15 @@ pub(crate) async fn authenticate(
     }
 
     if tried.is_empty() && !problems.is_empty() {
-        return Err(SshError::NoUsableKey {
+        return Err(TunnelError::NoUsableKey {
             user: hop.user.clone(),
-            peer: peer.to_string(),
+            peer: peer.clone(),
             problems,
         });
     }
-    Err(SshError::AuthRefused {
+    Err(TunnelError::AuthRefused {
         user: hop.user.clone(),
-        peer: peer.to_string(),
+        peer: peer.clone(),
         tried,
     })
 }
@@ -100,7 +100,7 @@ fn publickey_allowed(methods: &MethodSet) -> bool {
 async fn rsa_hash(
     handle: &Handle<ClientHandler>,
     have_rsa: bool,
-) -> Result<Option<HashAlg>, SshError> {
+) -> Result<Option<HashAlg>, TunnelError> {
     if !have_rsa {
         return Ok(None);
     }
@@ -116,14 +116,14 @@ async fn rsa_hash(
 async fn authenticate_with_agent(
     handle: &mut Handle<ClientHandler>,
     hop: &Hop,
-    peer: &str,
+    peer: &Peer,
     tried: &mut Vec<String>,
-) -> Result<bool, SshError> {
+) -> Result<bool, TunnelError> {
     let Some(socket) = std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from) else {
-        warn!(peer, "use_agent is set but SSH_AUTH_SOCK is not");
+        warn!(peer = %peer, "use_agent is set but SSH_AUTH_SOCK is not");
         return Ok(false);
     };
-    let agent_error = |reason: String| SshError::Agent {
+    let agent_error = |reason: String| TunnelError::Agent {
         socket: socket.display().to_string(),
         reason,
     };
@@ -141,7 +141,7 @@ async fn authenticate_with_agent(
             AgentIdentity::Certificate { .. } => None,
         })
         .collect();
-    debug!(peer, socket = %socket.display(), keys = public_keys.len(), "agent keys");
+    debug!(peer = %peer, socket = %socket.display(), keys = public_keys.len(), "agent keys");
     let rsa_hash = rsa_hash(handle, public_keys.iter().any(|k| k.algorithm().is_rsa())).await?;
     for key in public_keys {
         let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
@@ -152,7 +152,7 @@ async fn authenticate_with_agent(
             .map_err(|err| agent_error(err.to_string()))?;
         match accepted(result) {
             Some(true) => {
-                info!(peer, user = %hop.user, key = %fingerprint, agent = %socket.display(), "authenticated with an agent key");
+                info!(peer = %peer, user = %hop.user, key = %fingerprint, agent = %socket.display(), "authenticated with an agent key");
                 return Ok(true);
             }
             Some(false) => {}
@@ -162,9 +162,9 @@ async fn authenticate_with_agent(
     Ok(false)
 }
 
-fn protocol(peer: &str, source: russh::Error) -> SshError {
-    SshError::Protocol {
-        peer: peer.to_string(),
+fn protocol(peer: &Peer, source: russh::Error) -> TunnelError {
+    TunnelError::Protocol {
+        peer: peer.clone(),
         source,
     }
 }

@@ -1,67 +1,30 @@
-//! Why a connection attempt or a connection failed, classified by type.
+//! Why a tunnel failed: its connection could not be established or kept, or a forward could not
+//! be set up. Every failure is a variant, so that its class ([`FailureKind`]) follows from its
+//! type, never from its message.
+//!
+//! This module sits below everything that raises these errors: it names identities, host keys
+//! and the SOCKS users file, never the connection or the forwarders.
 
-use std::fmt;
+mod forward;
+mod kind;
+mod peer;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use forward::{ChannelOpenError, RemoteForwardError};
+pub(crate) use kind::protocol_kind;
+pub use kind::{FailureKind, Stage};
+pub use peer::Peer;
+
 use crate::identity::KeyError;
 use crate::known_hosts::HostKeyError;
+use crate::socks::users::AuthFileError;
 
-/// The class of a failure. It decides the backoff and appears in the tunnel's state, its logs and
-/// systemd's STATUS=. Derived from the error's type, never from its message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum FailureKind {
-    /// A problem an operator must fix on this machine (a key file missing or too open).
-    Config,
-    /// The server's host key is unknown (strict), changed, or revoked.
-    HostKey,
-    /// The server refused every key.
-    Auth,
-    /// The server or the local system refused a forward (a listen port, a forwarding policy).
-    ForwardRefused,
-    /// The network or the server went away.
-    Network,
-    /// A step took longer than its timeout, or the peer stopped answering.
-    Timeout,
-}
-
-impl fmt::Display for FailureKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            FailureKind::Config => "config",
-            FailureKind::HostKey => "host-key",
-            FailureKind::Auth => "auth",
-            FailureKind::ForwardRefused => "forward-refused",
-            FailureKind::Network => "network",
-            FailureKind::Timeout => "timeout",
-        })
-    }
-}
-
-/// The step of establishing a connection that a timeout interrupted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stage {
-    /// Resolving the host name and opening the TCP connection.
-    Connect,
-    /// SSH version exchange, key exchange and host key verification.
-    Handshake,
-    /// Public key authentication.
-    Authentication,
-}
-
-impl fmt::Display for Stage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Stage::Connect => "TCP connect",
-            Stage::Handshake => "SSH handshake",
-            Stage::Authentication => "authentication",
-        })
-    }
-}
-
-/// A failure to establish or keep one SSH connection.
+/// Why a tunnel is not up: its SSH connection (one hop of it, in a jump chain) failed or ended,
+/// or one of its forwards could not be set up.
 #[derive(Debug, thiserror::Error)]
-pub enum SshError {
+pub enum TunnelError {
     /// The host name did not resolve.
     #[error("cannot resolve {host}: {source}")]
     Resolve {
@@ -73,16 +36,16 @@ pub enum SshError {
     /// Every address of the host refused or failed the TCP connection.
     #[error("cannot connect to {peer}: {}", describe_attempts(.attempts))]
     Connect {
-        /// `host:port` as configured.
-        peer: String,
+        /// The server.
+        peer: Peer,
         /// Each address tried and why it failed.
         attempts: Vec<(SocketAddr, std::io::Error)>,
     },
     /// A step took longer than `connect_timeout`.
     #[error("{peer}: timed out after {}s during {stage}", .after.as_secs_f32())]
     Timeout {
-        /// `host:port` as configured.
-        peer: String,
+        /// The server.
+        peer: Peer,
         /// The step that was interrupted.
         stage: Stage,
         /// The timeout that ran out.
@@ -96,8 +59,8 @@ pub enum SshError {
     NoUsableKey {
         /// The user to authenticate as.
         user: String,
-        /// `host:port` as configured.
-        peer: String,
+        /// The server.
+        peer: Peer,
         /// Why each key could not be used.
         problems: Vec<KeyError>,
     },
@@ -106,8 +69,8 @@ pub enum SshError {
     AuthRefused {
         /// The user to authenticate as.
         user: String,
-        /// `host:port` as configured.
-        peer: String,
+        /// The server.
+        peer: Peer,
         /// The keys that were offered, in order.
         tried: Vec<String>,
     },
@@ -123,8 +86,8 @@ pub enum SshError {
     /// algorithm...).
     #[error("{peer}: {source}")]
     Protocol {
-        /// `host:port` as configured.
-        peer: String,
+        /// The server.
+        peer: Peer,
         /// russh's error.
         source: russh::Error,
     },
@@ -138,7 +101,7 @@ pub enum SshError {
     },
     /// The server did not grant a remote forward.
     #[error(transparent)]
-    Remote(#[from] crate::connection::RemoteForwardError),
+    Remote(#[from] RemoteForwardError),
     /// A failure at one hop of a jump chain (hops count from 1; the target is the last).
     #[error("hop {index} ({label}): {error}")]
     AtHop {
@@ -147,7 +110,7 @@ pub enum SshError {
         /// The hop's name in the configuration.
         label: String,
         /// What went wrong there.
-        error: Box<SshError>,
+        error: Box<TunnelError>,
     },
     /// The previous hop could not open the channel to the next one.
     #[error("{}", describe_through(.via, .target, .reason))]
@@ -161,16 +124,65 @@ pub enum SshError {
     },
     /// The users file of a SOCKS forward cannot be used.
     #[error(transparent)]
-    SocksUsers(#[from] crate::forward::socks::auth::AuthFileError),
-    /// The connection ended.
-    #[error("{peer}: {reason}")]
-    Closed {
-        /// `host:port` as configured.
-        peer: String,
-        /// Why it ended, in words.
-        reason: String,
-        /// The class of the cause.
-        kind: FailureKind,
+    SocksUsers(#[from] AuthFileError),
+    /// The previous hop's session failed while it opened the channel to the next one.
+    #[error("{peer}: {via} could not connect to it: {source}")]
+    JumpLost {
+        /// The previous hop's name.
+        via: String,
+        /// The hop it was asked to connect to.
+        peer: Peer,
+        /// russh's error.
+        source: russh::Error,
+    },
+    /// The server stopped answering keepalives.
+    #[error("{peer}: no answer to {count} keepalives in {}s", .budget.as_secs())]
+    KeepaliveTimeout {
+        /// The server.
+        peer: Peer,
+        /// How many keepalives went unanswered.
+        count: u32,
+        /// The time they had.
+        budget: Duration,
+    },
+    /// Nothing arrived from the server for longer than the keepalives allow: the link is stuck
+    /// (the server may be up, but what it sends does not reach us).
+    #[error("{peer}: nothing received from the server in {}s (the link is stuck)", .budget.as_secs())]
+    StuckLink {
+        /// The server.
+        peer: Peer,
+        /// How long nothing arrived.
+        budget: Duration,
+    },
+    /// The server closed the connection (SSH_MSG_DISCONNECT).
+    #[error("{peer}: the server closed the connection: {message}")]
+    ServerDisconnect {
+        /// The server.
+        peer: Peer,
+        /// The server's words, or its reason code when it gave none.
+        message: String,
+    },
+    /// The established connection failed: the transport broke or a packet was bad.
+    #[error("{peer}: connection lost: {source}")]
+    Transport {
+        /// The server.
+        peer: Peer,
+        /// russh's error.
+        source: russh::Error,
+    },
+    /// The connection ended and russh said nothing of why.
+    #[error("{peer}: connection closed")]
+    Dropped {
+        /// The server.
+        peer: Peer,
+    },
+    /// A task of tunneld's own ended before it finished its work (it panicked: a bug).
+    #[error("{what} did not complete: {source}")]
+    TaskFailed {
+        /// What the task was doing.
+        what: &'static str,
+        /// How it ended.
+        source: tokio::task::JoinError,
     },
 }
 
@@ -203,33 +215,33 @@ fn join_errors(problems: &[KeyError]) -> String {
         .join("; ")
 }
 
-impl SshError {
+impl TunnelError {
     /// Names the hop of a chain where `error` happened: `hop 2 (db-server): ...`. The label is
-    /// said once: a peer that the inner error names as `label (host:port)` becomes `host:port`.
-    pub(crate) fn at_hop(index: usize, label: &str, mut error: SshError) -> SshError {
-        if let Some(peer) = error.peer_mut()
-            && let Some(address) = peer
-                .strip_prefix(label)
-                .and_then(|rest| rest.strip_prefix(" ("))
-                .and_then(|rest| rest.strip_suffix(')'))
-        {
-            *peer = address.to_string();
+    /// said once: the inner error names its peer by address alone.
+    pub(crate) fn at_hop(index: usize, label: &str, mut error: TunnelError) -> TunnelError {
+        if let Some(peer) = error.peer_mut() {
+            peer.address_only();
         }
-        SshError::AtHop {
+        TunnelError::AtHop {
             index,
             label: label.to_string(),
             error: Box::new(error),
         }
     }
 
-    fn peer_mut(&mut self) -> Option<&mut String> {
+    fn peer_mut(&mut self) -> Option<&mut Peer> {
         match self {
-            SshError::Connect { peer, .. }
-            | SshError::Timeout { peer, .. }
-            | SshError::NoUsableKey { peer, .. }
-            | SshError::AuthRefused { peer, .. }
-            | SshError::Protocol { peer, .. }
-            | SshError::Closed { peer, .. } => Some(peer),
+            TunnelError::Connect { peer, .. }
+            | TunnelError::Timeout { peer, .. }
+            | TunnelError::NoUsableKey { peer, .. }
+            | TunnelError::AuthRefused { peer, .. }
+            | TunnelError::Protocol { peer, .. }
+            | TunnelError::JumpLost { peer, .. }
+            | TunnelError::KeepaliveTimeout { peer, .. }
+            | TunnelError::StuckLink { peer, .. }
+            | TunnelError::ServerDisconnect { peer, .. }
+            | TunnelError::Transport { peer, .. }
+            | TunnelError::Dropped { peer } => Some(peer),
             _ => None,
         }
     }
@@ -237,18 +249,25 @@ impl SshError {
     /// The class of this failure.
     pub fn kind(&self) -> FailureKind {
         match self {
-            SshError::Resolve { .. } | SshError::Connect { .. } => FailureKind::Network,
-            SshError::Timeout { .. } => FailureKind::Timeout,
-            SshError::HostKey(err) if err.is_permanent() => FailureKind::HostKey,
-            SshError::HostKey(_) => FailureKind::Config,
-            SshError::NoUsableKey { .. } | SshError::SocksUsers(_) => FailureKind::Config,
-            SshError::AuthRefused { .. } => FailureKind::Auth,
-            SshError::Agent { .. } => FailureKind::Auth,
-            SshError::Protocol { source, .. } => protocol_kind(source),
-            SshError::Listen { .. } | SshError::Remote(_) => FailureKind::ForwardRefused,
-            SshError::Closed { kind, .. } => *kind,
-            SshError::AtHop { error, .. } => error.kind(),
-            SshError::Through { reason, .. } => match reason {
+            TunnelError::Resolve { .. } | TunnelError::Connect { .. } => FailureKind::Network,
+            TunnelError::Timeout { .. } => FailureKind::Timeout,
+            TunnelError::HostKey(err) if err.is_permanent() => FailureKind::HostKey,
+            TunnelError::HostKey(_) => FailureKind::Config,
+            TunnelError::NoUsableKey { .. } | TunnelError::SocksUsers(_) => FailureKind::Config,
+            TunnelError::AuthRefused { .. } => FailureKind::Auth,
+            TunnelError::Agent { .. } => FailureKind::Auth,
+            TunnelError::Protocol { source, .. } => protocol_kind(source),
+            TunnelError::Listen { .. } | TunnelError::Remote(_) => FailureKind::ForwardRefused,
+            TunnelError::KeepaliveTimeout { .. } | TunnelError::StuckLink { .. } => {
+                FailureKind::Timeout
+            }
+            TunnelError::Transport { source, .. } => protocol_kind(source),
+            TunnelError::JumpLost { .. }
+            | TunnelError::ServerDisconnect { .. }
+            | TunnelError::Dropped { .. } => FailureKind::Network,
+            TunnelError::TaskFailed { .. } => FailureKind::Config,
+            TunnelError::AtHop { error, .. } => error.kind(),
+            TunnelError::Through { reason, .. } => match reason {
                 russh::ChannelOpenFailure::AdministrativelyProhibited => {
                     FailureKind::ForwardRefused
                 }
@@ -262,13 +281,13 @@ impl SshError {
     /// about every second instead of backing off: when the network returns, so does the tunnel.
     pub fn server_unreached(&self) -> bool {
         match self {
-            SshError::AtHop { error, .. } => error.server_unreached(),
-            SshError::Resolve { .. } => true,
-            SshError::Timeout {
+            TunnelError::AtHop { error, .. } => error.server_unreached(),
+            TunnelError::Resolve { .. } => true,
+            TunnelError::Timeout {
                 stage: Stage::Connect,
                 ..
             } => true,
-            SshError::Connect { attempts, .. } => {
+            TunnelError::Connect { attempts, .. } => {
                 !attempts.is_empty()
                     && attempts.iter().all(|(_, err)| {
                         matches!(
@@ -287,13 +306,13 @@ impl SshError {
     /// Whether retrying soon cannot help without someone changing something (a key, a
     /// known_hosts entry, the server's policy). Such failures back off at the cap at once.
     pub fn is_permanent(&self) -> bool {
-        if let SshError::AtHop { error, .. } = self {
+        if let TunnelError::AtHop { error, .. } = self {
             return error.is_permanent();
         }
         matches!(
             self,
-            SshError::Remote(crate::connection::RemoteForwardError::Policy { .. })
-                | SshError::Through {
+            TunnelError::Remote(RemoteForwardError::Policy { .. })
+                | TunnelError::Through {
                     reason: russh::ChannelOpenFailure::AdministrativelyProhibited,
                     ..
                 }
@@ -304,42 +323,48 @@ impl SshError {
     }
 }
 
-/// Classifies russh's errors: the ones that mean "the peer stopped answering" are timeouts, the
-/// rest of a broken session is the network's.
-pub(crate) fn protocol_kind(err: &russh::Error) -> FailureKind {
-    match err {
-        russh::Error::KeepaliveTimeout
-        | russh::Error::InactivityTimeout
-        | russh::Error::ConnectionTimeout
-        | russh::Error::Elapsed(_) => FailureKind::Timeout,
-        _ => FailureKind::Network,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_hop_is_named_once() {
-        let timeout = SshError::Timeout {
-            peer: "mute (127.0.0.1:2222)".to_string(),
+        let timeout = TunnelError::Timeout {
+            peer: Peer::new("mute", "127.0.0.1", 2222),
             stage: Stage::Handshake,
             after: Duration::from_secs(1),
         };
         assert_eq!(
-            SshError::at_hop(2, "mute", timeout).to_string(),
+            TunnelError::at_hop(2, "mute", timeout).to_string(),
             "hop 2 (mute): 127.0.0.1:2222: timed out after 1s during SSH handshake"
         );
         // A hop written as `user@host:port` is already named by its address.
-        let refused = SshError::AuthRefused {
+        let refused = TunnelError::AuthRefused {
             user: "pi".to_string(),
-            peer: "gateway.example:22".to_string(),
+            peer: Peer::new("pi@gateway.example", "gateway.example", 22),
             tried: vec![],
         };
         assert_eq!(
-            SshError::at_hop(1, "pi@gateway.example", refused).to_string(),
+            TunnelError::at_hop(1, "pi@gateway.example", refused).to_string(),
             "hop 1 (pi@gateway.example): authentication refused for pi@gateway.example:22 (tried: no keys)"
         );
+    }
+
+    #[test]
+    fn a_peer_is_named_by_its_label_unless_the_label_holds_its_address() {
+        assert_eq!(
+            Peer::new("db", "10.0.0.5", 2222).to_string(),
+            "db (10.0.0.5:2222)"
+        );
+        assert_eq!(
+            Peer::new("pi@gateway.example", "gateway.example", 22).to_string(),
+            "gateway.example:22"
+        );
+        let v6 = Peer::new("v6", "::1", 22);
+        assert_eq!(v6.address, "[::1]:22");
+        assert_eq!(v6.to_string(), "v6 ([::1]:22)");
+        let mut inner = v6;
+        inner.address_only();
+        assert_eq!(inner.to_string(), "[::1]:22");
     }
 }

@@ -11,14 +11,13 @@ use tracing::{debug, info, warn};
 use tunneld_config::HostKeyPolicy;
 
 use crate::algorithms::{Negotiated, compression_name};
-use crate::forward::remote::Routes;
 use crate::known_hosts::{HostKeyError, KnownHosts};
+use crate::routes::Routes;
 
 /// What the handler learns that the connection needs to know.
 #[derive(Default)]
 pub(crate) struct Shared {
     pub(crate) negotiated: Mutex<Option<Negotiated>>,
-    pub(crate) host_key_error: Mutex<Option<HostKeyError>>,
     /// Why the session ended, when russh told us.
     pub(crate) end_reason: Mutex<Option<EndReason>>,
     /// The description of the latest channel-open failure. russh's error keeps only the reason
@@ -37,11 +36,12 @@ pub(crate) enum EndReason {
     Error(russh::Error),
 }
 
-/// The error type of the handler: russh's, or a refused host key.
+/// The error type of the handler: russh's, or a refused host key. russh hands the handler's
+/// error back from `connect_stream` as it is, so the host key's verdict reaches the caller.
 #[derive(Debug)]
 pub(crate) enum HandlerError {
     Russh(russh::Error),
-    HostKey,
+    HostKey(HostKeyError),
 }
 
 impl From<russh::Error> for HandlerError {
@@ -134,12 +134,7 @@ impl russh::client::Handler for ClientHandler {
         .await;
         match verdict {
             Ok(Ok(_)) => Ok(true),
-            Ok(Err(err)) => {
-                if let Ok(mut slot) = self.shared.host_key_error.lock() {
-                    *slot = Some(err);
-                }
-                Err(HandlerError::HostKey)
-            }
+            Ok(Err(err)) => Err(HandlerError::HostKey(err)),
             Err(join) => Err(HandlerError::Russh(russh::Error::IO(
                 std::io::Error::other(format!("host key check did not complete: {join}")),
             ))),

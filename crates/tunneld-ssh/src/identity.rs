@@ -6,7 +6,6 @@
 //! problems as errors. Nothing here prompts: an encrypted key is refused with advice.
 
 use std::fmt;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -14,11 +13,7 @@ use russh::keys::ssh_key::{Fingerprint, HashAlg};
 use russh::keys::{Algorithm, PrivateKey};
 use tunneld_config::IdentityFile;
 
-use crate::private_file::{self, PrivateFileError};
-
-/// No private key is anywhere near this big (an RSA 16384 key is about 12 KiB); a bigger file is
-/// not a key, and reading all of it would only waste memory.
-const MAX_KEY_FILE: u64 = 1 << 20;
+use crate::private_file::{self, PrivateFileError, PrivateFileKind};
 
 /// A private key read from an identity file.
 #[derive(Clone)]
@@ -72,32 +67,9 @@ pub enum CheckOutcome {
 /// everything once.
 #[derive(thiserror::Error, Debug)]
 pub enum KeyError {
-    /// The file does not exist.
-    #[error("{} does not exist", path.display())]
-    Missing {
-        /// The key file.
-        path: PathBuf,
-    },
-    /// The file exists but cannot be read.
-    #[error("cannot read {}: {error}", path.display())]
-    Unreadable {
-        /// The key file.
-        path: PathBuf,
-        /// What opening or reading it said.
-        error: io::Error,
-    },
-    /// Group or others may read or write it (OpenSSH refuses such keys too).
-    #[error(
-        "{} is {} by group/others; refusing to use it",
-        path.display(),
-        if mode & 0o044 != 0 { "readable" } else { "writable" }
-    )]
-    TooOpen {
-        /// The key file.
-        path: PathBuf,
-        /// Its permission bits.
-        mode: u32,
-    },
+    /// The file is missing, unreadable, or not private.
+    #[error(transparent)]
+    File(#[from] PrivateFileError),
     /// It needs a passphrase, and tunneld never prompts.
     #[error(
         "{} is encrypted with a passphrase; tunneld cannot prompt for it: use a key without a \
@@ -134,7 +106,7 @@ impl KeyError {
     /// replaces it). Only I/O failures other than "permission denied" may go away by themselves.
     pub fn is_permanent(&self) -> bool {
         match self {
-            KeyError::Unreadable { error, .. } => error.kind() == io::ErrorKind::PermissionDenied,
+            KeyError::File(error) => error.is_permanent(),
             _ => true,
         }
     }
@@ -168,7 +140,7 @@ pub fn resolve(id: &IdentityFile, credentials_dir: Option<&Path>) -> Result<Path
 /// private key (OpenSSH format, or PEM: PKCS#1, SEC1, PKCS#8). Blocking file I/O.
 pub fn load(id: &IdentityFile, credentials_dir: Option<&Path>) -> Result<LoadedKey, KeyError> {
     let path = resolve(id, credentials_dir)?;
-    let mut bytes = read_private(&path)?;
+    let mut bytes = private_file::read(&path, PrivateFileKind::Key)?;
     let parsed = parse(&path, &bytes);
     // Best effort at not leaving the key text in freed memory (russh and ssh-key keep their own
     // copies of the key, zeroized on drop).
@@ -197,31 +169,6 @@ pub fn check(id: &IdentityFile, credentials_dir: Option<&Path>) -> Result<CheckO
         ))),
         Err(error) => Err(error),
     }
-}
-
-/// Reads a key file that must be private (see `private_file`).
-fn read_private(path: &Path) -> Result<Vec<u8>, KeyError> {
-    private_file::read(path, MAX_KEY_FILE).map_err(|err| match err {
-        PrivateFileError::Missing => KeyError::Missing {
-            path: path.to_owned(),
-        },
-        PrivateFileError::Unreadable(error) => KeyError::Unreadable {
-            path: path.to_owned(),
-            error,
-        },
-        PrivateFileError::NotRegular => KeyError::Invalid {
-            path: path.to_owned(),
-            reason: "not a regular file".to_owned(),
-        },
-        PrivateFileError::TooOpen(mode) => KeyError::TooOpen {
-            path: path.to_owned(),
-            mode,
-        },
-        PrivateFileError::TooLarge => KeyError::Invalid {
-            path: path.to_owned(),
-            reason: "larger than 1 MiB, so not a private key".to_owned(),
-        },
-    })
 }
 
 /// Parses key text with russh, which reads OpenSSH and PEM private keys. Encryption is detected
@@ -281,6 +228,8 @@ fn no_private_key(text: &str, error: &russh::keys::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::private_file::PrivateFileProblem;
+    use std::io;
 
     #[test]
     fn encrypted_markers() {
@@ -331,27 +280,27 @@ mod tests {
     #[test]
     fn messages() {
         let path = PathBuf::from("/etc/tunneld/keys/db");
-        let too_open = KeyError::TooOpen {
-            path: path.clone(),
-            mode: 0o644,
+        let key_error = |problem| {
+            KeyError::File(PrivateFileError {
+                path: path.clone(),
+                kind: PrivateFileKind::Key,
+                problem,
+            })
         };
+        let too_open = key_error(PrivateFileProblem::TooOpen(0o644));
         assert_eq!(
             too_open.to_string(),
             "/etc/tunneld/keys/db is readable by group/others; refusing to use it"
         );
-        let writable = KeyError::TooOpen {
-            path: path.clone(),
-            mode: 0o620,
-        };
+        let writable = key_error(PrivateFileProblem::TooOpen(0o620));
         assert_eq!(
             writable.to_string(),
             "/etc/tunneld/keys/db is writable by group/others; refusing to use it"
         );
         assert!(too_open.is_permanent());
-        let transient = KeyError::Unreadable {
-            path,
-            error: io::Error::from(io::ErrorKind::Interrupted),
-        };
+        let transient = key_error(PrivateFileProblem::Unreadable(io::Error::from(
+            io::ErrorKind::Interrupted,
+        )));
         assert!(!transient.is_permanent());
     }
 }

@@ -3,18 +3,29 @@
 //!
 //! This is the only crate that knows russh. docs/design.md lists the russh pitfalls that shaped it;
 //! the modules say where each one is handled.
+//!
+//! The modules are layered, and imports run one way, downward (`.ci/check-structure` checks it):
+//! - `private_file`: reading files that must be private;
+//! - `known_hosts`, `identity`, `socks` (the protocol and its users file), `algorithms`: each
+//!   with its own error type;
+//! - `error`: why a tunnel failed, wrapping the errors above;
+//! - `tcp`, `routes`, `handler`, then `auth`: the parts of one SSH session;
+//! - `connection`: a tunnel's connection through its jump chain;
+//! - `forward`: what carries clients through a connection.
 
 mod algorithms;
 mod auth;
 mod connection;
-mod dial;
 mod error;
 pub mod forward;
 mod handler;
 pub mod identity;
 pub mod known_hosts;
-mod private_file;
+pub mod private_file;
+mod routes;
+pub mod socks;
+mod tcp;
 
 pub use algorithms::Negotiated;
-pub use connection::{ChannelOpenError, Connection, Progress, ProgressFn, RemoteForwardError};
-pub use error::{FailureKind, SshError, Stage};
+pub use connection::{Connection, Progress, ProgressFn};
+pub use error::{ChannelOpenError, FailureKind, Peer, RemoteForwardError, Stage, TunnelError};

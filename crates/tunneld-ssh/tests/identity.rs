@@ -12,6 +12,7 @@ use std::process::Command;
 use russh::keys::Algorithm;
 use tunneld_config::IdentityFile;
 use tunneld_ssh::identity::{CheckOutcome, KeyError, check, load};
+use tunneld_ssh::private_file::{PrivateFileError, PrivateFileProblem};
 
 /// `ssh-keygen -q -N PASSPHRASE -C '' -f DIR/NAME ARGS...`; returns the private key's path.
 fn keygen(dir: &Path, name: &str, passphrase: &str, args: &[&str]) -> PathBuf {
@@ -164,7 +165,7 @@ fn keys_others_can_read_or_write_are_refused() {
         chmod(&path, mode);
         let error = load(&file(&path), None).unwrap_err();
         assert!(
-            matches!(error, KeyError::TooOpen { mode: m, .. } if m == mode),
+            matches!(error, KeyError::File(PrivateFileError { problem: PrivateFileProblem::TooOpen(m), .. }) if m == mode),
             "{mode:o}"
         );
         assert_eq!(
@@ -184,7 +185,10 @@ fn keys_others_can_read_or_write_are_refused() {
     chmod(&path, 0o644);
     assert!(matches!(
         load(&file(&link), None),
-        Err(KeyError::TooOpen { .. })
+        Err(KeyError::File(PrivateFileError {
+            problem: PrivateFileProblem::TooOpen(_),
+            ..
+        }))
     ));
     chmod(&path, 0o600);
     assert!(load(&file(&link), None).is_ok());
@@ -197,7 +201,13 @@ fn missing_garbage_public_and_directories() {
 
     let missing = dir.join("nope");
     let error = load(&file(&missing), None).unwrap_err();
-    assert!(matches!(error, KeyError::Missing { .. }));
+    assert!(matches!(
+        error,
+        KeyError::File(PrivateFileError {
+            problem: PrivateFileProblem::Missing,
+            ..
+        })
+    ));
     assert_eq!(
         error.to_string(),
         format!("{} does not exist", missing.display())
@@ -206,7 +216,10 @@ fn missing_garbage_public_and_directories() {
     std::os::unix::fs::symlink(&missing, &dangling).unwrap();
     assert!(matches!(
         load(&file(&dangling), None),
-        Err(KeyError::Missing { .. })
+        Err(KeyError::File(PrivateFileError {
+            problem: PrivateFileProblem::Missing,
+            ..
+        }))
     ));
 
     let write_private = |name: &str, content: &[u8]| {
@@ -250,7 +263,15 @@ fn missing_garbage_public_and_directories() {
     let subdir = dir.join("subdir");
     std::fs::create_dir(&subdir).unwrap();
     chmod(&subdir, 0o700);
-    assert!(invalid_reason(&subdir).contains("not a regular file"));
+    let error = load(&file(&subdir), None).unwrap_err();
+    assert!(matches!(
+        error,
+        KeyError::File(PrivateFileError {
+            problem: PrivateFileProblem::NotRegular,
+            ..
+        })
+    ));
+    assert!(error.to_string().contains("not a regular file"), "{error}");
 }
 
 #[test]
@@ -287,7 +308,10 @@ fn credentials_resolve_in_the_credentials_directory() {
     let absent = IdentityFile::Credential("absent".to_owned());
     assert!(matches!(
         load(&absent, Some(&credentials)),
-        Err(KeyError::Missing { .. })
+        Err(KeyError::File(PrivateFileError {
+            problem: PrivateFileProblem::Missing,
+            ..
+        }))
     ));
     assert!(check(&absent, Some(&credentials)).is_err());
 }

@@ -35,7 +35,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::{Instant, timeout};
 use tunneld_config::{Hop, HostKeyPolicy, IdentityFile, Keepalive};
 use tunneld_ssh::known_hosts::HostKeyError;
-use tunneld_ssh::{ChannelOpenError, Connection, Progress, SshError, Stage};
+use tunneld_ssh::{ChannelOpenError, Connection, Peer, Progress, Stage, TunnelError};
 
 /// How long a step may take before the test calls it hung. Generous: the timeouts under test
 /// are 1 s, and a loaded CI machine must not make the tests flaky.
@@ -180,7 +180,7 @@ fn keepalive() -> Keepalive {
 
 /// `Connection::establish` to `hop` alone (no jump hosts), bounded by [`BOUND`]; also returns the
 /// progress it reported.
-async fn establish(hop: &Hop) -> (Result<Connection, SshError>, Vec<Progress>) {
+async fn establish(hop: &Hop) -> (Result<Connection, TunnelError>, Vec<Progress>) {
     let reports = Arc::new(Mutex::new(Vec::new()));
     let recorder = reports.clone();
     let progress = move |report: Progress| recorder.lock().unwrap().push(report);
@@ -427,7 +427,7 @@ async fn authentication_has_a_timeout() {
     assert!(
         matches!(
             err,
-            SshError::Timeout {
+            TunnelError::Timeout {
                 stage: Stage::Authentication,
                 after,
                 ..
@@ -447,7 +447,7 @@ async fn authentication_has_a_timeout() {
         "gave up after {elapsed:?}, before the timeout"
     );
     let authenticating = Progress::Authenticating {
-        peer: format!("127.0.0.1:{}", server.port),
+        peer: Peer::of(&server.hop(Duration::from_secs(1))),
     };
     assert!(
         progress.contains(&authenticating),
@@ -583,7 +583,7 @@ async fn host_key_mismatch_stops_before_authentication() {
 
     let (result, progress) = establish(&server.hop(Duration::from_secs(2))).await;
     match result {
-        Err(SshError::HostKey(HostKeyError::Changed { name, .. })) => {
+        Err(TunnelError::HostKey(HostKeyError::Changed { name, .. })) => {
             assert_eq!(name, format!("[127.0.0.1]:{}", server.port));
         }
         Err(other) => panic!("expected a changed host key, got {other:?}"),

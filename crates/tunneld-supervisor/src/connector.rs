@@ -5,10 +5,10 @@ use std::future::Future;
 use std::pin::Pin;
 
 use tunneld_config::Tunnel;
-use tunneld_ssh::{Connection, ProgressFn, SshError};
+use tunneld_ssh::{Connection, ProgressFn, TunnelError};
 
 /// A boxed connection attempt.
-pub type Attempt<'a> = Pin<Box<dyn Future<Output = Result<Connection, SshError>> + Send + 'a>>;
+pub type Attempt<'a> = Pin<Box<dyn Future<Output = Result<Connection, TunnelError>> + Send + 'a>>;
 
 /// Establishes a tunnel's connection.
 pub trait Connector: Send + Sync + 'static {

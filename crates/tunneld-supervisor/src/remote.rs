@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{info, warn};
 use tunneld_config::RemoteForward;
-use tunneld_ssh::{Connection, RemoteForwardError, SshError};
+use tunneld_ssh::{Connection, RemoteForwardError, TunnelError};
 
 use crate::backoff::jitter_unit;
 use crate::state::{RemoteState, TunnelState};
@@ -32,7 +32,7 @@ pub(crate) async fn keep(
     forward: Arc<RemoteForward>,
     index: usize,
     state: watch::Sender<TunnelState>,
-) -> Result<(), SshError> {
+) -> Result<(), TunnelError> {
     let started = Instant::now();
     let mut attempts = 0u64;
     let mut last_summary: Option<Instant> = None;
@@ -49,7 +49,7 @@ pub(crate) async fn keep(
                 return Ok(());
             }
             Err(RemoteForwardError::Closed) => return Ok(()),
-            Err(err @ RemoteForwardError::Policy { .. }) => return Err(SshError::Remote(err)),
+            Err(err @ RemoteForwardError::Policy { .. }) => return Err(TunnelError::Remote(err)),
             Err(err) => err.to_string(),
         };
         let now = Instant::now();

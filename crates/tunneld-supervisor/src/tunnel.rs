@@ -12,11 +12,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, info_span, warn};
 use tunneld_config::{DynamicForward, LocalForward, Tunnel};
-use tunneld_ssh::forward::socks::auth::Credentials;
 use tunneld_ssh::forward::{
     ForwardContext, PipeLimits, listen, serve_dynamic, serve_local, serve_remote,
 };
-use tunneld_ssh::{Connection, Progress, SshError};
+use tunneld_ssh::socks::users::Credentials;
+use tunneld_ssh::{Connection, Progress, TunnelError};
 
 use crate::connector::Connector;
 use crate::health::{HEARTBEAT, Liveness};
@@ -25,7 +25,7 @@ use crate::backoff::{Backoff, jitter_unit};
 use crate::remote;
 use crate::state::{RemoteState, RemoteStatus, TunnelState};
 
-/// The pause between attempts that never reached the server (see `SshError::server_unreached`).
+/// The pause between attempts that never reached the server (see `TunnelError::server_unreached`).
 const UNREACHED_RETRY: Duration = Duration::from_secs(1);
 
 /// What a tunnel's task is given by the supervisor.
@@ -126,11 +126,11 @@ impl Supervised {
                 state.send_replace(match step {
                     Progress::Connecting { peer } => TunnelState::Connecting {
                         attempt: attempt_no,
-                        peer,
+                        peer: peer.to_string(),
                     },
                     Progress::Authenticating { peer } => TunnelState::Authenticating {
                         attempt: attempt_no,
-                        peer,
+                        peer: peer.to_string(),
                     },
                 });
             };
@@ -216,7 +216,7 @@ impl Supervised {
     }
 
     /// Records a failure, publishes it, and waits out the backoff. False when cancelled.
-    async fn fail(&mut self, err: &SshError) -> bool {
+    async fn fail(&mut self, err: &TunnelError) -> bool {
         self.failures += 1;
         let permanent = err.is_permanent();
         let delay = if err.server_unreached() {
@@ -266,7 +266,7 @@ type Bound<F> = Vec<(Arc<F>, TcpListener)>;
 /// users file of each authenticated SOCKS forward can be used.
 async fn bind_all(
     tunnel: &Tunnel,
-) -> Result<(Bound<LocalForward>, Bound<DynamicForward>), SshError> {
+) -> Result<(Bound<LocalForward>, Bound<DynamicForward>), TunnelError> {
     let mut locals = Vec::new();
     for forward in &tunnel.local {
         let forward = Arc::new(forward.clone());
@@ -280,10 +280,9 @@ async fn bind_all(
         if let Some(path) = forward.auth_file.clone() {
             tokio::task::spawn_blocking(move || Credentials::load(&path).map(drop))
                 .await
-                .map_err(|err| SshError::Closed {
-                    peer: String::new(),
-                    reason: format!("checking the SOCKS users file did not complete: {err}"),
-                    kind: tunneld_ssh::FailureKind::Config,
+                .map_err(|source| TunnelError::TaskFailed {
+                    what: "checking the SOCKS users file",
+                    source,
                 })??;
         }
         let forward = Arc::new(forward.clone());

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use tunneld_config::{Hop, Tunnel};
-use tunneld_ssh::forward::socks::auth::Credentials;
 use tunneld_ssh::identity::{self, CheckOutcome};
+use tunneld_ssh::socks::users::Credentials;
 
 use crate::EXIT_CONFIG;
 

@@ -13,14 +13,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::{Instrument, debug, info_span, warn};
 use tunneld_config::DynamicForward;
 
-use super::local::{ForwardContext, accept_loop};
+use super::context::{ForwardContext, accept_loop};
 use super::pipe::pipe;
-use super::socks::auth::Credentials;
-use super::socks::proto::{
+use crate::error::ChannelOpenError;
+use crate::socks::proto::{
     self, Command, ErrorReply, Greeting, Method, NO_BOUND_ADDRESS, Parsed, ProtocolError, Reply,
     Target,
 };
-use crate::connection::ChannelOpenError;
+use crate::socks::users::Credentials;
 
 /// How long a client may take to finish the SOCKS handshake: a slow-loris client that never
 /// does is closed after this, holding nothing else up.

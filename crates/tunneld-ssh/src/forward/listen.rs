@@ -8,14 +8,14 @@ use tokio::net::TcpListener;
 use tracing::debug;
 use tunneld_config::BindAddress;
 
-use crate::error::SshError;
+use crate::error::TunnelError;
 
 /// Binds every address a forward listens on: both loopbacks when no bind address was given
 /// (as ssh does), both wildcards for `*`, or every address a host name resolves to.
 ///
 /// Every address must bind (ExitOnForwardFailure), except that a missing IPv6 loopback or
 /// wildcard on a machine without IPv6 is skipped, as ssh skips it.
-pub async fn bind(bind: &BindAddress, port: u16) -> Result<Vec<TcpListener>, SshError> {
+pub async fn bind(bind: &BindAddress, port: u16) -> Result<Vec<TcpListener>, TunnelError> {
     let (addrs, optional_v6): (Vec<SocketAddr>, bool) = match bind {
         BindAddress::Default => (
             vec![
@@ -34,7 +34,7 @@ pub async fn bind(bind: &BindAddress, port: u16) -> Result<Vec<TcpListener>, Ssh
         BindAddress::Host(host) => {
             let resolved = tokio::net::lookup_host((host.as_str(), port))
                 .await
-                .map_err(|source| SshError::Listen {
+                .map_err(|source| TunnelError::Listen {
                     listen: format!("{bind}:{port}"),
                     source,
                 })?;
@@ -56,7 +56,7 @@ pub async fn bind(bind: &BindAddress, port: u16) -> Result<Vec<TcpListener>, Ssh
                 debug!(%addr, error = %err, "no IPv6 here; listening on IPv4 only");
             }
             Err(source) => {
-                return Err(SshError::Listen {
+                return Err(TunnelError::Listen {
                     listen: addr.to_string(),
                     source,
                 });

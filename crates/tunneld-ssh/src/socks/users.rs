@@ -7,17 +7,13 @@
 //! whatever the lengths of the passwords.
 
 use std::fmt;
-use std::io;
+
 use std::path::{Path, PathBuf};
 
 use ring::digest::{SHA256, digest};
 
-use super::proto::MAX_NAME;
-use crate::private_file::{self, PrivateFileError};
-
-/// A users file of a few hundred lines is a few KiB; a bigger file is a mistake, and reading
-/// all of it would only waste memory.
-const MAX_AUTH_FILE: u64 = 1 << 20;
+use super::MAX_NAME;
+use crate::private_file::{self, PrivateFileError, PrivateFileKind};
 
 /// A password or another secret: its `Debug` prints nothing of it, it has no `Display`, it is
 /// compared in constant time, and its bytes are overwritten when it is dropped (best effort:
@@ -64,40 +60,9 @@ impl Drop for Secret {
 /// Why an auth file cannot be used. No message ever contains a password.
 #[derive(thiserror::Error, Debug)]
 pub enum AuthFileError {
-    /// The file does not exist.
-    #[error("{} does not exist", path.display())]
-    Missing {
-        /// The auth file.
-        path: PathBuf,
-    },
-    /// The file exists but cannot be read.
-    #[error("cannot read {}: {error}", path.display())]
-    Unreadable {
-        /// The auth file.
-        path: PathBuf,
-        /// What opening or reading it said.
-        error: io::Error,
-    },
-    /// Group or others may read or write it.
-    #[error(
-        "{} is {} by group/others; refusing to use it",
-        path.display(),
-        if mode & 0o044 != 0 { "readable" } else { "writable" }
-    )]
-    TooOpen {
-        /// The auth file.
-        path: PathBuf,
-        /// Its permission bits.
-        mode: u32,
-    },
-    /// It is not a regular file, or far too big to be a users file.
-    #[error("{} is not a users file: {reason}", path.display())]
-    NotAUsersFile {
-        /// The auth file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: &'static str,
-    },
+    /// The file is missing, unreadable, not private, or not a plausible users file.
+    #[error(transparent)]
+    File(#[from] PrivateFileError),
     /// A line is not `user:password`.
     #[error("{}:{line}: {problem}", path.display())]
     Line {
@@ -121,9 +86,7 @@ impl AuthFileError {
     /// failures other than "permission denied" may go away by themselves.
     pub fn is_permanent(&self) -> bool {
         match self {
-            AuthFileError::Unreadable { error, .. } => {
-                error.kind() == io::ErrorKind::PermissionDenied
-            }
+            AuthFileError::File(error) => error.is_permanent(),
             _ => true,
         }
     }
@@ -192,7 +155,7 @@ impl Credentials {
     /// neither readable nor writable by group or others, and hold at least one user. Blocking
     /// file I/O.
     pub fn load(path: &Path) -> Result<Credentials, AuthFileError> {
-        let mut bytes = read_private(path)?;
+        let mut bytes = private_file::read(path, PrivateFileKind::SocksUsers)?;
         let parsed = Credentials::parse(path, &bytes);
         bytes.fill(0);
         std::hint::black_box(&bytes);
@@ -308,31 +271,6 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
     let mut out = [0; 32];
     out.copy_from_slice(digest(&SHA256, bytes).as_ref());
     out
-}
-
-/// Reads a users file that must be private (see `private_file`).
-fn read_private(path: &Path) -> Result<Vec<u8>, AuthFileError> {
-    private_file::read(path, MAX_AUTH_FILE).map_err(|err| match err {
-        PrivateFileError::Missing => AuthFileError::Missing {
-            path: path.to_owned(),
-        },
-        PrivateFileError::Unreadable(error) => AuthFileError::Unreadable {
-            path: path.to_owned(),
-            error,
-        },
-        PrivateFileError::NotRegular => AuthFileError::NotAUsersFile {
-            path: path.to_owned(),
-            reason: "not a regular file",
-        },
-        PrivateFileError::TooOpen(mode) => AuthFileError::TooOpen {
-            path: path.to_owned(),
-            mode,
-        },
-        PrivateFileError::TooLarge => AuthFileError::NotAUsersFile {
-            path: path.to_owned(),
-            reason: "larger than 1 MiB",
-        },
-    })
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::error::{SshError, Stage};
+use crate::error::{Peer, Stage, TunnelError};
 
 /// The shortest time any one address gets, so that a host with many addresses does not split
 /// the budget into slivers that no handshake could meet.
@@ -31,19 +31,19 @@ const MAX_STAGGERED: usize = 16;
 pub(crate) async fn connect_tcp(
     host: &str,
     port: u16,
-    peer: &str,
+    peer: &Peer,
     deadline: Instant,
     budget: Duration,
-) -> Result<TcpStream, SshError> {
+) -> Result<TcpStream, TunnelError> {
     let addrs: Vec<SocketAddr> =
         tokio::time::timeout_at(deadline, tokio::net::lookup_host((host, port)))
             .await
-            .map_err(|_| SshError::Timeout {
-                peer: peer.to_string(),
+            .map_err(|_| TunnelError::Timeout {
+                peer: peer.clone(),
                 stage: Stage::Connect,
                 after: budget,
             })?
-            .map_err(|source| SshError::Resolve {
+            .map_err(|source| TunnelError::Resolve {
                 host: host.to_string(),
                 source,
             })?
@@ -65,14 +65,14 @@ pub(crate) async fn connect_tcp(
         }
     }
     if attempts.is_empty() && !addrs.is_empty() {
-        return Err(SshError::Timeout {
-            peer: peer.to_string(),
+        return Err(TunnelError::Timeout {
+            peer: peer.clone(),
             stage: Stage::Connect,
             after: budget,
         });
     }
-    Err(SshError::Connect {
-        peer: peer.to_string(),
+    Err(TunnelError::Connect {
+        peer: peer.clone(),
         attempts,
     })
 }
