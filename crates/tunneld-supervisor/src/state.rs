@@ -89,14 +89,6 @@ impl TunnelState {
     pub fn is_up(&self) -> bool {
         matches!(self, TunnelState::Up { .. })
     }
-
-    /// Whether the tunnel has finished at least one attempt (up, or failed with a reason).
-    pub fn has_settled(&self) -> bool {
-        matches!(
-            self,
-            TunnelState::Up { .. } | TunnelState::BackingOff { .. } | TunnelState::Stopped
-        )
-    }
 }
 
 impl fmt::Display for TunnelState {
