@@ -69,7 +69,38 @@ pub fn parse(path: &Path, text: &str, env: &Environment) -> Result<Config, Confi
     let source = error::Source { path, text };
     let raw = raw::parse(&source)?;
     let base_dir = base_dir(path);
-    resolve::resolve(source, &raw, env, &base_dir)
+    resolve_file(source, &raw, env, &base_dir)
+}
+
+/// From the raw file to the model: what the tunnels are resolved against (`resolve`), each
+/// tunnel (`tunnel`), then the checks across tunnels (`listeners`). It lives here, above those
+/// three modules, so that they depend on each other one way only: `tunnel` on the other two.
+fn resolve_file(
+    source: error::Source<'_>,
+    raw: &raw::RawFile,
+    env: &Environment,
+    base_dir: &Path,
+) -> Result<Config, ConfigError> {
+    let resolver = resolve::Resolver::new(source, raw, env, base_dir)?;
+    let tunnels_table = raw.tunnels.as_ref();
+    let mut tunnels = Vec::new();
+    for (name, raw_tunnel) in tunnels_table.iter().flat_map(|t| t.get_ref()) {
+        tunnels.push(tunnel::resolve(&resolver, name, raw_tunnel)?);
+    }
+    if tunnels.is_empty() {
+        let span = tunnels_table.map_or(0..0, toml::Spanned::span);
+        return Err(source.error(
+            &span,
+            error::Key::root("tunnels"),
+            "no tunnels defined (expected at least one [tunnels.NAME] table)",
+        ));
+    }
+    listeners::check_across_tunnels(&source, &tunnels)?;
+    tunnels.sort_by(|a, b| a.tunnel.name.cmp(&b.tunnel.name));
+    Ok(Config {
+        path: source.path.to_path_buf(),
+        tunnels: tunnels.into_iter().map(|t| t.tunnel).collect(),
+    })
 }
 
 fn base_dir(path: &Path) -> PathBuf {

@@ -4,8 +4,13 @@
 use std::ops::Range;
 
 use crate::error::{ConfigError, Key, Source};
-use crate::model::BindAddress;
-use crate::tunnel::Resolved;
+use crate::model::{BindAddress, Tunnel};
+
+/// A resolved tunnel and where its listeners were written, for the checks across tunnels.
+pub(crate) struct Resolved {
+    pub(crate) tunnel: Tunnel,
+    pub(crate) listeners: Vec<Listener>,
+}
 
 /// One address and port that a forward listens on, and where it was written.
 pub(crate) struct Listener {

@@ -1,5 +1,5 @@
-//! From the raw file to the model: `[hosts]` entries, precedence (tunnel, then `[hosts]` entry,
-//! then `[defaults]`, then the built-in default) and the flattening of jump chains.
+//! What every tunnel is resolved against: `[hosts]` entries, precedence (tunnel, then `[hosts]`
+//! entry, then `[defaults]`, then the built-in default) and the flattening of jump chains.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use crate::Environment;
 use crate::address;
 use crate::error::{ConfigError, Key, Source};
 use crate::hostspec::{self, HostSpec};
-use crate::model::{Config, Hop, HostKeyPolicy};
+use crate::model::{Hop, HostKeyPolicy};
 use crate::raw::{RawFile, RawHost};
 use crate::settings::{self, Settings};
-use crate::{Environment, listeners, tunnel};
 
 /// Built-in defaults (docs/configuration.md).
 pub(crate) const DEFAULT_PORT: u16 = 22;
@@ -90,54 +90,6 @@ pub(crate) struct Resolver<'a> {
     pub(crate) hosts: BTreeMap<String, HostEntry<'a>>,
 }
 
-/// Resolves and checks the whole file.
-pub(crate) fn resolve(
-    source: Source<'_>,
-    raw: &RawFile,
-    env: &Environment,
-    base_dir: &Path,
-) -> Result<Config, ConfigError> {
-    let defaults = match &raw.defaults {
-        Some(defaults) => {
-            let key = Key::root("defaults");
-            settings::check(defaults.get_ref().common(), &key, &source, base_dir)?
-        }
-        None => Settings::default(),
-    };
-    let mut resolver = Resolver {
-        source,
-        base_dir,
-        env,
-        defaults,
-        hosts: BTreeMap::new(),
-    };
-    for (name, host) in raw.hosts.iter().flat_map(|hosts| hosts.get_ref()) {
-        let entry = resolver.host_entry(name, host.get_ref())?;
-        resolver.hosts.insert(entry.name.clone(), entry);
-    }
-    resolver.check_host_chains()?;
-
-    let tunnels_table = raw.tunnels.as_ref();
-    let mut tunnels = Vec::new();
-    for (name, raw_tunnel) in tunnels_table.iter().flat_map(|t| t.get_ref()) {
-        tunnels.push(tunnel::resolve(&resolver, name, raw_tunnel)?);
-    }
-    if tunnels.is_empty() {
-        let span = tunnels_table.map_or(0..0, Spanned::span);
-        return Err(source.error(
-            &span,
-            Key::root("tunnels"),
-            "no tunnels defined (expected at least one [tunnels.NAME] table)",
-        ));
-    }
-    listeners::check_across_tunnels(&source, &tunnels)?;
-    tunnels.sort_by(|a, b| a.tunnel.name.cmp(&b.tunnel.name));
-    Ok(Config {
-        path: source.path.to_path_buf(),
-        tunnels: tunnels.into_iter().map(|t| t.tunnel).collect(),
-    })
-}
-
 /// Checks a tunnel or host name: `[A-Za-z0-9_.-]+`.
 pub(crate) fn check_name(
     source: &Source<'_>,
@@ -164,6 +116,36 @@ pub(crate) fn check_name(
 }
 
 impl<'a> Resolver<'a> {
+    /// Checks `[defaults]` and every `[hosts]` entry (with its jump chain, whether a tunnel uses
+    /// it or not): what each tunnel is then resolved against.
+    pub(crate) fn new(
+        source: Source<'a>,
+        raw: &'a RawFile,
+        env: &'a Environment,
+        base_dir: &'a Path,
+    ) -> Result<Self, ConfigError> {
+        let defaults = match &raw.defaults {
+            Some(defaults) => {
+                let key = Key::root("defaults");
+                settings::check(defaults.get_ref().common(), &key, &source, base_dir)?
+            }
+            None => Settings::default(),
+        };
+        let mut resolver = Resolver {
+            source,
+            base_dir,
+            env,
+            defaults,
+            hosts: BTreeMap::new(),
+        };
+        for (name, host) in raw.hosts.iter().flat_map(|hosts| hosts.get_ref()) {
+            let entry = resolver.host_entry(name, host.get_ref())?;
+            resolver.hosts.insert(entry.name.clone(), entry);
+        }
+        resolver.check_host_chains()?;
+        Ok(resolver)
+    }
+
     fn host_entry(
         &self,
         name: &Spanned<String>,

@@ -6,17 +6,11 @@ use toml::Spanned;
 use crate::duration;
 use crate::error::{ConfigError, Key};
 use crate::forward;
-use crate::listeners::{self, Listener};
+use crate::listeners::{self, Listener, Resolved};
 use crate::model::{Backoff, DynamicForward, Keepalive, LocalForward, RemoteForward, Tunnel};
 use crate::raw::{RawDynamic, RawTunnel};
 use crate::resolve::{self, JumpList, Named, Pick, Place, Resolver};
 use crate::settings::{self, Located, Settings};
-
-/// A resolved tunnel and where its listeners were written, for the checks across tunnels.
-pub(crate) struct Resolved {
-    pub(crate) tunnel: Tunnel,
-    pub(crate) listeners: Vec<Listener>,
-}
 
 /// Resolves `[tunnels.NAME]`.
 pub(crate) fn resolve(

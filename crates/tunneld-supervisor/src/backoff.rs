@@ -35,14 +35,10 @@ impl Backoff {
     /// time. At the cap, and for permanent failures, it is between 80% and 100% of the cap, so
     /// a fleet that failed together spreads out but never waits longer than `max`.
     pub fn next_delay(&mut self, permanent: bool, unit: f64) -> Duration {
-        let unit = if unit.is_finite() {
-            unit.clamp(0.0, 1.0)
-        } else {
-            0.5
-        };
+        let unit = clamp_unit(unit);
         if permanent || self.next >= self.max {
             self.next = self.max;
-            return self.max.mul_f64(0.8 + 0.2 * unit).max(self.min);
+            return jitter_below(self.max, unit).max(self.min);
         }
         let base = self.next;
         self.next = base.saturating_mul(2).min(self.max);
@@ -55,6 +51,23 @@ impl Backoff {
         if up_for >= STABLE_AFTER {
             self.next = self.min;
         }
+    }
+}
+
+/// Between 80% and 100% of `max`, by `unit` (a random number in `[0, 1]`, from
+/// [`jitter_unit`]; anything outside is clamped, anything not finite counts as 0.5). For waits
+/// that many tunnels may start at the same moment (a fleet that failed together) and that must
+/// spread out without ever exceeding `max`.
+pub fn jitter_below(max: Duration, unit: f64) -> Duration {
+    max.mul_f64(0.8 + 0.2 * clamp_unit(unit))
+}
+
+/// `unit` within `[0, 1]`, so that no caller's mistake turns into a panic in `mul_f64`.
+fn clamp_unit(unit: f64) -> f64 {
+    if unit.is_finite() {
+        unit.clamp(0.0, 1.0)
+    } else {
+        0.5
     }
 }
 
@@ -132,6 +145,24 @@ mod tests {
         let mut b = Backoff::new(secs(5.0), secs(1.0));
         assert_eq!(b.next_delay(false, 0.5), secs(5.0));
         assert_eq!(b.next_delay(true, 0.5), secs(5.0));
+    }
+
+    #[test]
+    fn jitter_below_stays_within_80_to_100_percent() {
+        let max = secs(1.5);
+        assert_eq!(jitter_below(max, 0.0), secs(1.2));
+        assert_eq!(jitter_below(max, 1.0), max);
+        assert_eq!(jitter_below(max, 0.5), secs(1.35));
+        // Out of range or not a number: clamped, never a panic and never past the bounds.
+        assert_eq!(jitter_below(max, -3.0), secs(1.2));
+        assert_eq!(jitter_below(max, 7.0), max);
+        assert_eq!(jitter_below(max, f64::NAN), secs(1.35));
+        assert_eq!(jitter_below(max, f64::INFINITY), secs(1.35));
+        assert_eq!(jitter_below(Duration::ZERO, 0.7), Duration::ZERO);
+        for _ in 0..256 {
+            let d = jitter_below(max, jitter_unit());
+            assert!(d >= secs(1.2) && d <= max, "{d:?}");
+        }
     }
 
     #[test]

@@ -20,40 +20,60 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 /// While up, a tunnel's task proves it is alive this often.
 pub(crate) const HEARTBEAT: Duration = Duration::from_secs(1);
 
-/// When a tunnel's task last showed progress, and since when it has been in its state.
+/// When a tunnel's task last showed signs of life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Marks {
+    /// When the task entered its current state: a step's bound runs from here.
+    pub(crate) entered: Instant,
+    /// When the task last proved it is alive: a heartbeat while up, or entering a state.
+    pub(crate) beat: Instant,
+}
+
+/// A tunnel's [`Marks`], written by its task and read by the report.
 #[derive(Debug)]
 pub(crate) struct Liveness {
-    inner: Mutex<(Instant, Instant)>,
+    marks: Mutex<Marks>,
 }
 
 impl Liveness {
     pub(crate) fn new() -> Self {
         let now = Instant::now();
         Liveness {
-            inner: Mutex::new((now, now)),
+            marks: Mutex::new(Marks {
+                entered: now,
+                beat: now,
+            }),
         }
     }
 
     /// The task is alive (a heartbeat while up).
     pub(crate) fn beat(&self) {
-        if let Ok(mut inner) = self.inner.lock() {
-            inner.1 = Instant::now();
+        if let Ok(mut marks) = self.marks.lock() {
+            marks.beat = Instant::now();
         }
     }
 
     /// The task entered a new state.
     pub(crate) fn entered(&self) {
-        if let Ok(mut inner) = self.inner.lock() {
+        if let Ok(mut marks) = self.marks.lock() {
             let now = Instant::now();
-            *inner = (now, now);
+            *marks = Marks {
+                entered: now,
+                beat: now,
+            };
         }
     }
 
-    fn read(&self) -> (Instant, Instant) {
-        self.inner
-            .lock()
-            .map(|inner| *inner)
-            .unwrap_or_else(|_| (Instant::now(), Instant::now()))
+    /// The marks as they are now. A poisoned lock (a panic while holding it, which the code
+    /// above cannot do) reads as "alive now" rather than wedging the daemon over it.
+    pub(crate) fn read(&self) -> Marks {
+        self.marks.lock().map(|marks| *marks).unwrap_or_else(|_| {
+            let now = Instant::now();
+            Marks {
+                entered: now,
+                beat: now,
+            }
+        })
     }
 }
 
@@ -61,7 +81,8 @@ impl Liveness {
 pub(crate) struct TunnelView<'a> {
     pub(crate) name: &'a str,
     pub(crate) state: TunnelState,
-    pub(crate) liveness: &'a Liveness,
+    /// What its task last showed of itself.
+    pub(crate) marks: Marks,
     /// The longest a connection attempt may take (the sum of its hops' connect timeouts).
     pub(crate) attempt_bound: Duration,
 }
@@ -85,6 +106,8 @@ impl Report {
     }
 }
 
+/// The report at `now`. Pure: every instant it compares comes in through its arguments, so that
+/// tests can judge any moment without waiting for it.
 pub(crate) fn report(tunnels: &[TunnelView<'_>], grace: Duration, now: Instant) -> Report {
     let total = tunnels.len();
     let up = tunnels.iter().filter(|t| t.state.is_up()).count();
@@ -103,7 +126,7 @@ pub(crate) fn report(tunnels: &[TunnelView<'_>], grace: Duration, now: Instant) 
             _ => true,
         };
         if describe {
-            let _ = write!(status, "; {}: {}", tunnel.name, tunnel.state);
+            let _ = write!(status, "; {}: {}", tunnel.name, tunnel.state.at(now));
         }
         if let Some(why) = stuck(tunnel, grace, now) {
             wedged.push(format!("{}: {why}", tunnel.name));
@@ -130,11 +153,10 @@ fn settled(state: &TunnelState) -> bool {
 
 /// Why a tunnel counts as wedged, if it does.
 fn stuck(tunnel: &TunnelView<'_>, grace: Duration, now: Instant) -> Option<String> {
-    let (since, beat) = tunnel.liveness.read();
-    let in_state = now.saturating_duration_since(since);
+    let in_state = now.saturating_duration_since(tunnel.marks.entered);
     match &tunnel.state {
         TunnelState::Up { .. } => {
-            let silent = now.saturating_duration_since(beat);
+            let silent = now.saturating_duration_since(tunnel.marks.beat);
             (silent > HEARTBEAT + grace)
                 .then(|| format!("no sign of life for {}s while up", silent.as_secs()))
         }
@@ -144,7 +166,7 @@ fn stuck(tunnel: &TunnelView<'_>, grace: Duration, now: Instant) -> Option<Strin
             (in_state > tunnel.attempt_bound + grace).then(|| {
                 format!(
                     "{} for {}s, beyond its {}s timeout",
-                    tunnel.state,
+                    tunnel.state.at(now),
                     in_state.as_secs(),
                     tunnel.attempt_bound.as_secs()
                 )
@@ -157,3 +179,6 @@ fn stuck(tunnel: &TunnelView<'_>, grace: Duration, now: Instant) -> Option<Strin
         TunnelState::Stopped => None,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -135,7 +135,7 @@ impl Supervisor {
             .map(|(name, handle)| health::TunnelView {
                 name,
                 state: handle.state.borrow().clone(),
-                liveness: &handle.liveness,
+                marks: handle.liveness.read(),
                 attempt_bound: handle
                     .tunnel
                     .jump

@@ -15,7 +15,7 @@ use tracing::{info, warn};
 use tunneld_config::RemoteForward;
 use tunneld_ssh::{Connection, RemoteForwardError, TunnelError};
 
-use crate::backoff::jitter_unit;
+use crate::backoff::{jitter_below, jitter_unit};
 use crate::state::{RemoteState, TunnelState};
 
 /// Between two requests for a port the server still holds: never more than 2 s apart.
@@ -70,7 +70,7 @@ pub(crate) async fn keep(
             last_summary = Some(now);
         }
         set(&state, index, RemoteState::Waiting { reason });
-        let pause = RETRY_BUSY.mul_f64(0.8 + 0.2 * jitter_unit());
+        let pause = jitter_below(RETRY_BUSY, jitter_unit());
         tokio::select! {
             () = connection.ended() => return Ok(()),
             () = tokio::time::sleep(pause) => {}

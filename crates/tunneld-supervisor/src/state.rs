@@ -90,18 +90,27 @@ impl TunnelState {
         matches!(self, TunnelState::Up { .. })
     }
 
-    /// Whether the tunnel has finished at least one attempt (up, or failed with a reason).
-    pub fn has_settled(&self) -> bool {
-        matches!(
-            self,
-            TunnelState::Up { .. } | TunnelState::BackingOff { .. } | TunnelState::Stopped
-        )
+    /// The state in words as of `now`, which counts down a backoff's "retry in".
+    pub(crate) fn at(&self, now: Instant) -> StateAt<'_> {
+        StateAt { state: self, now }
     }
 }
 
 impl fmt::Display for TunnelState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
+        self.at(Instant::now()).fmt(f)
+    }
+}
+
+/// A [`TunnelState`] in words, as of a given instant (see [`TunnelState::at`]).
+pub(crate) struct StateAt<'a> {
+    state: &'a TunnelState,
+    now: Instant,
+}
+
+impl fmt::Display for StateAt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.state {
             TunnelState::Starting => f.write_str("starting"),
             TunnelState::Connecting { attempt, peer } if *attempt <= 1 => {
                 write!(f, "connecting to {peer}")
@@ -125,7 +134,7 @@ impl fmt::Display for TunnelState {
                 retry_at,
                 ..
             } => {
-                let left = retry_at.saturating_duration_since(Instant::now());
+                let left = retry_at.saturating_duration_since(self.now);
                 let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
                 if *permanent {
                     write!(

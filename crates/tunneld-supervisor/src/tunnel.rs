@@ -21,7 +21,7 @@ use tunneld_ssh::{Connection, Progress, TunnelError};
 use crate::connector::Connector;
 use crate::health::{HEARTBEAT, Liveness};
 
-use crate::backoff::{Backoff, jitter_unit};
+use crate::backoff::{Backoff, jitter_below, jitter_unit};
 use crate::remote;
 use crate::state::{RemoteState, RemoteStatus, TunnelState};
 
@@ -222,9 +222,7 @@ impl Supervised {
         let delay = if err.server_unreached() {
             // Nothing reached the server: probing again costs it nothing, and the sooner we
             // try, the sooner the tunnel is back once the network is.
-            UNREACHED_RETRY
-                .min(self.tunnel.backoff.max)
-                .mul_f64(0.8 + 0.2 * jitter_unit())
+            jitter_below(UNREACHED_RETRY.min(self.tunnel.backoff.max), jitter_unit())
         } else {
             self.backoff.next_delay(permanent, jitter_unit())
         };

@@ -1,8 +1,9 @@
 //! Why a host key was refused, in words an operator acts on.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
 
 use russh::keys::Algorithm;
 
@@ -228,29 +229,26 @@ impl fmt::Display for CertificateProblem {
     }
 }
 
-/// `YYYY-MM-DD HH:MM:SS UTC` for unix seconds, without a date crate: days to civil date by
-/// Howard Hinnant's `civil_from_days`. Certificates say "forever" with u64::MAX, which does not
-/// fit a calendar, so far-future values print as seconds.
+/// `YYYY-MM-DD HH:MM:SS UTC` for unix seconds, from humantime's RFC 3339 form
+/// (`2040-01-01T00:00:00Z`). humantime refuses dates past the year 9999, and a certificate
+/// that never expires says so with `valid before` = u64::MAX; such values print as seconds.
 fn utc(secs: u64) -> String {
-    const MAX: u64 = 253_402_300_799; // 9999-12-31 23:59:59
-    if secs > MAX {
-        return format!("{secs} (unix seconds)");
+    /// 9999-12-31 23:59:59 UTC, the last second humantime formats.
+    const LAST: u64 = 253_402_300_799;
+    let as_seconds = || format!("{secs} (unix seconds)");
+    if secs > LAST {
+        return as_seconds();
     }
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
+    let Some(time) = UNIX_EPOCH.checked_add(Duration::from_secs(secs)) else {
+        return as_seconds();
+    };
+    let mut rfc3339 = String::new();
+    if write!(rfc3339, "{}", humantime::format_rfc3339_seconds(time)).is_err() {
+        return as_seconds();
+    }
     format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
+        "{} UTC",
+        rfc3339.trim_end_matches('Z').replacen('T', " ", 1)
     )
 }
 
@@ -263,7 +261,10 @@ mod tests {
         assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
         assert_eq!(utc(1_577_923_199), "2020-01-01 23:59:59 UTC");
+        assert_eq!(utc(1_767_225_600), "2026-01-01 00:00:00 UTC");
         assert_eq!(utc(253_402_300_799), "9999-12-31 23:59:59 UTC");
+        // Past the year 9999 (humantime's limit), and a certificate's "forever": seconds.
+        assert_eq!(utc(253_402_300_800), "253402300800 (unix seconds)");
         assert_eq!(utc(u64::MAX), "18446744073709551615 (unix seconds)");
     }
 }

@@ -11,6 +11,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use ring::digest::{SHA256, digest};
+use subtle::{Choice, ConstantTimeEq};
+use zeroize::Zeroizing;
 
 use super::MAX_NAME;
 use crate::private_file::{self, PrivateFileError, PrivateFileKind};
@@ -19,12 +21,12 @@ use crate::private_file::{self, PrivateFileError, PrivateFileKind};
 /// compared in constant time, and its bytes are overwritten when it is dropped (best effort:
 /// copies made by whoever had the bytes before are beyond reach).
 #[derive(Clone)]
-pub struct Secret(Vec<u8>);
+pub struct Secret(Zeroizing<Vec<u8>>);
 
 impl Secret {
     /// Wraps the bytes.
     pub fn new(bytes: Vec<u8>) -> Self {
-        Secret(bytes)
+        Secret(Zeroizing::new(bytes))
     }
 
     /// The bytes, for checking them; never for printing them.
@@ -43,19 +45,11 @@ impl PartialEq for Secret {
     /// Compares digests, so that the time taken says nothing about where the secrets differ,
     /// nor whether their lengths do.
     fn eq(&self, other: &Self) -> bool {
-        digests_equal(&sha256(&self.0), &sha256(&other.0))
+        sha256(&self.0).ct_eq(&sha256(&other.0)).into()
     }
 }
 
 impl Eq for Secret {}
-
-impl Drop for Secret {
-    fn drop(&mut self) {
-        self.0.fill(0);
-        // Keeps the compiler from dropping the write to memory that is about to be freed.
-        std::hint::black_box(&self.0);
-    }
-}
 
 /// Why an auth file cannot be used. No message ever contains a password.
 #[derive(thiserror::Error, Debug)]
@@ -155,11 +149,9 @@ impl Credentials {
     /// neither readable nor writable by group or others, and hold at least one user. Blocking
     /// file I/O.
     pub fn load(path: &Path) -> Result<Credentials, AuthFileError> {
-        let mut bytes = private_file::read(path, PrivateFileKind::SocksUsers)?;
-        let parsed = Credentials::parse(path, &bytes);
-        bytes.fill(0);
-        std::hint::black_box(&bytes);
-        parsed
+        // The whole file, passwords included: wiped when dropped, like a `Secret`.
+        let bytes = Zeroizing::new(private_file::read(path, PrivateFileKind::SocksUsers)?);
+        Credentials::parse(path, &bytes)
     }
 
     /// Parses the text of an auth file; `path` is for messages. Lines are `user:password`,
@@ -208,13 +200,12 @@ impl Credentials {
     /// and whether or not the user exists: every user is compared, and every password digest.
     pub fn verify(&self, user: &str, password: &[u8]) -> bool {
         let offered = sha256(password);
-        let mut granted = false;
+        let mut granted = Choice::from(0);
         for known in &self.users {
-            let name_matches = known.name == user;
-            let password_matches = digests_equal(&known.password_digest, &offered);
-            granted |= name_matches & password_matches;
+            let name_matches = Choice::from(u8::from(known.name == user));
+            granted |= name_matches & known.password_digest.ct_eq(&offered);
         }
-        granted
+        granted.into()
     }
 
     /// The user names, in the order of the file.
@@ -255,16 +246,6 @@ fn parse_line(line: &[u8]) -> Result<(String, &[u8]), LineProblem> {
         return Err(LineProblem::PasswordTooLong);
     }
     Ok((name.to_owned(), password))
-}
-
-/// Constant time: every byte is looked at whatever the earlier ones were. (ring's
-/// `verify_slices_are_equal` would do, but is deprecated and "not intended for external use".)
-fn digests_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    let difference = a
-        .iter()
-        .zip(b)
-        .fold(0u8, |acc, (x, y)| acc | std::hint::black_box(x ^ y));
-    difference == 0
 }
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {
