@@ -12,6 +12,7 @@ use std::sync::Arc;
 use russh::keys::ssh_key::{Fingerprint, HashAlg};
 use russh::keys::{Algorithm, PrivateKey};
 use tunneld_config::IdentityFile;
+use zeroize::Zeroizing;
 
 use crate::private_file::{self, PrivateFileError, PrivateFileKind};
 
@@ -140,12 +141,9 @@ pub fn resolve(id: &IdentityFile, credentials_dir: Option<&Path>) -> Result<Path
 /// private key (OpenSSH format, or PEM: PKCS#1, SEC1, PKCS#8). Blocking file I/O.
 pub fn load(id: &IdentityFile, credentials_dir: Option<&Path>) -> Result<LoadedKey, KeyError> {
     let path = resolve(id, credentials_dir)?;
-    let mut bytes = private_file::read(&path, PrivateFileKind::Key)?;
+    // Wiped when dropped (russh and ssh-key keep their own copies of the key, zeroized on drop).
+    let bytes = Zeroizing::new(private_file::read(&path, PrivateFileKind::Key)?);
     let parsed = parse(&path, &bytes);
-    // Best effort at not leaving the key text in freed memory (russh and ssh-key keep their own
-    // copies of the key, zeroized on drop).
-    bytes.fill(0);
-    std::hint::black_box(&bytes);
     Ok(LoadedKey {
         source: id.clone(),
         path,

@@ -6,6 +6,8 @@ use std::io::{self, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use zeroize::Zeroize;
+
 /// What a private file holds, for messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PrivateFileKind {
@@ -122,7 +124,7 @@ fn read_bytes(path: &Path) -> Result<Vec<u8>, PrivateFileProblem> {
         .map_err(unreadable)?;
     if bytes.len() as u64 > MAX_SIZE {
         // The caller may hold secrets in such files: do not leave them in freed memory.
-        bytes.fill(0);
+        bytes.zeroize();
         return Err(PrivateFileProblem::TooLarge);
     }
     Ok(bytes)
