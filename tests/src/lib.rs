@@ -2,7 +2,8 @@
 //! breaks links on demand, target servers, an ssh-agent, and the tunneld binary as a child
 //! process. See `docs/testing.md`.
 //!
-//! Everything listens and connects on 127.0.0.1 only, on ports the kernel picks, and waits for
+//! Everything listens and connects on 127.0.0.1 only, on ports the kernel picks (or, for a
+//! program that must be told its port first, on one from [`free_port`]), and waits for
 //! conditions with a deadline instead of sleeping.
 
 // Test code: a failed unwrap is a failed test, with its location.
@@ -12,6 +13,7 @@ pub mod agent;
 mod background;
 pub mod chaos;
 pub mod keys;
+pub mod ports;
 pub mod procfs;
 pub mod servers;
 pub mod sshd;

@@ -176,8 +176,9 @@ async fn serve_http(mut stream: TcpStream, body: Arc<[u8]>, requests: Arc<Atomic
     }
 }
 
-/// A port on 127.0.0.1 where nothing listens: connecting gets "connection refused". It was bound
-/// and released, so another process could take it later; good enough for a test's lifetime.
+/// A port on 127.0.0.1 where nothing listens: connecting gets "connection refused". It comes from
+/// [`free_port`](crate::ports::free_port): no other test is handed it, and the kernel does not
+/// give it out as a connection's local port.
 #[derive(Debug, Clone, Copy)]
 pub struct ClosedPort {
     port: u16,
@@ -187,7 +188,7 @@ impl ClosedPort {
     /// Finds such a port.
     pub fn new() -> Self {
         Self {
-            port: crate::util::free_port(),
+            port: crate::ports::free_port(),
         }
     }
 

@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::keys::KeyPair;
+use crate::ports::free_port;
 use crate::procfs::{
     descendants, has_exited, kill_tree, process_state, signal_group, signal_pid, stop_tree,
 };
 use crate::sshd_config::{current_user, ensure_privsep_dir, reads_banner, sshd_path, write_config};
-use crate::util::{POLL_INTERVAL, TestDir, free_port, localhost, wait_until, write_file};
+use crate::util::{POLL_INTERVAL, TestDir, localhost, wait_until, write_file};
 
 /// How long sshd may take to start listening, on a loaded machine.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);

@@ -3,13 +3,14 @@
 use std::fs::{self, OpenOptions};
 use std::future::Future;
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub use crate::ports::free_port;
 pub use crate::procfs::{fd_count, rss_kib};
 
 /// How often the polling helpers re-check their condition.
@@ -65,13 +66,6 @@ pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
     }
     out.truncate(n);
     out
-}
-
-/// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released). Only for
-/// programs that must bind themselves: anything else should bind port 0 and keep its listener.
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local_addr").port()
 }
 
 /// `127.0.0.1:port`.
