@@ -222,6 +222,12 @@ impl Sshd {
         wait_until(timeout, || self.log_since(mark).contains(needle))
     }
 
+    /// How many logins sshd has accepted so far, across restarts: it logs one "Accepted
+    /// publickey" line for each (at the default `VERBOSE`, and at any level from `INFO`).
+    pub fn logins(&self) -> usize {
+        self.log().matches("Accepted publickey").count()
+    }
+
     /// The per-connection processes (and everything they started): all descendants of the
     /// listener. Empty after [`Sshd::kill`].
     pub fn session_pids(&self) -> Vec<u32> {

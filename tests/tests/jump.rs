@@ -31,10 +31,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use harness::{
-    ClosedPort, EchoServer, KeyPair, Sshd, free_port, localhost, random_bytes, wait_until,
+    ClosedPort, EchoServer, Failure, HostEntry, KeyPair, Sshd, connection_id, free_port,
+    host_entry, known_hosts_file, localhost, random_bytes, try_echo_all, up_with_new_connection,
+    wait_until,
 };
 use support::{InProcess, echo_through, test_dir, write_config};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::block_in_place;
 use tunneld_ssh::FailureKind;
 use tunneld_supervisor::TunnelState;
@@ -68,27 +69,6 @@ fn defaults(dir: &Path) -> String {
     )
 }
 
-/// Writes `dir/known_hosts_NAME` with one line, and returns its path.
-fn known_hosts_file(dir: &Path, name: &str, line: &str) -> std::path::PathBuf {
-    let path = dir.join(format!("known_hosts_{name}"));
-    std::fs::write(&path, format!("{line}\n")).unwrap();
-    path
-}
-
-/// A `[hosts.NAME]` entry for `sshd`: 127.0.0.1, its port, user, client key and a known_hosts
-/// file of its own that trusts its host key. `extra` is appended to the table as is.
-fn host_entry(dir: &Path, name: &str, sshd: &Sshd, extra: &str) -> String {
-    let kh = known_hosts_file(dir, name, &sshd.known_hosts_line());
-    format!(
-        "[hosts.{name}]\nhostname = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\n\
-         identity_files = [\"{}\"]\nknown_hosts = \"{}\"\n{extra}\n",
-        sshd.port(),
-        sshd.user(),
-        sshd.client_key().private.display(),
-        kh.display(),
-    )
-}
-
 /// A tunnel `name` to `host` through `jump` (a TOML array, or empty for none) that forwards a
 /// free port to `target_port` on the last hop's side. Returns the block and the forward's port.
 fn tunnel(name: &str, host: &str, jump: &str, target_port: u16) -> (String, u16) {
@@ -104,39 +84,6 @@ fn tunnel(name: &str, host: &str, jump: &str, target_port: u16) -> (String, u16)
         ),
         port,
     )
-}
-
-fn connection_id(state: &TunnelState) -> u64 {
-    match state {
-        TunnelState::Up { connection, .. } => *connection,
-        other => panic!("not up: {other}"),
-    }
-}
-
-fn is_backing_off(state: &TunnelState) -> bool {
-    matches!(state, TunnelState::BackingOff { .. })
-}
-
-fn up_with_new_connection(old: u64) -> impl Fn(&TunnelState) -> bool {
-    move |s| matches!(s, TunnelState::Up { connection, .. } if *connection != old)
-}
-
-/// `(reason, kind, permanent)` of a BackingOff state.
-fn backing_off(state: &TunnelState) -> (String, FailureKind, bool) {
-    match state {
-        TunnelState::BackingOff {
-            reason,
-            kind,
-            permanent,
-            ..
-        } => (reason.clone(), *kind, *permanent),
-        other => panic!("not backing off: {other}"),
-    }
-}
-
-/// How many logins sshd accepted.
-fn logins(sshd: &Sshd) -> usize {
-    sshd.log().matches("Accepted publickey").count()
 }
 
 /// How many TCP connections reached sshd since `mark` (from `Sshd::log_mark`, taken after the
@@ -179,29 +126,17 @@ fn assert_names_hop(reason: &str, hop: usize, name: &str, rest: &str) {
     );
 }
 
-/// Sends `payload` through the forward on `port` to the echo server and returns what came back;
-/// an error instead of a panic, so that a caller can retry while the chain reconnects.
-async fn try_echo(port: u16, payload: &[u8]) -> std::io::Result<Vec<u8>> {
-    let stream = tokio::net::TcpStream::connect(localhost(port)).await?;
-    let (mut read, mut write) = stream.into_split();
-    let payload = payload.to_vec();
-    let writer = tokio::spawn(async move {
-        write.write_all(&payload).await?;
-        write.shutdown().await
-    });
-    let mut back = Vec::new();
-    read.read_to_end(&mut back).await?;
-    writer.await.map_err(std::io::Error::other)??;
-    Ok(back)
-}
-
 /// A byte-identical round trip of `size` bytes through the forward on `port`, retried while the
 /// chain reconnects, for up to `within`.
 async fn round_trip_eventually(port: u16, size: usize, seed: u64, within: Duration) {
     let payload = random_bytes(size, seed);
     let deadline = Instant::now() + within;
     loop {
-        let attempt = tokio::time::timeout(Duration::from_secs(20), try_echo(port, &payload)).await;
+        let attempt = tokio::time::timeout(Duration::from_secs(20), async {
+            let stream = tokio::net::TcpStream::connect(localhost(port)).await?;
+            try_echo_all(stream, payload.clone()).await
+        })
+        .await;
         if let Ok(Ok(back)) = &attempt
             && *back == payload
         {
@@ -273,7 +208,7 @@ async fn a_64_mib_payload_crosses_two_jump_hosts_byte_identical() {
         "only the last hop may connect to the target service"
     );
     for (name, sshd) in [("hop-a", &a), ("hop-b", &b), ("hop-c", &c)] {
-        assert_eq!(logins(sshd), 1, "{name} must see exactly one login");
+        assert_eq!(sshd.logins(), 1, "{name} must see exactly one login");
     }
     let now = tunneld.wait_up("chain").await;
     assert_eq!(connection_id(&now), connection_id(&up), "no reconnect");
@@ -296,14 +231,10 @@ async fn jump_on_a_hosts_entry_and_the_hop_name_is_resolved_by_the_previous_hop(
         "hop-b",
         &format!("[localhost]:{} {}", b.port(), b.host_key().public_key()),
     );
-    let entry_b = format!(
-        "[hosts.hop-b]\nhostname = \"localhost\"\nport = {}\nuser = \"{}\"\n\
-         identity_files = [\"{}\"]\nknown_hosts = \"{}\"\njump = [\"hop-a\"]\n\n",
-        b.port(),
-        b.user(),
-        b.client_key().private.display(),
-        kh_b.display()
-    );
+    let entry_b = HostEntry::new("hop-b", &b, &kh_b)
+        .hostname("localhost")
+        .extra("jump = [\"hop-a\"]\n")
+        .toml();
     let (block, port) = tunnel("one", "hop-b", "", echo.port());
     let config = format!(
         "{}{}{entry_b}{block}",
@@ -321,8 +252,8 @@ async fn jump_on_a_hosts_entry_and_the_hop_name_is_resolved_by_the_previous_hop(
         "hop-b",
         &format!("target 127.0.0.1 port {}", echo.port()),
     );
-    assert_eq!(logins(&a), 1);
-    assert_eq!(logins(&b), 1);
+    assert_eq!(a.logins(), 1);
+    assert_eq!(b.logins(), 1);
     tunneld.stop().await;
 }
 
@@ -365,7 +296,7 @@ async fn a_user_at_host_port_hop_takes_its_settings_from_defaults() {
         a.log()
     );
     assert_channel_logged(&a, "hop 1", &direct_tcpip_line("127.0.0.1", b.port()));
-    assert_eq!(logins(&b), 1);
+    assert_eq!(b.logins(), 1);
     tunneld.stop().await;
 }
 
@@ -381,35 +312,28 @@ async fn each_hop_has_its_own_known_hosts_and_policy() {
     let (a, b) = (debug_sshd(), debug_sshd());
     let echo = EchoServer::start();
     let learned = dir.join("known_hosts_learned_by_a");
-    let entry_a = format!(
-        "[hosts.hop-a]\nhostname = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\n\
-         identity_files = [\"{}\"]\nknown_hosts = \"{}\"\nhost_key_policy = \"accept-new\"\n\n",
-        a.port(),
-        a.user(),
-        a.client_key().private.display(),
-        learned.display()
-    );
+    let entry_a = HostEntry::new("hop-a", &a, &learned)
+        .extra("host_key_policy = \"accept-new\"\n")
+        .toml();
     let kh_b = dir.join("known_hosts_b_empty");
     std::fs::write(&kh_b, "").unwrap();
     // hop-b's own pinned keys file, missing for now.
     let pinned_b = dir.join("known_hosts_b_pinned");
-    let entry_b = format!(
-        "[hosts.hop-b]\nhostname = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\n\
-         identity_files = [\"{}\"]\nknown_hosts = \"{}\"\nglobal_known_hosts = \"{}\"\n\
-         host_key_policy = \"strict\"\n\n",
-        b.port(),
-        b.user(),
-        b.client_key().private.display(),
-        kh_b.display(),
-        pinned_b.display()
-    );
+    let entry_b = HostEntry::new("hop-b", &b, &kh_b)
+        .extra(&format!(
+            "global_known_hosts = \"{}\"\nhost_key_policy = \"strict\"\n",
+            pinned_b.display()
+        ))
+        .toml();
     let (block, port) = tunnel("policy", "hop-b", r#"["hop-a"]"#, echo.port());
     let config = format!("{}{entry_a}{entry_b}{block}", defaults(dir.path()));
     let tunneld = InProcess::start(&write_config(dir.path(), &config));
-    let state = tunneld
-        .wait_for("policy", STATE_TIMEOUT, is_backing_off)
-        .await;
-    let (reason, kind, permanent) = backing_off(&state);
+    let Failure {
+        reason,
+        kind,
+        permanent,
+        ..
+    } = tunneld.wait_failure("policy", STATE_TIMEOUT).await;
     eprintln!("[unknown key at hop 2] {reason}");
 
     // Hop 1 learned its key into its own file; hop 2 was refused before authentication.
@@ -425,7 +349,7 @@ async fn each_hop_has_its_own_known_hosts_and_policy() {
         "strict never writes"
     );
     assert_eq!(
-        logins(&b),
+        b.logins(),
         0,
         "no login at a hop whose host key was refused"
     );
@@ -467,14 +391,7 @@ async fn a_changed_host_key_at_hop_2_refuses_the_whole_chain_and_names_the_hop()
         "hop-b-wrong",
         &format!("[127.0.0.1]:{} {}", b.port(), impostor.public_key()),
     );
-    let entry_b = format!(
-        "[hosts.hop-b]\nhostname = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\n\
-         identity_files = [\"{}\"]\nknown_hosts = \"{}\"\n\n",
-        b.port(),
-        b.user(),
-        b.client_key().private.display(),
-        kh_b.display()
-    );
+    let entry_b = HostEntry::new("hop-b", &b, &kh_b).toml();
     let (block, _port) = tunnel("changed", "hop-c", r#"["hop-a", "hop-b"]"#, echo.port());
     let config = format!(
         "{}{}{entry_b}{}{block}",
@@ -484,17 +401,19 @@ async fn a_changed_host_key_at_hop_2_refuses_the_whole_chain_and_names_the_hop()
     );
     let c_mark = c.log_mark();
     let tunneld = InProcess::start(&write_config(dir.path(), &config));
-    let state = tunneld
-        .wait_for("changed", STATE_TIMEOUT, is_backing_off)
-        .await;
-    let (reason, kind, permanent) = backing_off(&state);
+    let Failure {
+        reason,
+        kind,
+        permanent,
+        ..
+    } = tunneld.wait_failure("changed", STATE_TIMEOUT).await;
     eprintln!("[changed key at hop 2] {reason}");
 
     // Hop 1 let us in and opened the channel to B; B never saw a login; C never saw anything.
-    assert!(logins(&a) >= 1);
+    assert!(a.logins() >= 1);
     assert_channel_logged(&a, "hop-a", &direct_tcpip_line("127.0.0.1", b.port()));
     assert_eq!(
-        logins(&b),
+        b.logins(),
         0,
         "no login at a hop whose host key was refused"
     );
@@ -507,7 +426,7 @@ async fn a_changed_host_key_at_hop_2_refuses_the_whole_chain_and_names_the_hop()
     assert_eq!(kind, FailureKind::HostKey);
     assert!(permanent, "a changed host key does not fix itself");
     assert_stays_down(&tunneld, "changed", Duration::from_secs(3)).await;
-    assert_eq!(logins(&b), 0);
+    assert_eq!(b.logins(), 0);
     assert_eq!(connections_since(&c, c_mark), 0);
     assert_names_hop(
         &reason,
@@ -534,14 +453,9 @@ async fn authentication_refused_at_hop_1_names_the_hop() {
     let echo = EchoServer::start();
     // hop-a offers B's client key, which A does not authorize.
     let kh_a = known_hosts_file(dir.path(), "hop-a", &a.known_hosts_line());
-    let entry_a = format!(
-        "[hosts.hop-a]\nhostname = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\n\
-         identity_files = [\"{}\"]\nknown_hosts = \"{}\"\n\n",
-        a.port(),
-        a.user(),
-        b.client_key().private.display(),
-        kh_a.display()
-    );
+    let entry_a = HostEntry::new("hop-a", &a, &kh_a)
+        .identity(&b.client_key().private)
+        .toml();
     let (block, _port) = tunnel("auth", "hop-b", r#"["hop-a"]"#, echo.port());
     let config = format!(
         "{}{entry_a}{}{block}",
@@ -550,13 +464,15 @@ async fn authentication_refused_at_hop_1_names_the_hop() {
     );
     let b_mark = b.log_mark();
     let tunneld = InProcess::start(&write_config(dir.path(), &config));
-    let state = tunneld
-        .wait_for("auth", STATE_TIMEOUT, is_backing_off)
-        .await;
-    let (reason, kind, permanent) = backing_off(&state);
+    let Failure {
+        reason,
+        kind,
+        permanent,
+        ..
+    } = tunneld.wait_failure("auth", STATE_TIMEOUT).await;
     eprintln!("[auth refused at hop 1] {reason}");
 
-    assert_eq!(logins(&a), 0);
+    assert_eq!(a.logins(), 0);
     assert_eq!(
         connections_since(&b, b_mark),
         0,
@@ -590,13 +506,15 @@ async fn a_hop_whose_sshd_forbids_forwarding_names_the_hop_and_the_refusal() {
     );
     let (b_mark, c_mark) = (b.log_mark(), c.log_mark());
     let tunneld = InProcess::start(&write_config(dir.path(), &config));
-    let state = tunneld
-        .wait_for("forbidden", STATE_TIMEOUT, is_backing_off)
-        .await;
-    let (reason, kind, permanent) = backing_off(&state);
+    let Failure {
+        reason,
+        kind,
+        permanent,
+        ..
+    } = tunneld.wait_failure("forbidden", STATE_TIMEOUT).await;
     eprintln!("[forwarding forbidden at hop 1] {reason} (kind {kind}, permanent {permanent})");
 
-    assert!(logins(&a) >= 1, "hop-a let us in");
+    assert!(a.logins() >= 1, "hop-a let us in");
     assert_channel_logged(
         &a,
         "hop-a",
@@ -633,14 +551,9 @@ async fn a_next_hop_the_previous_one_cannot_reach_is_connection_refused_by_it() 
         "db-server",
         "[127.0.0.1]:1 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
     );
-    let entry = format!(
-        "[hosts.db-server]\nhostname = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\n\
-         identity_files = [\"{}\"]\nknown_hosts = \"{}\"\n\n",
-        closed.port(),
-        a.user(),
-        a.client_key().private.display(),
-        kh.display()
-    );
+    let entry = HostEntry::new("db-server", &a, &kh)
+        .port(closed.port())
+        .toml();
     let (block, _port) = tunnel("db", "db-server", r#"["bastion"]"#, echo.port());
     let config = format!(
         "{}{}{entry}{block}",
@@ -648,8 +561,12 @@ async fn a_next_hop_the_previous_one_cannot_reach_is_connection_refused_by_it() 
         host_entry(dir.path(), "bastion", &a, ""),
     );
     let tunneld = InProcess::start(&write_config(dir.path(), &config));
-    let state = tunneld.wait_for("db", STATE_TIMEOUT, is_backing_off).await;
-    let (reason, kind, permanent) = backing_off(&state);
+    let Failure {
+        reason,
+        kind,
+        permanent,
+        ..
+    } = tunneld.wait_failure("db", STATE_TIMEOUT).await;
     eprintln!("[next hop unreachable] {reason} (kind {kind}, permanent {permanent})");
 
     assert_channel_logged(
@@ -673,13 +590,10 @@ async fn each_hop_has_its_own_connect_timeout() {
     let mute = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
     let mute_port = mute.local_addr().unwrap().port();
     let kh = known_hosts_file(dir.path(), "mute", "");
-    let entry = format!(
-        "[hosts.mute]\nhostname = \"127.0.0.1\"\nport = {mute_port}\nuser = \"{}\"\n\
-         identity_files = [\"{}\"]\nknown_hosts = \"{}\"\nconnect_timeout = \"1s\"\n\n",
-        a.user(),
-        a.client_key().private.display(),
-        kh.display()
-    );
+    let entry = HostEntry::new("mute", &a, &kh)
+        .port(mute_port)
+        .extra("connect_timeout = \"1s\"\n")
+        .toml();
     // [defaults] says 10 s; the hop's own 1 s must apply to it.
     let (block, _port) = tunnel("slow", "mute", r#"["hop-a"]"#, 9);
     let config = format!(
@@ -689,11 +603,8 @@ async fn each_hop_has_its_own_connect_timeout() {
     );
     let started = Instant::now();
     let tunneld = InProcess::start(&write_config(dir.path(), &config));
-    let state = tunneld
-        .wait_for("slow", STATE_TIMEOUT, is_backing_off)
-        .await;
+    let Failure { reason, kind, .. } = tunneld.wait_failure("slow", STATE_TIMEOUT).await;
     let took = started.elapsed();
-    let (reason, kind, _) = backing_off(&state);
     eprintln!("[mute hop 2] after {:.3} s: {reason}", took.as_secs_f64());
 
     assert_channel_logged(&a, "hop-a", &direct_tcpip_line("127.0.0.1", mute_port));
@@ -745,10 +656,12 @@ async fn kill_and_restart_hop(which: usize) {
         "[{name} killed] noticed after {:.3} s: {down}",
         noticed.as_secs_f64()
     );
-    let down = tunneld
-        .wait_for("chain", DETECT_BOUND, is_backing_off)
-        .await;
-    let (reason, kind, permanent) = backing_off(&down);
+    let Failure {
+        reason,
+        kind,
+        permanent,
+        ..
+    } = tunneld.wait_failure("chain", DETECT_BOUND).await;
     eprintln!("[{name} killed] {reason} (kind {kind})");
     assert!(
         !permanent,
@@ -769,9 +682,9 @@ async fn kill_and_restart_hop(which: usize) {
     // The whole chain was rebuilt: every hop saw a second login.
     for (hop, sshd) in ["hop-a", "hop-b", "hop-c"].iter().zip(&sshds) {
         assert!(
-            wait_until(LOG_TIMEOUT, || logins(sshd) >= 2),
+            wait_until(LOG_TIMEOUT, || sshd.logins() >= 2),
             "{hop} must see the rebuilt chain log in again ({} logins)",
-            logins(sshd)
+            sshd.logins()
         );
     }
     tunneld.stop().await;
@@ -811,10 +724,7 @@ async fn a_frozen_first_hop_is_detected_by_keepalives_and_the_chain_rebuilt() {
 
     let stopped = block_in_place(|| a.stop_sessions());
     let frozen = Instant::now();
-    let down = tunneld
-        .wait_for("frozen", DETECT_BOUND, is_backing_off)
-        .await;
-    let (reason, kind, _) = backing_off(&down);
+    let Failure { reason, kind, .. } = tunneld.wait_failure("frozen", DETECT_BOUND).await;
     eprintln!(
         "[hop-a frozen] detected after {:.3} s: {reason} (kind {kind})",
         frozen.elapsed().as_secs_f64()
@@ -857,8 +767,12 @@ async fn the_death_of_the_first_hop_is_reported_as_that_hops() {
     round_trip_eventually(port, 64 * 1024, 1, STATE_TIMEOUT).await;
 
     block_in_place(|| a.kill());
-    let down = tunneld.wait_for("dies", DETECT_BOUND, is_backing_off).await;
-    let (reason, kind, permanent) = backing_off(&down);
+    let Failure {
+        reason,
+        kind,
+        permanent,
+        ..
+    } = tunneld.wait_failure("dies", DETECT_BOUND).await;
     eprintln!("[hop-a died] {reason} (kind {kind})");
     assert_eq!(kind, FailureKind::Network);
     assert!(!permanent);

@@ -8,7 +8,9 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use harness::{ChaosProxy, ClosedPort, EchoServer, Mode, Sshd, free_port, localhost, random_bytes};
+use harness::{
+    ChaosProxy, ClosedPort, EchoServer, Failure, Mode, Sshd, free_port, localhost, random_bytes,
+};
 use support::{InProcess, defaults_for, echo_through, host_line, test_dir, write_config};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
@@ -116,20 +118,12 @@ async fn a_server_that_forbids_remote_forwarding_fails_the_tunnel_permanently() 
             host_line(&sshd),
         );
         let tunneld = InProcess::start(&write_config(dir.path(), &config));
-        let state = tunneld
-            .wait_for("nope", support::UP_TIMEOUT, |s| {
-                matches!(s, TunnelState::BackingOff { .. })
-            })
-            .await;
-        let TunnelState::BackingOff {
+        let Failure {
             reason,
             permanent,
             kind,
             ..
-        } = state
-        else {
-            unreachable!()
-        };
+        } = tunneld.wait_failure("nope", support::UP_TIMEOUT).await;
         assert_eq!(
             reason,
             format!(

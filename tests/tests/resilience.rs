@@ -22,8 +22,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use harness::{
-    ChaosProxy, EchoServer, KeyPair, Mode, Sshd, TunneldProcess, fd_count, free_port, localhost,
-    random_bytes, rss_kib, try_echo, wait_until,
+    ChaosProxy, EchoServer, Failure, KeyPair, Mode, Sshd, TunneldProcess, backing_off,
+    connection_id, exchange, fd_count, free_port, is_backing_off, localhost, random_bytes, rss_kib,
+    try_echo, up_with_new_connection, wait_until,
 };
 use nix::sys::signal::Signal;
 use support::{InProcess, test_dir, write_config};
@@ -129,36 +130,6 @@ fn config_file(dir: &Path, tunnels: &[&TunnelSpec<'_>]) -> PathBuf {
     write_config(dir, &text)
 }
 
-fn connection_id(state: &TunnelState) -> u64 {
-    match state {
-        TunnelState::Up { connection, .. } => *connection,
-        other => panic!("not up: {other}"),
-    }
-}
-
-fn is_backing_off(state: &TunnelState) -> bool {
-    matches!(state, TunnelState::BackingOff { .. })
-}
-
-fn up_with_new_connection(old: u64) -> impl Fn(&TunnelState) -> bool {
-    move |s| matches!(s, TunnelState::Up { connection, .. } if *connection != old)
-}
-
-/// `(reason, kind, permanent, retry_in, failures)` of a BackingOff state.
-fn backing_off(state: &TunnelState) -> (String, FailureKind, bool, Duration, u32) {
-    match state {
-        TunnelState::BackingOff {
-            reason,
-            kind,
-            permanent,
-            retry_in,
-            failures,
-            ..
-        } => (reason.clone(), *kind, *permanent, *retry_in, *failures),
-        other => panic!("not backing off: {other}"),
-    }
-}
-
 /// An echo round trip of `len` bytes through the forward on `port`, bounded in time.
 async fn round_trip(port: u16, len: usize, seed: u64) {
     let payload = random_bytes(len, seed);
@@ -170,11 +141,6 @@ async fn round_trip(port: u16, len: usize, seed: u64) {
     .expect("the round trip through the forward did not finish in time");
     assert_eq!(back.len(), payload.len(), "echoed length");
     assert!(back == payload, "the echoed bytes differ");
-}
-
-/// `sshd` logs one "Accepted publickey" per login.
-fn logins(sshd: &Sshd) -> usize {
-    sshd.log().matches("Accepted publickey").count()
 }
 
 fn run_binary(config: &Path) -> TunneldProcess {
@@ -216,9 +182,13 @@ async fn sshd_killed_and_restarted_the_forward_works_again_over_a_new_connection
 
     let killed = Instant::now();
     block_in_place(|| sshd.kill());
-    let down = tunneld.wait_for("t", DETECT_BOUND, is_backing_off).await;
+    let Failure {
+        reason,
+        kind,
+        permanent,
+        ..
+    } = tunneld.wait_failure("t", DETECT_BOUND).await;
     let noticed = killed.elapsed();
-    let (reason, kind, permanent, _, _) = backing_off(&down);
     eprintln!(
         "[sshd kill] noticed after {:.3} s: {reason} (kind {kind})",
         secs(noticed)
@@ -249,7 +219,7 @@ async fn sshd_killed_and_restarted_the_forward_works_again_over_a_new_connection
         first,
         connection_id(&up)
     );
-    assert_eq!(logins(&sshd), 2, "one login before the kill, one after");
+    assert_eq!(sshd.logins(), 2, "one login before the kill, one after");
     tunneld.stop().await;
 }
 
@@ -271,13 +241,17 @@ async fn a_black_holed_link_is_detected_within_the_keepalive_budget_and_replaced
     let tunneld = InProcess::start(&config_file(dir.path(), &[&spec]));
     let first = connection_id(&tunneld.wait_up("t").await);
     round_trip(port, 64 * 1024, 1).await;
-    assert_eq!(logins(&sshd), 1);
+    assert_eq!(sshd.logins(), 1);
 
     proxy.set_mode(Mode::BlackHole);
     let cut = Instant::now();
-    let down = tunneld.wait_for("t", DETECT_BOUND, is_backing_off).await;
+    let Failure {
+        reason,
+        kind,
+        permanent,
+        ..
+    } = tunneld.wait_failure("t", DETECT_BOUND).await;
     let detected = cut.elapsed();
-    let (reason, kind, permanent, _, _) = backing_off(&down);
     eprintln!(
         "[black hole] detected after {:.3} s (budget {} s): {reason}",
         secs(detected),
@@ -459,12 +433,16 @@ async fn a_frozen_link_with_writes_stuck_is_detected_and_replaced() {
             }
         })
     };
-    let down = tunneld.wait_for("t", DETECT_BOUND, is_backing_off).await;
+    let Failure {
+        reason,
+        kind,
+        permanent,
+        ..
+    } = tunneld.wait_failure("t", DETECT_BOUND).await;
     let detected = frozen.elapsed();
     watching.store(false, Ordering::Relaxed);
     sampler.join().unwrap();
     let stuck = stuck.load(Ordering::Relaxed);
-    let (reason, kind, permanent, _, _) = backing_off(&down);
     let pushed_while_frozen = sent(&pushers) - sent_at_freeze;
     eprintln!(
         "[freeze] detected after {:.3} s (budget {} s): {reason}; the client pushed {} KiB after the freeze; up to {} KiB stuck unacknowledged in tunneld's SSH socket",
@@ -523,9 +501,13 @@ async fn a_sigstopped_server_session_is_detected_and_replaced() {
     let stopped = block_in_place(|| sshd.stop_sessions());
     assert!(!stopped.is_empty(), "sshd has no session process to stop");
     let frozen = Instant::now();
-    let down = tunneld.wait_for("t", DETECT_BOUND, is_backing_off).await;
+    let Failure {
+        reason,
+        kind,
+        permanent,
+        ..
+    } = tunneld.wait_failure("t", DETECT_BOUND).await;
     let detected = frozen.elapsed();
-    let (reason, kind, permanent, _, _) = backing_off(&down);
     eprintln!(
         "[SIGSTOP] session {stopped:?} stopped: detected after {:.3} s (budget {} s): {reason}",
         secs(detected),
@@ -569,7 +551,13 @@ async fn permanent_failures_at_the_cap(tunneld: &InProcess, kind: FailureKind) -
         )
         .await;
     let first_seen = Instant::now();
-    let (reason, _, permanent, retry_in, failures) = backing_off(&first);
+    let Failure {
+        reason,
+        permanent,
+        retry_in,
+        failures,
+        ..
+    } = backing_off(&first);
     assert!(permanent, "{kind} must be permanent: {reason}");
     assert!(
         retry_in >= cap.mul_f64(0.8) && retry_in <= cap,
@@ -585,7 +573,13 @@ async fn permanent_failures_at_the_cap(tunneld: &InProcess, kind: FailureKind) -
         )
         .await;
     let between = first_seen.elapsed();
-    let (reason2, kind2, permanent2, retry_in2, failures2) = backing_off(&second);
+    let Failure {
+        reason: reason2,
+        kind: kind2,
+        permanent: permanent2,
+        retry_in: retry_in2,
+        failures: failures2,
+    } = backing_off(&second);
     eprintln!(
         "[{kind}] failure {failures2} {:.3} s later: retry in {retry_in2:?}",
         secs(between)
@@ -621,7 +615,7 @@ async fn refused_authentication_says_so_and_retries_at_the_cap() {
         reason.contains("authentication refused"),
         "the reason must say so: {reason}"
     );
-    assert_eq!(logins(&sshd), 0);
+    assert_eq!(sshd.logins(), 0);
     tunneld.stop().await;
 }
 
@@ -645,7 +639,7 @@ async fn a_changed_host_key_is_refused_and_retried_at_the_cap() {
     );
     // No connection: never logged in, and a client of the forward gets nothing through.
     assert_eq!(
-        logins(&sshd),
+        sshd.logins(),
         0,
         "it must not log in to a server it cannot verify"
     );
@@ -822,16 +816,11 @@ async fn a_tunnel_on_a_healthy_link_is_untouched_by_another_tunnels_outage() {
     let mut exchange = async |open: &mut TcpStream, what: &str| {
         let message = random_bytes(4096, exchanges);
         exchanges += 1;
-        let done = tokio::time::timeout(Duration::from_secs(5), async {
-            open.write_all(&message).await.unwrap();
-            let mut back = vec![0u8; message.len()];
-            open.read_exact(&mut back).await.unwrap();
-            back
-        })
-        .await;
-        let back = done.unwrap_or_else(|_| {
-            panic!("the open connection on the healthy tunnel stalled ({what})")
-        });
+        let back = exchange(open, &message, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|| {
+                panic!("the open connection on the healthy tunnel stalled ({what})")
+            });
         assert!(
             back == message,
             "wrong bytes on the healthy tunnel ({what})"
@@ -882,7 +871,7 @@ async fn a_tunnel_on_a_healthy_link_is_untouched_by_another_tunnels_outage() {
         "the healthy tunnel left Up: {disturbed:?}"
     );
     assert_eq!(
-        logins(&healthy_sshd),
+        healthy_sshd.logins(),
         1,
         "the healthy tunnel logged in again"
     );
