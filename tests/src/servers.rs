@@ -18,7 +18,7 @@ pub(crate) fn bind_localhost() -> (StdListener, SocketAddr) {
 }
 
 /// Accepts connections forever, handing each to `serve` on a task of its own.
-async fn accept_loop<F, Fut>(listener: StdListener, accepted: Arc<AtomicU64>, serve: F)
+async fn accept_loop<F, Fut>(listener: StdListener, accepted: Counter, serve: F)
 where
     F: Fn(TcpStream) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
@@ -27,7 +27,7 @@ where
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                accepted.fetch_add(1, Ordering::Relaxed);
+                accepted.add(1);
                 tokio::spawn(serve(stream));
             }
             // Out of descriptors or an aborted handshake: the next accept may succeed.
@@ -36,111 +36,128 @@ where
     }
 }
 
-/// A TCP echo server on 127.0.0.1: echoes each connection until EOF, then shuts down its write
-/// half. Serves any number of concurrent connections; stops on drop.
+/// What every server here has: its address, the count of connections it accepted, and the
+/// runtime that serves them (stopped, with every connection closed, on drop).
 #[derive(Debug)]
-pub struct EchoServer {
+struct Listening {
     addr: SocketAddr,
-    accepted: Arc<AtomicU64>,
+    accepted: Counter,
     _runtime: Background,
 }
 
-impl EchoServer {
-    /// Starts the server; it accepts as soon as this returns.
-    pub fn start() -> Self {
+impl Listening {
+    /// Binds 127.0.0.1:0 and serves each connection with `serve`, on a runtime thread `name`.
+    fn start<F, Fut>(name: &str, serve: F) -> Self
+    where
+        F: Fn(TcpStream) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
         let (listener, addr) = bind_localhost();
-        let accepted = Arc::new(AtomicU64::new(0));
-        let runtime = Background::new("echo-server");
-        runtime.spawn(accept_loop(
-            listener,
-            accepted.clone(),
-            |mut stream| async move {
-                let (mut reader, mut writer) = stream.split();
-                if tokio::io::copy(&mut reader, &mut writer).await.is_ok() {
-                    let _ = writer.shutdown().await;
-                }
-            },
-        ));
+        let accepted = Counter::default();
+        let runtime = Background::new(name);
+        runtime.spawn(accept_loop(listener, accepted.clone(), serve));
         Self {
             addr,
             accepted,
             _runtime: runtime,
         }
     }
+}
 
-    /// The address it listens on.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
+/// `addr`, `port` and `connections_total`, the accessors every server has, from its `listening`
+/// field.
+macro_rules! listening_accessors {
+    () => {
+        /// The address it listens on.
+        pub fn addr(&self) -> SocketAddr {
+            self.listening.addr
+        }
+
+        /// The port it listens on.
+        pub fn port(&self) -> u16 {
+            self.listening.addr.port()
+        }
+
+        /// Connections accepted so far.
+        pub fn connections_total(&self) -> u64 {
+            self.listening.accepted.get()
+        }
+    };
+}
+
+/// A counter shared between a server's connections and the test.
+#[derive(Debug, Clone, Default)]
+struct Counter(Arc<AtomicU64>);
+
+impl Counter {
+    fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// The port it listens on.
-    pub fn port(&self) -> u16 {
-        self.addr.port()
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A TCP echo server on 127.0.0.1: echoes each connection until EOF, then shuts down its write
+/// half. Serves any number of concurrent connections; stops on drop.
+#[derive(Debug)]
+pub struct EchoServer {
+    listening: Listening,
+}
+
+impl EchoServer {
+    /// Starts the server; it accepts as soon as this returns.
+    pub fn start() -> Self {
+        let listening = Listening::start("echo-server", |mut stream| async move {
+            let (mut reader, mut writer) = stream.split();
+            if tokio::io::copy(&mut reader, &mut writer).await.is_ok() {
+                let _ = writer.shutdown().await;
+            }
+        });
+        Self { listening }
     }
 
-    /// Connections accepted so far.
-    pub fn connections_total(&self) -> u64 {
-        self.accepted.load(Ordering::Relaxed)
-    }
+    listening_accessors!();
 }
 
 /// A minimal HTTP/1.1 server on 127.0.0.1 that answers every request with `200 OK` and the same
 /// body, with keep-alive (until the client sends `Connection: close` or closes).
 #[derive(Debug)]
 pub struct HttpServer {
-    addr: SocketAddr,
-    accepted: Arc<AtomicU64>,
-    requests: Arc<AtomicU64>,
-    _runtime: Background,
+    listening: Listening,
+    requests: Counter,
 }
 
 impl HttpServer {
     /// Starts the server with the body every response carries.
     pub fn start(body: Vec<u8>) -> Self {
-        let (listener, addr) = bind_localhost();
-        let accepted = Arc::new(AtomicU64::new(0));
-        let requests = Arc::new(AtomicU64::new(0));
+        let requests = Counter::default();
         let body: Arc<[u8]> = body.into();
-        let runtime = Background::new("http-server");
         let counter = requests.clone();
-        runtime.spawn(accept_loop(listener, accepted.clone(), move |stream| {
+        let listening = Listening::start("http-server", move |stream| {
             serve_http(stream, body.clone(), counter.clone())
-        }));
+        });
         Self {
-            addr,
-            accepted,
+            listening,
             requests,
-            _runtime: runtime,
         }
     }
 
-    /// The address it listens on.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// The port it listens on.
-    pub fn port(&self) -> u16 {
-        self.addr.port()
-    }
+    listening_accessors!();
 
     /// `http://127.0.0.1:PORT/`.
     pub fn url(&self) -> String {
-        format!("http://{}/", self.addr)
-    }
-
-    /// Connections accepted so far.
-    pub fn connections_total(&self) -> u64 {
-        self.accepted.load(Ordering::Relaxed)
+        format!("http://{}/", self.addr())
     }
 
     /// Requests answered so far.
     pub fn requests_total(&self) -> u64 {
-        self.requests.load(Ordering::Relaxed)
+        self.requests.get()
     }
 }
 
-async fn serve_http(mut stream: TcpStream, body: Arc<[u8]>, requests: Arc<AtomicU64>) {
+async fn serve_http(mut stream: TcpStream, body: Arc<[u8]>, requests: Counter) {
     let _ = stream.set_nodelay(true);
     let mut pending: Vec<u8> = Vec::new();
     let mut buf = [0u8; 8192];
@@ -163,7 +180,7 @@ async fn serve_http(mut stream: TcpStream, body: Arc<[u8]>, requests: Arc<Atomic
             body.len(),
             if close { "Connection: close\r\n" } else { "" }
         );
-        requests.fetch_add(1, Ordering::Relaxed);
+        requests.add(1);
         if stream.write_all(response_head.as_bytes()).await.is_err()
             || stream.write_all(&body).await.is_err()
         {
@@ -176,8 +193,9 @@ async fn serve_http(mut stream: TcpStream, body: Arc<[u8]>, requests: Arc<Atomic
     }
 }
 
-/// A port on 127.0.0.1 where nothing listens: connecting gets "connection refused". It was bound
-/// and released, so another process could take it later; good enough for a test's lifetime.
+/// A port on 127.0.0.1 where nothing listens: connecting gets "connection refused". It comes from
+/// [`free_port`](crate::ports::free_port): no other test is handed it, and the kernel does not
+/// give it out as a connection's local port.
 #[derive(Debug, Clone, Copy)]
 pub struct ClosedPort {
     port: u16,
@@ -187,7 +205,7 @@ impl ClosedPort {
     /// Finds such a port.
     pub fn new() -> Self {
         Self {
-            port: crate::util::free_port(),
+            port: crate::ports::free_port(),
         }
     }
 
@@ -212,123 +230,71 @@ impl Default for ClosedPort {
 /// accepted, then closes it, so the target side always closes first. Never reads.
 #[derive(Debug)]
 pub struct ReplyServer {
-    addr: SocketAddr,
-    accepted: Arc<AtomicU64>,
-    _runtime: Background,
+    listening: Listening,
 }
 
 impl ReplyServer {
     /// Starts the server with the reply every connection gets.
     pub fn start(reply: Vec<u8>) -> Self {
-        let (listener, addr) = bind_localhost();
-        let accepted = Arc::new(AtomicU64::new(0));
         let reply: Arc<[u8]> = reply.into();
-        let runtime = Background::new("reply-server");
-        runtime.spawn(accept_loop(
-            listener,
-            accepted.clone(),
-            move |mut stream| {
-                let reply = reply.clone();
-                async move {
-                    if stream.write_all(&reply).await.is_ok() {
-                        let _ = stream.shutdown().await;
-                    }
+        let listening = Listening::start("reply-server", move |mut stream| {
+            let reply = reply.clone();
+            async move {
+                if stream.write_all(&reply).await.is_ok() {
+                    let _ = stream.shutdown().await;
                 }
-            },
-        ));
-        Self {
-            addr,
-            accepted,
-            _runtime: runtime,
-        }
+            }
+        });
+        Self { listening }
     }
 
-    /// The address it listens on.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// The port it listens on.
-    pub fn port(&self) -> u16 {
-        self.addr.port()
-    }
-
-    /// Connections accepted so far.
-    pub fn connections_total(&self) -> u64 {
-        self.accepted.load(Ordering::Relaxed)
-    }
+    listening_accessors!();
 }
 
 /// A target that streams pseudo-random bytes to each connection for as long as it can write
 /// (until the peer goes away). Never reads.
 #[derive(Debug)]
 pub struct SourceServer {
-    addr: SocketAddr,
-    accepted: Arc<AtomicU64>,
-    sent: Arc<AtomicU64>,
-    ended: Arc<AtomicU64>,
-    _runtime: Background,
+    listening: Listening,
+    sent: Counter,
+    ended: Counter,
 }
 
 impl SourceServer {
     /// Starts the server.
     pub fn start() -> Self {
-        let (listener, addr) = bind_localhost();
-        let accepted = Arc::new(AtomicU64::new(0));
-        let sent = Arc::new(AtomicU64::new(0));
-        let ended = Arc::new(AtomicU64::new(0));
+        let (sent, ended) = (Counter::default(), Counter::default());
         let chunk: Arc<[u8]> = crate::util::random_bytes(64 * 1024, 0x5eed).into();
-        let runtime = Background::new("source-server");
         let (sent_counter, ended_counter) = (sent.clone(), ended.clone());
-        runtime.spawn(accept_loop(
-            listener,
-            accepted.clone(),
-            move |mut stream| {
-                let (chunk, sent, ended) =
-                    (chunk.clone(), sent_counter.clone(), ended_counter.clone());
-                async move {
-                    while let Ok(n) = stream.write(&chunk).await {
-                        if n == 0 {
-                            break;
-                        }
-                        sent.fetch_add(n as u64, Ordering::Relaxed);
+        let listening = Listening::start("source-server", move |mut stream| {
+            let (chunk, sent, ended) = (chunk.clone(), sent_counter.clone(), ended_counter.clone());
+            async move {
+                while let Ok(n) = stream.write(&chunk).await {
+                    if n == 0 {
+                        break;
                     }
-                    ended.fetch_add(1, Ordering::Relaxed);
+                    sent.add(n as u64);
                 }
-            },
-        ));
+                ended.add(1);
+            }
+        });
         Self {
-            addr,
-            accepted,
+            listening,
             sent,
             ended,
-            _runtime: runtime,
         }
     }
 
-    /// The address it listens on.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// The port it listens on.
-    pub fn port(&self) -> u16 {
-        self.addr.port()
-    }
-
-    /// Connections accepted so far.
-    pub fn connections_total(&self) -> u64 {
-        self.accepted.load(Ordering::Relaxed)
-    }
+    listening_accessors!();
 
     /// Bytes written so far, over every connection.
     pub fn bytes_sent(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed)
+        self.sent.get()
     }
 
     /// Connections whose stream has ended (a write failed: the peer went away).
     pub fn connections_ended(&self) -> u64 {
-        self.ended.load(Ordering::Relaxed)
+        self.ended.get()
     }
 }
 
@@ -336,78 +302,51 @@ impl SourceServer {
 /// until EOF, then keeps its own half open for as long as the server runs.
 #[derive(Debug)]
 pub struct SilentServer {
-    addr: SocketAddr,
-    accepted: Arc<AtomicU64>,
-    received: Arc<AtomicU64>,
-    eofs: Arc<AtomicU64>,
-    _runtime: Background,
+    listening: Listening,
+    received: Counter,
+    eofs: Counter,
 }
 
 impl SilentServer {
     /// Starts the server.
     pub fn start() -> Self {
-        let (listener, addr) = bind_localhost();
-        let accepted = Arc::new(AtomicU64::new(0));
-        let received = Arc::new(AtomicU64::new(0));
-        let eofs = Arc::new(AtomicU64::new(0));
-        let runtime = Background::new("silent-server");
+        let (received, eofs) = (Counter::default(), Counter::default());
         let (received_counter, eof_counter) = (received.clone(), eofs.clone());
-        runtime.spawn(accept_loop(
-            listener,
-            accepted.clone(),
-            move |mut stream| {
-                let (received, eofs) = (received_counter.clone(), eof_counter.clone());
-                async move {
-                    let mut buf = [0u8; 8192];
-                    loop {
-                        match stream.read(&mut buf).await {
-                            Ok(0) => {
-                                eofs.fetch_add(1, Ordering::Relaxed);
-                                break;
-                            }
-                            Ok(n) => {
-                                received.fetch_add(n as u64, Ordering::Relaxed);
-                            }
-                            Err(_) => break,
+        let listening = Listening::start("silent-server", move |mut stream| {
+            let (received, eofs) = (received_counter.clone(), eof_counter.clone());
+            async move {
+                let mut buf = [0u8; 8192];
+                loop {
+                    match stream.read(&mut buf).await {
+                        Ok(0) => {
+                            eofs.add(1);
+                            break;
                         }
+                        Ok(n) => received.add(n as u64),
+                        Err(_) => break,
                     }
-                    // Our half stays open: the stream lives as long as this never-ending task.
-                    std::future::pending::<()>().await;
-                    drop(stream);
                 }
-            },
-        ));
+                // Our half stays open: the stream lives as long as this never-ending task.
+                std::future::pending::<()>().await;
+                drop(stream);
+            }
+        });
         Self {
-            addr,
-            accepted,
+            listening,
             received,
             eofs,
-            _runtime: runtime,
         }
     }
 
-    /// The address it listens on.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// The port it listens on.
-    pub fn port(&self) -> u16 {
-        self.addr.port()
-    }
-
-    /// Connections accepted so far.
-    pub fn connections_total(&self) -> u64 {
-        self.accepted.load(Ordering::Relaxed)
-    }
+    listening_accessors!();
 
     /// Bytes received so far, over every connection.
     pub fn bytes_received(&self) -> u64 {
-        self.received.load(Ordering::Relaxed)
+        self.received.get()
     }
 
     /// Connections whose peer has sent EOF (which this server never answers).
     pub fn eofs_seen(&self) -> u64 {
-        self.eofs.load(Ordering::Relaxed)
+        self.eofs.get()
     }
 }

@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::keys::KeyPair;
+use crate::ports::free_port;
 use crate::procfs::{
     descendants, has_exited, kill_tree, process_state, signal_group, signal_pid, stop_tree,
 };
 use crate::sshd_config::{current_user, ensure_privsep_dir, reads_banner, sshd_path, write_config};
-use crate::util::{POLL_INTERVAL, TestDir, free_port, localhost, wait_until, write_file};
+use crate::util::{POLL_INTERVAL, TestDir, localhost, wait_until, write_file};
 
 /// How long sshd may take to start listening, on a loaded machine.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -219,6 +220,12 @@ impl Sshd {
     /// Polls the log written after `mark` (from [`Sshd::log_mark`]) until it contains `needle`.
     pub fn wait_for_log_since(&self, mark: usize, needle: &str, timeout: Duration) -> bool {
         wait_until(timeout, || self.log_since(mark).contains(needle))
+    }
+
+    /// How many logins sshd has accepted so far, across restarts: it logs one "Accepted
+    /// publickey" line for each (at the default `VERBOSE`, and at any level from `INFO`).
+    pub fn logins(&self) -> usize {
+        self.log().matches("Accepted publickey").count()
     }
 
     /// The per-connection processes (and everything they started): all descendants of the

@@ -3,13 +3,14 @@
 use std::fs::{self, OpenOptions};
 use std::future::Future;
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub use crate::ports::free_port;
 pub use crate::procfs::{fd_count, rss_kib};
 
 /// How often the polling helpers re-check their condition.
@@ -65,13 +66,6 @@ pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
     }
     out.truncate(n);
     out
-}
-
-/// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released). Only for
-/// programs that must bind themselves: anything else should bind port 0 and keep its listener.
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local_addr").port()
 }
 
 /// `127.0.0.1:port`.
@@ -167,16 +161,44 @@ pub fn init_tracing() {
 /// Writes `payload` to `stream`, shuts down its write half, and returns everything read back
 /// until EOF: one round trip through an echo server, however far away.
 pub async fn echo_all(stream: tokio::net::TcpStream, payload: Vec<u8>) -> Vec<u8> {
+    try_echo_all(stream, payload).await.unwrap()
+}
+
+/// [`echo_all`] with an error instead of a panic, so that a caller can retry while a tunnel
+/// reconnects.
+pub async fn try_echo_all(
+    stream: tokio::net::TcpStream,
+    payload: Vec<u8>,
+) -> std::io::Result<Vec<u8>> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (mut reader, mut writer) = stream.into_split();
     let writing = tokio::spawn(async move {
-        writer.write_all(&payload).await.unwrap();
-        writer.shutdown().await.unwrap();
+        writer.write_all(&payload).await?;
+        writer.shutdown().await
     });
     let mut back = Vec::new();
-    reader.read_to_end(&mut back).await.unwrap();
-    writing.await.unwrap();
-    back
+    reader.read_to_end(&mut back).await?;
+    writing.await.map_err(std::io::Error::other)??;
+    Ok(back)
+}
+
+/// Writes `payload` to `stream` and reads as many bytes back, leaving the connection open: one
+/// exchange with an echo server on a connection that carries on. `None` if that took longer
+/// than `timeout`; panics on an I/O error.
+pub async fn exchange(
+    stream: &mut tokio::net::TcpStream,
+    payload: &[u8],
+    timeout: Duration,
+) -> Option<Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tokio::time::timeout(timeout, async {
+        stream.write_all(payload).await.unwrap();
+        let mut back = vec![0u8; payload.len()];
+        stream.read_exact(&mut back).await.unwrap();
+        back
+    })
+    .await
+    .ok()
 }
 
 /// A blocking echo round trip through `127.0.0.1:port` (the client sends EOF, then reads to the

@@ -14,18 +14,14 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use harness::{ClosedPort, HttpServer, Sshd, free_port, localhost, random_bytes};
-use support::{InProcess, defaults_for, host_line, test_dir, write_config};
+use support::{InProcess, test_dir, write_one_tunnel};
 use tunneld_supervisor::TunnelState;
 
 /// A tunnel with one dynamic forward; returns tunneld and the SOCKS port.
 async fn socks_tunnel(sshd: &Sshd, dir: &Path, extra: &str) -> (InProcess, u16) {
     let port = free_port();
-    let config = format!(
-        "{}[tunnels.socks]\n{}{extra}dynamic = [\"{port}\"]\n",
-        defaults_for(sshd, dir),
-        host_line(sshd),
-    );
-    let tunneld = InProcess::start(&write_config(dir, &config));
+    let block = format!("{extra}dynamic = [\"{port}\"]\n");
+    let tunneld = InProcess::start(&write_one_tunnel(dir, sshd, "socks", &block));
     tunneld.wait_up("socks").await;
     (tunneld, port)
 }
@@ -184,13 +180,11 @@ async fn username_and_password_are_required_when_an_auth_file_is_set() {
     std::fs::write(&users, "alice:s3cret:with:colons\nbob:hunter2\n").unwrap();
     std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o600)).unwrap();
     let port = free_port();
-    let config = format!(
-        "{}[tunnels.socks]\n{}dynamic = [{{ listen = \"127.0.0.1:{port}\", auth_file = \"{}\" }}]\n",
-        defaults_for(&sshd, dir.path()),
-        host_line(&sshd),
+    let block = format!(
+        "dynamic = [{{ listen = \"127.0.0.1:{port}\", auth_file = \"{}\" }}]\n",
         users.display()
     );
-    let tunneld = InProcess::start(&write_config(dir.path(), &config));
+    let tunneld = InProcess::start(&write_one_tunnel(dir.path(), &sshd, "socks", &block));
     tunneld.wait_up("socks").await;
     let url = format!("http://127.0.0.1:{}/", web.port());
     let (good, wrong, none) = tokio::task::spawn_blocking(move || {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use harness::{
     ChaosProxy, ClosedPort, EchoServer, HttpServer, KeyKind, KeyPair, Mode, SshAgent, Sshd,
-    TestDir, TunneldProcess, echo_all, process_state, random_bytes, wait_until,
+    TestDir, TunneldProcess, echo_all, exchange, process_state, random_bytes, wait_until,
 };
 use nix::sys::signal::Signal;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -280,13 +280,11 @@ fn agent_holds_keys_and_ssh_logs_in_through_it() {
     assert_eq!(stdout_of(&output), "via-agent\n");
 }
 
+/// One exchange with the echo server behind `stream`, on a connection that stays open.
 async fn round_trip(stream: &mut TcpStream, payload: &[u8]) {
-    stream.write_all(payload).await.unwrap();
-    let mut back = vec![0u8; payload.len()];
-    tokio::time::timeout(LONG, stream.read_exact(&mut back))
+    let back = exchange(stream, payload, LONG)
         .await
-        .expect("echo within the deadline")
-        .unwrap();
+        .expect("echo within the deadline");
     assert_eq!(back, payload);
 }
 

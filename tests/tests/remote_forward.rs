@@ -8,8 +8,10 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use harness::{ChaosProxy, ClosedPort, EchoServer, Mode, Sshd, free_port, localhost, random_bytes};
-use support::{InProcess, defaults_for, echo_through, host_line, test_dir, write_config};
+use harness::{
+    ChaosProxy, ClosedPort, EchoServer, Failure, Mode, Sshd, free_port, localhost, random_bytes,
+};
+use support::{InProcess, defaults_for, echo_through, test_dir, write_config, write_one_tunnel};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tunneld_supervisor::{RemoteState, TunnelState};
@@ -51,13 +53,8 @@ async fn a_64_mib_payload_round_trips_byte_identical() {
     let sshd = Sshd::start();
     let echo = EchoServer::start();
     let port = free_port();
-    let config = format!(
-        "{}[tunnels.back]\n{}remote = [\"{port}:127.0.0.1:{}\"]\n",
-        defaults_for(&sshd, dir.path()),
-        host_line(&sshd),
-        echo.port()
-    );
-    let tunneld = InProcess::start(&write_config(dir.path(), &config));
+    let block = format!("remote = [\"{port}:127.0.0.1:{}\"]\n", echo.port());
+    let tunneld = InProcess::start(&write_one_tunnel(dir.path(), &sshd, "back", &block));
     let (_, ports) = listening(&tunneld, "back").await;
     assert_eq!(ports, vec![u32::from(port)]);
 
@@ -75,13 +72,11 @@ async fn concurrent_connections_and_a_port_the_server_picks() {
     let sshd = Sshd::start();
     let echo = EchoServer::start();
     let fixed = free_port();
-    let config = format!(
-        "{}[tunnels.both]\n{}remote = [\"{fixed}:127.0.0.1:{echo}\", \"0:127.0.0.1:{echo}\"]\n",
-        defaults_for(&sshd, dir.path()),
-        host_line(&sshd),
+    let block = format!(
+        "remote = [\"{fixed}:127.0.0.1:{echo}\", \"0:127.0.0.1:{echo}\"]\n",
         echo = echo.port()
     );
-    let tunneld = InProcess::start(&write_config(dir.path(), &config));
+    let tunneld = InProcess::start(&write_one_tunnel(dir.path(), &sshd, "both", &block));
     let (_, ports) = listening(&tunneld, "both").await;
     assert_eq!(ports[0], u32::from(fixed));
     assert_ne!(
@@ -110,26 +105,14 @@ async fn a_server_that_forbids_remote_forwarding_fails_the_tunnel_permanently() 
         let dir = test_dir();
         let sshd = Sshd::builder().config_line(forbid).start();
         let port = free_port();
-        let config = format!(
-            "{}[tunnels.nope]\n{}remote = [\"{port}:127.0.0.1:9\"]\n",
-            defaults_for(&sshd, dir.path()),
-            host_line(&sshd),
-        );
-        let tunneld = InProcess::start(&write_config(dir.path(), &config));
-        let state = tunneld
-            .wait_for("nope", support::UP_TIMEOUT, |s| {
-                matches!(s, TunnelState::BackingOff { .. })
-            })
-            .await;
-        let TunnelState::BackingOff {
+        let block = format!("remote = [\"{port}:127.0.0.1:9\"]\n");
+        let tunneld = InProcess::start(&write_one_tunnel(dir.path(), &sshd, "nope", &block));
+        let Failure {
             reason,
             permanent,
             kind,
             ..
-        } = state
-        else {
-            unreachable!()
-        };
+        } = tunneld.wait_failure("nope", support::UP_TIMEOUT).await;
         assert_eq!(
             reason,
             format!(
@@ -150,14 +133,12 @@ async fn a_target_that_is_down_fails_only_that_connection() {
     let sshd = Sshd::start();
     let echo = EchoServer::start();
     let down = ClosedPort::new();
-    let config = format!(
-        "{}[tunnels.half]\n{}remote = [\"0:127.0.0.1:{}\", \"0:127.0.0.1:{}\"]\n",
-        defaults_for(&sshd, dir.path()),
-        host_line(&sshd),
+    let block = format!(
+        "remote = [\"0:127.0.0.1:{}\", \"0:127.0.0.1:{}\"]\n",
         down.port(),
         echo.port()
     );
-    let tunneld = InProcess::start(&write_config(dir.path(), &config));
+    let tunneld = InProcess::start(&write_one_tunnel(dir.path(), &sshd, "half", &block));
     let (connection, ports) = listening(&tunneld, "half").await;
 
     for round in 0..3u64 {
@@ -297,13 +278,8 @@ async fn reverse_ssh_to_the_pi_runs_a_command() {
     let vps = Sshd::start();
     let pi = Sshd::start();
     let port = free_port();
-    let config = format!(
-        "{}[tunnels.pi]\n{}remote = [\"{port}:localhost:{}\"]\n",
-        defaults_for(&vps, dir.path()),
-        host_line(&vps),
-        pi.port()
-    );
-    let tunneld = InProcess::start(&write_config(dir.path(), &config));
+    let block = format!("remote = [\"{port}:localhost:{}\"]\n", pi.port());
+    let tunneld = InProcess::start(&write_one_tunnel(dir.path(), &vps, "pi", &block));
     listening(&tunneld, "pi").await;
 
     let output = tokio::task::spawn_blocking(move || {

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use harness::{Sshd, TestDir};
+use harness::{Failure, Sshd, TestDir, backing_off, is_backing_off};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tunneld_supervisor::{Supervisor, TunnelState};
@@ -31,6 +31,17 @@ pub fn defaults_for(sshd: &Sshd, dir: &Path) -> String {
 /// `host = "127.0.0.1:PORT"` for a tunnel block.
 pub fn host_line(sshd: &Sshd) -> String {
     format!("host = \"127.0.0.1:{}\"\n", sshd.port())
+}
+
+/// Writes a configuration of one tunnel `name` to `sshd` ([`defaults_for`], then the tunnel's
+/// block with [`host_line`] and `lines`) as `dir/tunneld.toml`, and returns its path.
+pub fn write_one_tunnel(dir: &Path, sshd: &Sshd, name: &str, lines: &str) -> PathBuf {
+    let text = format!(
+        "{}[tunnels.{name}]\n{}{lines}",
+        defaults_for(sshd, dir),
+        host_line(sshd)
+    );
+    write_config(dir, &text)
 }
 
 /// Writes `text` as `dir/tunneld.toml`.
@@ -80,8 +91,14 @@ impl InProcess {
         }
     }
 
+    /// Waits until `tunnel` is up, and returns its state.
     pub async fn wait_up(&self, tunnel: &str) -> TunnelState {
         self.wait_for(tunnel, UP_TIMEOUT, TunnelState::is_up).await
+    }
+
+    /// Waits until `tunnel` backs off after a failure, and returns what it says about it.
+    pub async fn wait_failure(&self, tunnel: &str, timeout: Duration) -> Failure {
+        backing_off(&self.wait_for(tunnel, timeout, is_backing_off).await)
     }
 
     pub async fn stop(self) {
