@@ -118,6 +118,39 @@ pub fn fd_count(pid: u32) -> usize {
         .count()
 }
 
+/// How many established TCP connections the process holds whose local port is `port`: the
+/// clients a listener of it has accepted. Counted by socket inode, so connections of the same
+/// process that are still closing on other ports do not count (an fd count would).
+pub fn accepted_on(pid: u32, port: u16) -> usize {
+    let inodes: Vec<String> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|entry| fs::read_link(entry.path()).ok())
+                .filter_map(|target| {
+                    let target = target.to_string_lossy().into_owned();
+                    let inode = target.strip_prefix("socket:[")?.strip_suffix(']')?;
+                    Some(inode.to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let wanted = format!(":{port:04X}");
+    ["tcp", "tcp6"]
+        .iter()
+        .filter_map(|table| fs::read_to_string(format!("/proc/{pid}/net/{table}")).ok())
+        .flat_map(|text| text.lines().skip(1).map(str::to_string).collect::<Vec<_>>())
+        .filter(|line| {
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() > 9
+                && fields[1].ends_with(&wanted)
+                && fields[3] == "01"
+                && inodes.iter().any(|inode| inode == fields[9])
+        })
+        .count()
+}
+
 /// The resident set size of a process in KiB (`VmRSS` of `/proc/PID/status`).
 pub fn rss_kib(pid: u32) -> u64 {
     let status = fs::read_to_string(format!("/proc/{pid}/status"))

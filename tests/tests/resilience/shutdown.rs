@@ -6,7 +6,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use harness::{
-    ChaosProxy, EchoServer, Sshd, TunneldProcess, fd_count, localhost, random_bytes, try_echo,
+    ChaosProxy, EchoServer, Sshd, TunneldProcess, accepted_on, localhost, random_bytes, try_echo,
     wait_until,
 };
 use nix::sys::signal::Signal;
@@ -28,10 +28,11 @@ fn open_clients(port: u16, n: usize) -> Vec<std::net::TcpStream> {
 /// Opens `n` clients of the forward on `port` while the tunnel is down, and returns once tunneld
 /// has accepted them (its fd count went up by `n`): they wait for the tunnel inside tunneld.
 fn open_waiting_clients(tunneld: &TunneldProcess, port: u16, n: usize) -> Vec<std::net::TcpStream> {
-    let before = fd_count(tunneld.pid());
+    let before = accepted_on(tunneld.pid(), port);
     let clients = open_clients(port, n);
     assert!(
-        wait_until(STATE_TIMEOUT, || fd_count(tunneld.pid()) >= before + n),
+        wait_until(STATE_TIMEOUT, || accepted_on(tunneld.pid(), port)
+            >= before + n),
         "tunneld did not accept the clients"
     );
     clients
