@@ -6,6 +6,8 @@
 
 pub mod backoff;
 mod connector;
+#[cfg(test)]
+mod fixtures;
 pub mod health;
 mod remote;
 mod state;

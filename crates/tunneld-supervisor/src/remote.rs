@@ -6,6 +6,7 @@
 //! the new connection, serves every other forward, and asks again every couple of seconds until
 //! the port is free.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,11 +25,37 @@ const RETRY_BUSY: Duration = Duration::from_millis(1500);
 /// How often a forward that is still waiting is summarised in the log.
 const SUMMARY_EVERY: Duration = Duration::from_secs(60);
 
+/// What keeping a remote forward asks of a connection: a seam, so that tests can run the retry
+/// loop on paused time against a server that answers as they script it.
+pub(crate) trait Requests: Send + Sync {
+    /// Asks the server to listen for `forward`; the port it listens on.
+    fn request_remote(
+        &self,
+        forward: &Arc<RemoteForward>,
+    ) -> impl Future<Output = Result<u32, RemoteForwardError>> + Send;
+
+    /// Waits until the connection ends.
+    fn ended(&self) -> impl Future<Output = ()> + Send;
+}
+
+impl Requests for Connection {
+    fn request_remote(
+        &self,
+        forward: &Arc<RemoteForward>,
+    ) -> impl Future<Output = Result<u32, RemoteForwardError>> + Send {
+        Connection::request_remote(self, forward)
+    }
+
+    fn ended(&self) -> impl Future<Output = ()> + Send {
+        Connection::ended(self)
+    }
+}
+
 /// Requests `forward` (the `index`th remote forward) until the server grants it. Returns the
 /// error that must fail the tunnel (forwarding refused by policy), or `Ok` once granted or when
 /// the connection is gone (the tunnel notices that by itself).
 pub(crate) async fn keep(
-    connection: Arc<Connection>,
+    connection: Arc<impl Requests>,
     forward: Arc<RemoteForward>,
     index: usize,
     state: watch::Sender<TunnelState>,
@@ -90,3 +117,6 @@ fn set(state: &watch::Sender<TunnelState>, index: usize, new: RemoteState) {
         _ => false,
     });
 }
+
+#[cfg(test)]
+mod tests;

@@ -311,3 +311,6 @@ fn pipe_limits(tunnel: &Tunnel) -> PipeLimits {
         ..defaults
     }
 }
+
+#[cfg(test)]
+mod tests;

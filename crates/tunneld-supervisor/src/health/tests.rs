@@ -1,13 +1,14 @@
 //! The health report, judged at chosen instants: every case is a moment in a tunnel's life, and
 //! none of them waits for that moment to come.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::time::Instant;
-use tunneld_ssh::{FailureKind, Negotiated};
+use tunneld_ssh::FailureKind;
 
 use super::*;
-use crate::state::{RemoteState, RemoteStatus, TunnelState};
+use crate::fixtures::up;
+use crate::state::{RemoteState, TunnelState};
 
 const GRACE: Duration = Duration::from_secs(10);
 /// The attempt bound of every tunnel here (the sum of its hops' connect timeouts).
@@ -15,25 +16,6 @@ const BOUND: Duration = Duration::from_secs(5);
 
 fn s(secs: u64) -> Duration {
     Duration::from_secs(secs)
-}
-
-fn up(remote: Vec<RemoteState>) -> TunnelState {
-    TunnelState::Up {
-        connection: 1,
-        peer: "db.example".to_owned(),
-        since: SystemTime::UNIX_EPOCH,
-        negotiated: Negotiated {
-            cipher: "aes128-gcm@openssh.com".to_owned(),
-            compression: "none".to_owned(),
-        },
-        remote: remote
-            .into_iter()
-            .map(|state| RemoteStatus {
-                spec: "8080:localhost:80".to_owned(),
-                state,
-            })
-            .collect(),
-    }
 }
 
 fn connecting(attempt: u32) -> TunnelState {

@@ -1,0 +1,193 @@
+//! A tunnel's failure path on paused time: an attempt fails, the tunnel backs off by the kind of
+//! failure, and the next attempt starts when the wait is over (not before, not much after).
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use tunneld_config::{Backoff, Config, Hop, HostKeyPolicy, Keepalive};
+use tunneld_ssh::{FailureKind, ProgressFn, Stage};
+
+use super::*;
+use crate::Supervisor;
+use crate::connector::Attempt;
+use crate::health::DEFAULT_GRACE;
+
+const MIN: Duration = Duration::from_secs(2);
+const MAX: Duration = Duration::from_secs(20);
+
+/// A connector whose attempts fail as scripted; once the script runs out, they hang.
+struct Scripted {
+    failures: Mutex<VecDeque<SshError>>,
+    /// When each attempt started.
+    attempts: Mutex<Vec<Instant>>,
+}
+
+impl Connector for Scripted {
+    fn connect<'a>(&'a self, _tunnel: &'a Tunnel, _progress: &'a ProgressFn) -> Attempt<'a> {
+        self.attempts.lock().unwrap().push(Instant::now());
+        match self.failures.lock().unwrap().pop_front() {
+            Some(err) => Box::pin(std::future::ready(Err(err))),
+            None => Box::pin(std::future::pending()),
+        }
+    }
+}
+
+/// A tunnel without forwards (nothing to bind), whose server is never really dialled.
+fn config() -> Config {
+    let target = Hop {
+        label: "db".to_owned(),
+        hostname: "db.example".to_owned(),
+        port: 22,
+        user: "tunneld".to_owned(),
+        identity_files: Vec::new(),
+        use_agent: true,
+        known_hosts: PathBuf::from("/nonexistent/known_hosts"),
+        global_known_hosts: PathBuf::from("/nonexistent/global_known_hosts"),
+        host_key_policy: HostKeyPolicy::Strict,
+        connect_timeout: Duration::from_secs(10),
+        compression: false,
+        ciphers: Vec::new(),
+    };
+    Config {
+        path: PathBuf::from("/etc/tunneld/tunneld.toml"),
+        tunnels: vec![Tunnel {
+            name: "t".to_owned(),
+            target,
+            jump: Vec::new(),
+            local: Vec::new(),
+            remote: Vec::new(),
+            dynamic: Vec::new(),
+            keepalive: Keepalive {
+                interval: Some(Duration::from_secs(15)),
+                max: 3,
+            },
+            backoff: Backoff { min: MIN, max: MAX },
+        }],
+    }
+}
+
+fn closed(kind: FailureKind) -> SshError {
+    SshError::Closed {
+        peer: "db.example:22".to_owned(),
+        reason: format!("failed ({kind})"),
+        kind,
+    }
+}
+
+/// What the tunnel published for its `failures`th failure in a row.
+struct Published {
+    reason: String,
+    kind: FailureKind,
+    permanent: bool,
+    retry_in: Duration,
+    retry_at: Instant,
+}
+
+async fn backing_off(state: &mut watch::Receiver<TunnelState>, failures: u32) -> Published {
+    let wanted = failures;
+    let published = state
+        .wait_for(|s| matches!(s, TunnelState::BackingOff { failures, .. } if *failures == wanted))
+        .await
+        .unwrap();
+    let TunnelState::BackingOff {
+        reason,
+        kind,
+        permanent,
+        retry_in,
+        retry_at,
+        ..
+    } = published.clone()
+    else {
+        unreachable!("waited for BackingOff");
+    };
+    Published {
+        reason,
+        kind,
+        permanent,
+        retry_in,
+        retry_at,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_attempt_backs_off_by_its_kind_and_retries_when_the_wait_is_over() {
+    let connector = Arc::new(Scripted {
+        failures: Mutex::new(VecDeque::from([
+            closed(FailureKind::Network),
+            closed(FailureKind::Network),
+            // Never reached the server: retried after about a second, backoff untouched.
+            SshError::Timeout {
+                peer: "db.example:22".to_owned(),
+                stage: Stage::Connect,
+                after: Duration::from_secs(10),
+            },
+            // Retrying cannot help: straight to the cap.
+            closed(FailureKind::Auth),
+        ])),
+        attempts: Mutex::new(Vec::new()),
+    });
+    let shutdown = CancellationToken::new();
+    let start = Instant::now();
+    let supervisor = Supervisor::start_with(&config(), shutdown, connector.clone(), DEFAULT_GRACE);
+    let mut state = supervisor.state("t").unwrap();
+
+    // (failures in a row, kind, permanent, the bounds of the wait)
+    let expected = [
+        (1, FailureKind::Network, false, MIN, MIN.mul_f64(1.5)),
+        (2, FailureKind::Network, false, MIN * 2, MIN * 3),
+        (
+            3,
+            FailureKind::Timeout,
+            false,
+            Duration::from_millis(800),
+            Duration::from_secs(1),
+        ),
+        (4, FailureKind::Auth, true, MAX.mul_f64(0.8), MAX),
+    ];
+    let mut retry_at = Vec::new();
+    for (failures, kind, permanent, shortest, longest) in expected {
+        let published = backing_off(&mut state, failures).await;
+        let attempts = connector.attempts.lock().unwrap().clone();
+        let index = usize::try_from(failures).unwrap() - 1;
+        let failed_at = attempts[index];
+        assert_eq!(published.kind, kind, "failure {failures}");
+        assert_eq!(published.permanent, permanent, "failure {failures}");
+        assert!(
+            published.reason.starts_with("db.example:22: "),
+            "{}",
+            published.reason
+        );
+        assert!(
+            published.retry_in >= shortest && published.retry_in <= longest,
+            "failure {failures}: waits {:?}",
+            published.retry_in
+        );
+        assert_eq!(published.retry_at, failed_at + published.retry_in);
+        retry_at.push(published.retry_at);
+
+        // Patiently backing off is healthy, and a failed first attempt counts as ready.
+        let report = supervisor.report();
+        assert!(report.healthy(), "{report:?}");
+        assert!(report.ready, "{report:?}");
+    }
+
+    // The script is over: the fifth attempt hangs.
+    state
+        .wait_for(|s| matches!(s, TunnelState::Connecting { attempt: 5, .. }))
+        .await
+        .unwrap();
+    let attempts = connector.attempts.lock().unwrap().clone();
+    assert_eq!(attempts.len(), 5);
+    assert_eq!(attempts[0], start, "the first attempt starts at once");
+    // Each later attempt starts when the wait before it is over: not before, and no later than
+    // the next millisecond (where a sleep ends).
+    for (started, due) in attempts[1..].iter().zip(&retry_at) {
+        assert!(
+            *started >= *due && *started - *due <= Duration::from_millis(1),
+            "started {:?} after the wait was over",
+            started.saturating_duration_since(*due)
+        );
+    }
+    assert!(supervisor.shutdown(Duration::from_secs(1)).await);
+}
