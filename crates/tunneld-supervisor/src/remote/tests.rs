@@ -128,7 +128,7 @@ async fn a_refusal_by_policy_fails_the_tunnel_at_once_and_a_closed_connection_do
     let refused = keep(server.clone(), forward(), 0, state.clone()).await;
     let err = refused.expect_err("a policy refusal fails the tunnel");
     assert!(
-        matches!(err, SshError::Remote(RemoteForwardError::Policy { .. })),
+        matches!(err, TunnelError::Remote(RemoteForwardError::Policy { .. })),
         "{err:?}"
     );
     assert!(err.is_permanent(), "{err}");

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use tunneld_config::{Backoff, Config, Hop, HostKeyPolicy, Keepalive};
-use tunneld_ssh::{FailureKind, ProgressFn, Stage};
+use tunneld_ssh::{FailureKind, Peer, ProgressFn, Stage};
 
 use super::*;
 use crate::Supervisor;
@@ -18,7 +18,7 @@ const MAX: Duration = Duration::from_secs(20);
 
 /// A connector whose attempts fail as scripted; once the script runs out, they hang.
 struct Scripted {
-    failures: Mutex<VecDeque<SshError>>,
+    failures: Mutex<VecDeque<TunnelError>>,
     /// When each attempt started.
     attempts: Mutex<Vec<Instant>>,
 }
@@ -67,11 +67,21 @@ fn config() -> Config {
     }
 }
 
-fn closed(kind: FailureKind) -> SshError {
-    SshError::Closed {
-        peer: "db.example:22".to_owned(),
-        reason: format!("failed ({kind})"),
-        kind,
+fn peer() -> Peer {
+    Peer::new("db.example", "db.example", 22)
+}
+
+/// The server dropped the connection: a network failure.
+fn dropped() -> TunnelError {
+    TunnelError::Dropped { peer: peer() }
+}
+
+/// The server refused every key: an authentication failure, which retrying cannot fix.
+fn refused() -> TunnelError {
+    TunnelError::AuthRefused {
+        user: "tunnel".to_owned(),
+        peer: peer(),
+        tried: Vec::new(),
     }
 }
 
@@ -114,16 +124,16 @@ async fn backing_off(state: &mut watch::Receiver<TunnelState>, failures: u32) ->
 async fn a_failed_attempt_backs_off_by_its_kind_and_retries_when_the_wait_is_over() {
     let connector = Arc::new(Scripted {
         failures: Mutex::new(VecDeque::from([
-            closed(FailureKind::Network),
-            closed(FailureKind::Network),
+            dropped(),
+            dropped(),
             // Never reached the server: retried after about a second, backoff untouched.
-            SshError::Timeout {
-                peer: "db.example:22".to_owned(),
+            TunnelError::Timeout {
+                peer: peer(),
                 stage: Stage::Connect,
                 after: Duration::from_secs(10),
             },
             // Retrying cannot help: straight to the cap.
-            closed(FailureKind::Auth),
+            refused(),
         ])),
         attempts: Mutex::new(Vec::new()),
     });
@@ -154,8 +164,8 @@ async fn a_failed_attempt_backs_off_by_its_kind_and_retries_when_the_wait_is_ove
         assert_eq!(published.kind, kind, "failure {failures}");
         assert_eq!(published.permanent, permanent, "failure {failures}");
         assert!(
-            published.reason.starts_with("db.example:22: "),
-            "{}",
+            published.reason.contains("db.example:22"),
+            "the reason names the server: {}",
             published.reason
         );
         assert!(
