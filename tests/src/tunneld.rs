@@ -56,6 +56,11 @@ fn build_tunneld() -> PathBuf {
     command
         .current_dir(workspace)
         .args(["build", "--quiet", "-p", "tunneld", "--bin", "tunneld"])
+        // The tests build tokio with `test-util` (paused-time tests; a dev-dependency). Built
+        // with the same features, the binary reuses the test build's libraries instead of
+        // compiling tokio, russh and every tunneld crate a second time. The feature only makes
+        // pausing the clock possible; nothing in the binary pauses it.
+        .args(["--features", "tokio/test-util"])
         .arg("--target-dir")
         .arg(&target_dir)
         .stdin(Stdio::null());
