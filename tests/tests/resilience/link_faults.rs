@@ -16,7 +16,7 @@ use tunneld_ssh::FailureKind;
 use crate::support::test_dir;
 use crate::{
     BUDGET, KEEPALIVE_INTERVAL, STATE_TIMEOUT, TunnelSpec, secs, start_up, wait_detected,
-    wait_recovered,
+    wait_recovered, wait_timed_out,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,22 +89,12 @@ async fn a_black_holed_link_is_detected_within_the_keepalive_budget_and_replaced
 
     proxy.set_mode(Mode::BlackHole);
     let cut = Instant::now();
-    let (
-        Failure {
-            reason,
-            kind,
-            permanent,
-            ..
-        },
-        detected,
-    ) = wait_detected(&tunneld, cut).await;
+    let (reason, detected) = wait_timed_out(&tunneld, cut).await;
     eprintln!(
         "[black hole] detected after {:.3} s (budget {} s): {reason}",
         secs(detected),
         BUDGET.as_secs()
     );
-    assert_eq!(kind, FailureKind::Timeout, "{reason}");
-    assert!(!permanent);
     assert!(
         reason.contains(&format!("127.0.0.1:{}", proxy.port())),
         "the reason must name the server: {reason}"
@@ -270,15 +260,7 @@ async fn a_frozen_link_with_writes_stuck_is_detected_and_replaced() {
             }
         })
     };
-    let (
-        Failure {
-            reason,
-            kind,
-            permanent,
-            ..
-        },
-        detected,
-    ) = wait_detected(&tunneld, frozen).await;
+    let (reason, detected) = wait_timed_out(&tunneld, frozen).await;
     watching.store(false, Ordering::Relaxed);
     sampler.join().unwrap();
     let stuck = stuck.load(Ordering::Relaxed);
@@ -294,8 +276,6 @@ async fn a_frozen_link_with_writes_stuck_is_detected_and_replaced() {
         stuck > 0,
         "nothing was left in flight in tunneld's SSH socket: not the stuck-write case"
     );
-    assert_eq!(kind, FailureKind::Timeout, "{reason}");
-    assert!(!permanent);
     // The clients of the dead connection are told (EOF or reset), not left hanging.
     assert!(
         harness::wait_until_async(STATE_TIMEOUT, || {
@@ -333,22 +313,12 @@ async fn a_sigstopped_server_session_is_detected_and_replaced() {
     let stopped = block_in_place(|| sshd.stop_sessions());
     assert!(!stopped.is_empty(), "sshd has no session process to stop");
     let frozen = Instant::now();
-    let (
-        Failure {
-            reason,
-            kind,
-            permanent,
-            ..
-        },
-        detected,
-    ) = wait_detected(&tunneld, frozen).await;
+    let (reason, detected) = wait_timed_out(&tunneld, frozen).await;
     eprintln!(
         "[SIGSTOP] session {stopped:?} stopped: detected after {:.3} s (budget {} s): {reason}",
         secs(detected),
         BUDGET.as_secs()
     );
-    assert_eq!(kind, FailureKind::Timeout, "{reason}");
-    assert!(!permanent);
     assert!(
         detected >= BUDGET - KEEPALIVE_INTERVAL,
         "detected too early: {detected:?}"

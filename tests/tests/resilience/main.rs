@@ -35,6 +35,7 @@ use harness::{
     up_with_new_connection,
 };
 use support::{InProcess, write_config};
+use tunneld_ssh::FailureKind;
 
 /// The configured keepalive: `keepalive_interval = "1s"`, `keepalive_max = 2`.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
@@ -166,6 +167,23 @@ async fn start_up(dir: &Path, spec: &TunnelSpec<'_>) -> (InProcess, u64) {
 async fn wait_detected(tunneld: &InProcess, since: Instant) -> (Failure, Duration) {
     let failure = tunneld.wait_failure("t", DETECT_BOUND).await;
     (failure, since.elapsed())
+}
+
+/// [`wait_detected`] for a link that stopped answering: the failure must be a timeout, and not
+/// permanent. Returns its reason and how long after `since` it was detected.
+async fn wait_timed_out(tunneld: &InProcess, since: Instant) -> (String, Duration) {
+    let (
+        Failure {
+            reason,
+            kind,
+            permanent,
+            ..
+        },
+        detected,
+    ) = wait_detected(tunneld, since).await;
+    assert_eq!(kind, FailureKind::Timeout, "{reason}");
+    assert!(!permanent, "{reason}");
+    (reason, detected)
 }
 
 /// Waits for tunnel `t` to be up again on another connection than `first` (within
