@@ -71,7 +71,7 @@ impl AgentAttempt<'_> {
         let rsa_hash = rsa_hash(handle, rsa).await?;
         for offer in offers {
             let (name, used) = match &offer {
-                Offer::Key(key) => (agent_key(key), None),
+                Offer::Key(key) => (key.fingerprint(HashAlg::Sha256).to_string(), None),
                 Offer::Certificate(certificate) => {
                     let name = format!(
                         "agent certificate {}",
@@ -86,7 +86,7 @@ impl AgentAttempt<'_> {
             };
             tried.push(match &used {
                 Some(certificate) => offer_label(&name, certificate, &hop.user, self.now),
-                None => name.clone(),
+                None => format!("agent key {name}"),
             });
             let result = match offer {
                 Offer::Key(key) => {
@@ -195,7 +195,7 @@ impl AgentAttempt<'_> {
 
 /// Warns about certificate files named in `certificate_files` that no key signs for. Those
 /// beside an unusable key file were already explained by that key's own warning.
-pub(super) fn warn_unpaired(peer: &Peer, unpaired: &[&UserCertificate], asked_agent: bool) {
+fn warn_unpaired(peer: &Peer, unpaired: &[&UserCertificate], asked_agent: bool) {
     for file in unpaired.iter().filter(|file| file.origin == Origin::Named) {
         let error = CertificateError::NoKey {
             path: file.path.clone(),
@@ -204,8 +204,4 @@ pub(super) fn warn_unpaired(peer: &Peer, unpaired: &[&UserCertificate], asked_ag
         };
         warn!(peer = %peer, error = %error, "cannot use certificate");
     }
-}
-
-fn agent_key(key: &PublicKey) -> String {
-    format!("agent key {}", key.fingerprint(HashAlg::Sha256))
 }
