@@ -197,6 +197,34 @@ fn certificates_that_cannot_be_used() {
 }
 
 #[test]
+fn the_certificate_of_a_key_that_cannot_be_read_waits_for_the_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let ca = key(dir, "ca");
+    let a = key(dir, "a");
+    sign(&ca, &a, "a");
+    // A passphrase: tunneld cannot read the key, only an agent that holds it can sign.
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-p", "-N", "secret", "-P", "", "-f"])
+        .arg(&a)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let auth = format!("identity_files = {}", list(&[&a]));
+    // identity::check reports the key; without the agent the certificate is never offered.
+    assert_eq!(check_hop(&hop(&auth), None), []);
+    let reports = check_hop(&hop(&format!("{auth}\nuse_agent = true")), None);
+    assert_eq!(levels(&reports), [ReportLevel::Note], "{reports:?}");
+    assert!(
+        reports[0].message.ends_with(&format!(
+            "offered only if the agent holds its key {}",
+            fingerprint(&a)
+        )),
+        "{reports:?}"
+    );
+}
+
+#[test]
 fn credentials_have_their_certificate_beside_them_in_the_credentials_directory() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();

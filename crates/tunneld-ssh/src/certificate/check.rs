@@ -46,8 +46,10 @@ pub fn check_hop(hop: &Hop, credentials_dir: Option<&Path>) -> Vec<CertificateRe
     for certificate in &found.unpaired {
         let fingerprint = certificate.key_fingerprint();
         reports.push(match (certificate.origin, hop.use_agent) {
-            // Its key file could not be used, and identity::check says why.
-            (Origin::Beside, _) => judged(
+            // Its key file could not be used, and identity::check says why; without the agent
+            // it is not offered at all, and there is no more to say.
+            (Origin::Beside, false) => continue,
+            (Origin::Beside, true) => judged(
                 certificate,
                 &hop.user,
                 now,
