@@ -54,7 +54,11 @@ pub struct Hop {
     pub user: String,
     /// Private keys to try, in order.
     pub identity_files: Vec<IdentityFile>,
-    /// Whether to also try the keys of the agent at `$SSH_AUTH_SOCK`.
+    /// User certificates named explicitly (like OpenSSH's `CertificateFile`). Each is offered,
+    /// before the plain key, with the identity (a key file, or an agent key) whose public key it
+    /// certifies. A `KEY-cert.pub` beside an identity file `KEY` is offered without being named.
+    pub certificate_files: Vec<IdentityFile>,
+    /// Whether to also try the keys (and certificates) of the agent at `$SSH_AUTH_SOCK`.
     pub use_agent: bool,
     /// The known_hosts file of learned keys: host keys are verified against it (together with
     /// `global_known_hosts`), and `accept-new` appends to it.
@@ -73,7 +77,7 @@ pub struct Hop {
     pub ciphers: Vec<String>,
 }
 
-/// Where a private key comes from.
+/// Where a private key (or a certificate, in `certificate_files`) comes from.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum IdentityFile {
     /// A file on disk.

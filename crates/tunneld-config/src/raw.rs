@@ -19,6 +19,7 @@ pub(crate) type Opt<T> = Option<Spanned<T>>;
 pub(crate) struct Common<'a> {
     pub(crate) user: Option<&'a Spanned<String>>,
     pub(crate) identity_files: Option<&'a Spanned<Vec<Spanned<String>>>>,
+    pub(crate) certificate_files: Option<&'a Spanned<Vec<Spanned<String>>>>,
     pub(crate) use_agent: Option<&'a Spanned<bool>>,
     pub(crate) known_hosts: Option<&'a Spanned<String>>,
     pub(crate) global_known_hosts: Option<&'a Spanned<String>>,
@@ -42,6 +43,7 @@ macro_rules! section {
         pub(crate) struct $name {
             user: Opt<String>,
             identity_files: Opt<Vec<Spanned<String>>>,
+            certificate_files: Opt<Vec<Spanned<String>>>,
             use_agent: Opt<bool>,
             known_hosts: Opt<String>,
             global_known_hosts: Opt<String>,
@@ -62,6 +64,7 @@ macro_rules! section {
                 Common {
                     user: self.user.as_ref(),
                     identity_files: self.identity_files.as_ref(),
+                    certificate_files: self.certificate_files.as_ref(),
                     use_agent: self.use_agent.as_ref(),
                     known_hosts: self.known_hosts.as_ref(),
                     global_known_hosts: self.global_known_hosts.as_ref(),
@@ -273,7 +276,7 @@ mod tests {
         assert_eq!(
             error("tunnels = { db = { host = \"h\", lokal = [] } }\n"),
             "t.toml:1:32: tunnels.db.lokal: unknown field `lokal`, expected one of `user`, \
-             `identity_files`, `use_agent`, `known_hosts`, `global_known_hosts`, \
+             `identity_files`, `certificate_files`, `use_agent`, `known_hosts`, `global_known_hosts`, \
              `host_key_policy`, `keepalive_interval`, `keepalive_max`, `connect_timeout`, `backoff_min`, \
              `backoff_max`, `compression`, `ciphers`, `host`, `jump`, `local`, `remote`, `dynamic`"
         );

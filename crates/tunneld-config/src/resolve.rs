@@ -312,6 +312,9 @@ impl<'a> Resolver<'a> {
                 .or_else(|| pick.get(|s| s.user.clone()))
                 .unwrap_or_else(|| self.env.user.clone()),
             identity_files,
+            certificate_files: pick
+                .get(|s| s.certificate_files.clone())
+                .unwrap_or_default(),
             use_agent,
             known_hosts: pick
                 .get(|s| s.known_hosts.clone())

@@ -36,6 +36,7 @@ pub(crate) struct Located<T> {
 pub(crate) struct Settings {
     pub(crate) user: Option<String>,
     pub(crate) identity_files: Option<Vec<IdentityFile>>,
+    pub(crate) certificate_files: Option<Vec<IdentityFile>>,
     pub(crate) use_agent: Option<bool>,
     pub(crate) known_hosts: Option<PathBuf>,
     pub(crate) global_known_hosts: Option<PathBuf>,
@@ -69,19 +70,22 @@ pub(crate) fn check(
         None => None,
     };
 
-    let identity_files = match common.identity_files {
+    // Certificates are named the way keys are: a path or `credential:NAME`.
+    let files_of = |raw: Option<&Spanned<Vec<Spanned<String>>>>, name: &str| match raw {
         Some(list) => {
-            let key = section.field("identity_files");
+            let key = section.field(name);
             let mut files = Vec::new();
             for (index, file) in list.get_ref().iter().enumerate() {
                 let checked = identity_file(file.get_ref(), base_dir)
                     .map_err(|e| err(file.span(), key.index(index), e))?;
                 files.push(checked);
             }
-            Some(files)
+            Ok(Some(files))
         }
-        None => None,
+        None => Ok(None),
     };
+    let identity_files = files_of(common.identity_files, "identity_files")?;
+    let certificate_files = files_of(common.certificate_files, "certificate_files")?;
 
     let path_of = |raw: Option<&Spanned<String>>, name: &str| match raw {
         Some(path) => checked_path(path.get_ref(), base_dir)
@@ -166,6 +170,7 @@ pub(crate) fn check(
     Ok(Settings {
         user,
         identity_files,
+        certificate_files,
         use_agent: common.use_agent.map(|b| *b.get_ref()),
         known_hosts,
         global_known_hosts,

@@ -78,6 +78,7 @@ fn hop(label: &str, hostname: &str, user: &str, key: IdentityFile) -> Hop {
         port: 22,
         user: user.to_owned(),
         identity_files: vec![key],
+        certificate_files: vec![],
         use_agent: false,
         known_hosts: PathBuf::from("/var/lib/tunneld/known_hosts"),
         global_known_hosts: PathBuf::from("/etc/tunneld/known_hosts"),

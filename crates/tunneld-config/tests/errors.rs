@@ -45,7 +45,7 @@ fn unknown_key() {
         6,
         1,
         "tunnels.db.lokal",
-        "unknown field `lokal`, expected one of `user`, `identity_files`, `use_agent`, \
+        "unknown field `lokal`, expected one of `user`, `identity_files`, `certificate_files`, `use_agent`, \
          `known_hosts`, `global_known_hosts`, `host_key_policy`, `keepalive_interval`, \
          `keepalive_max`, `connect_timeout`, `backoff_min`, `backoff_max`, `compression`, `ciphers`, `host`, \
          `jump`, `local`, `remote`, `dynamic`",
@@ -55,7 +55,7 @@ fn unknown_key() {
         5,
         1,
         "hosts.b.hostnme",
-        "unknown field `hostnme`, expected one of `user`, `identity_files`, `use_agent`, \
+        "unknown field `hostnme`, expected one of `user`, `identity_files`, `certificate_files`, `use_agent`, \
          `known_hosts`, `global_known_hosts`, `host_key_policy`, `keepalive_interval`, \
          `keepalive_max`, `connect_timeout`, `backoff_min`, `backoff_max`, `compression`, `ciphers`, \
          `hostname`, `port`, `jump`",
@@ -261,7 +261,7 @@ fn jump_in_defaults() {
         4,
         11,
         "defaults.x",
-        "unknown field `x`, expected one of `user`, `identity_files`, `use_agent`, \
+        "unknown field `x`, expected one of `user`, `identity_files`, `certificate_files`, `use_agent`, \
          `known_hosts`, `global_known_hosts`, `host_key_policy`, `keepalive_interval`, \
          `keepalive_max`, `connect_timeout`, `backoff_min`, `backoff_max`, `compression`, `ciphers`",
     );
@@ -375,6 +375,11 @@ fn other_values() {
             "identity_files = [\"credential:\"]",
             "tunnels.db.identity_files[0]",
             r#""credential:" does not name a credential (expected credential:NAME, NAME as in LoadCredential=, without /)"#,
+        ),
+        (
+            "certificate_files = [\"~/.ssh/id_ed25519-cert.pub\"]",
+            "tunnels.db.certificate_files[0]",
+            r#""~/.ssh/id_ed25519-cert.pub" starts with ~, which is not expanded (expected the full path, like /etc/tunneld/keys/NAME)"#,
         ),
         (
             "known_hosts = \"\"",

@@ -160,6 +160,26 @@ fn every_key_follows_the_precedence() {
         |t| t.target.identity_files.clone(),
     );
     check_precedence(
+        "certificate_files",
+        [
+            "[\"/d-cert.pub\"]",
+            "[\"/h-cert.pub\", \"credential:h-cert.pub\"]",
+            "[\"keys/t-cert.pub\"]",
+        ],
+        [
+            vec![IdentityFile::Path(PathBuf::from(
+                "/etc/tunneld/keys/t-cert.pub",
+            ))],
+            vec![
+                IdentityFile::Path(PathBuf::from("/h-cert.pub")),
+                IdentityFile::Credential("h-cert.pub".to_owned()),
+            ],
+            vec![IdentityFile::Path(PathBuf::from("/d-cert.pub"))],
+            vec![],
+        ],
+        |t| t.target.certificate_files.clone(),
+    );
+    check_precedence(
         "keepalive_interval",
         ["\"0s\"", "\"5s\"", "\"500ms\""],
         [
@@ -222,7 +242,7 @@ fn hops_take_their_own_entry_then_defaults_never_the_tunnel() {
     let tunnel = only(&format!(
         "{CHAIN}[tunnels.t]\nhost = \"db\"\nuser = \"t-user\"\ncompression = false\n\
          connect_timeout = \"30s\"\nidentity_files = [\"/etc/tunneld/keys/t\"]\n\
-         local = [\"1:x:1\"]\n"
+         certificate_files = [\"/etc/tunneld/keys/t-cert.pub\"]\nlocal = [\"1:x:1\"]\n"
     ));
     let [a] = tunnel.jump.as_slice() else {
         panic!("{:?}", tunnel.jump)
@@ -235,6 +255,14 @@ fn hops_take_their_own_entry_then_defaults_never_the_tunnel() {
     assert_eq!(
         a.identity_files,
         [IdentityFile::Path(PathBuf::from("/etc/tunneld/keys/id"))]
+    );
+    // Certificates are resolved like keys: the hop never takes the tunnel's.
+    assert_eq!(a.certificate_files, []);
+    assert_eq!(
+        tunnel.target.certificate_files,
+        [IdentityFile::Path(PathBuf::from(
+            "/etc/tunneld/keys/t-cert.pub"
+        ))]
     );
     // The target takes the tunnel's values.
     assert_eq!(tunnel.target.user, "t-user");

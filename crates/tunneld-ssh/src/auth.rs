@@ -1,42 +1,82 @@
-//! Public key authentication: the identity files in order, then the agent's keys.
+//! Public key authentication, in OpenSSH's order: for each identity file, its certificates (the
+//! `KEY-cert.pub` beside it, then those of `certificate_files` that certify it), then the key
+//! itself; then, with `use_agent`, the agent's keys, each after its certificates.
+//!
+//! `signer.rs` signs certificate offers with the hash the server prefers, `agent.rs` speaks to
+//! the agent, and `reminder.rs` warns while a certificate in use nears its end.
+
+mod agent;
+mod reminder;
+mod signer;
 
 use std::path::PathBuf;
 
 use russh::client::{AuthResult, Handle};
-use russh::keys::agent::AgentIdentity;
-use russh::keys::agent::client::AgentClient;
+use russh::keys::ssh_key::Certificate;
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg};
 use russh::{MethodKind, MethodSet};
-use tracing::{debug, info, warn};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
 use tunneld_config::Hop;
 
+use crate::certificate::{self, describe, judge};
+use crate::dates;
 use crate::error::{Peer, TunnelError};
 use crate::handler::ClientHandler;
-use crate::identity::{self, LoadedKey};
+use agent::AgentAttempt;
+use signer::FileKey;
 
-/// Authenticates `hop.user`, reading the key files again (so a key that arrives or changes
-/// after start is used without a restart). Never prompts: an encrypted key is an error.
+/// Authenticates `hop.user`, reading the key and certificate files again (so a key or a renewed
+/// certificate that arrives after start is used without a restart). Never prompts: an encrypted
+/// key is an error. A certificate is offered whatever this machine's clock says of it; when the
+/// server refuses, the error says what the clock thought. `ended` is the session's end, which
+/// stops the reminder about a certificate that logged in.
 pub(crate) async fn authenticate(
     handle: &mut Handle<ClientHandler>,
     hop: &Hop,
     peer: &Peer,
+    ended: &CancellationToken,
 ) -> Result<(), TunnelError> {
     let credentials_dir = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
-    let mut problems = Vec::new();
-    let mut keys: Vec<LoadedKey> = Vec::new();
-    for id in &hop.identity_files {
-        match identity::load(id, credentials_dir.as_deref()) {
-            Ok(key) => keys.push(key),
-            Err(err) => {
-                warn!(peer = %peer, key = %id, error = %err, "cannot use key");
-                problems.push(err);
-            }
-        }
+    let found = certificate::gather(hop, credentials_dir.as_deref());
+    for (id, err) in &found.key_problems {
+        warn!(peer = %peer, key = %id, error = %err, "cannot use key");
     }
+    for (_, err) in &found.certificate_problems {
+        warn!(peer = %peer, error = %err, "cannot use certificate");
+    }
+    let now = dates::now();
 
     let mut tried = Vec::new();
-    let rsa_hash = rsa_hash(handle, keys.iter().any(|k| k.key.algorithm().is_rsa())).await?;
-    for key in &keys {
+    let any_rsa = found
+        .identities
+        .iter()
+        .any(|identity| identity.key.key.algorithm().is_rsa());
+    let rsa_hash = rsa_hash(handle, any_rsa).await?;
+    'identities: for identity in &found.identities {
+        let key = &identity.key;
+        for file in &identity.certificates {
+            let name = file.path.display().to_string();
+            tried.push(offer_label(&name, &file.certificate, &hop.user, now));
+            let result = handle
+                .authenticate_certificate_with(
+                    &hop.user,
+                    file.certificate.clone(),
+                    rsa_hash,
+                    &mut FileKey(key.key.clone()),
+                )
+                .await
+                .map_err(|source| protocol(peer, source.into_russh()))?;
+            match accepted(result) {
+                Some(true) => {
+                    info!(peer = %peer, user = %hop.user, certificate = %name, key = %key.source, "authenticated with a certificate");
+                    reminder::watch(name, peer.clone(), &file.certificate, ended.clone());
+                    return Ok(());
+                }
+                Some(false) => {}
+                None => break 'identities,
+            }
+        }
         tried.push(key.source.to_string());
         let offer = PrivateKeyWithHashAlg::new(key.key.clone(), rsa_hash);
         let result = handle
@@ -53,15 +93,26 @@ pub(crate) async fn authenticate(
         }
     }
 
-    if hop.use_agent && authenticate_with_agent(handle, hop, peer, &mut tried).await? {
-        return Ok(());
+    let attempt = AgentAttempt {
+        hop,
+        peer,
+        unpaired: &found.unpaired,
+        now,
+        ended,
+    };
+    if hop.use_agent {
+        if attempt.authenticate(handle, &mut tried).await? {
+            return Ok(());
+        }
+    } else {
+        attempt.warn_unpaired(false);
     }
 
-    if tried.is_empty() && !problems.is_empty() {
+    if tried.is_empty() && !found.key_problems.is_empty() {
         return Err(TunnelError::NoUsableKey {
             user: hop.user.clone(),
             peer: peer.clone(),
-            problems,
+            problems: found.key_problems.into_iter().map(|(_, err)| err).collect(),
         });
     }
     Err(TunnelError::AuthRefused {
@@ -69,6 +120,19 @@ pub(crate) async fn authenticate(
         peer: peer.clone(),
         tried,
     })
+}
+
+/// How an offered certificate is named in `tried`: `NAME (certificate "id" serial 1, valid
+/// ..., principals: ...)`, plus what this machine's clock and the user make of it, so that a
+/// refusal explains itself.
+fn offer_label(name: &str, certificate: &Certificate, user: &str, now: u64) -> String {
+    let mut label = format!("{name} ({}", describe(certificate));
+    for finding in judge(certificate, user, now) {
+        label.push_str("; ");
+        label.push_str(&finding.to_string());
+    }
+    label.push(')');
+    label
 }
 
 /// `Some(true)`: in. `Some(false)`: this key was refused, try the next. `None`: the server will
@@ -110,56 +174,6 @@ async fn rsa_hash(
         .ok()
         .flatten()
         .flatten())
-}
-
-/// Offers each key of the agent; true when one was accepted.
-async fn authenticate_with_agent(
-    handle: &mut Handle<ClientHandler>,
-    hop: &Hop,
-    peer: &Peer,
-    tried: &mut Vec<String>,
-) -> Result<bool, TunnelError> {
-    let Some(socket) = std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from) else {
-        warn!(peer = %peer, "use_agent is set but SSH_AUTH_SOCK is not");
-        return Ok(false);
-    };
-    let agent_error = |reason: String| TunnelError::Agent {
-        socket: socket.display().to_string(),
-        reason,
-    };
-    let mut agent = AgentClient::connect_uds(&socket)
-        .await
-        .map_err(|err| agent_error(err.to_string()))?;
-    let identities = agent
-        .request_identities()
-        .await
-        .map_err(|err| agent_error(err.to_string()))?;
-    let public_keys: Vec<_> = identities
-        .into_iter()
-        .filter_map(|identity| match identity {
-            AgentIdentity::PublicKey { key, .. } => Some(key),
-            AgentIdentity::Certificate { .. } => None,
-        })
-        .collect();
-    debug!(peer = %peer, socket = %socket.display(), keys = public_keys.len(), "agent keys");
-    let rsa_hash = rsa_hash(handle, public_keys.iter().any(|k| k.algorithm().is_rsa())).await?;
-    for key in public_keys {
-        let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
-        tried.push(format!("agent key {fingerprint}"));
-        let result = handle
-            .authenticate_publickey_with(&hop.user, key, rsa_hash, &mut agent)
-            .await
-            .map_err(|err| agent_error(err.to_string()))?;
-        match accepted(result) {
-            Some(true) => {
-                info!(peer = %peer, user = %hop.user, key = %fingerprint, agent = %socket.display(), "authenticated with an agent key");
-                return Ok(true);
-            }
-            Some(false) => {}
-            None => break,
-        }
-    }
-    Ok(false)
 }
 
 fn protocol(peer: &Peer, source: russh::Error) -> TunnelError {

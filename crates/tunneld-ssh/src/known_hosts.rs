@@ -223,7 +223,7 @@ impl KnownHosts {
                 })
             }
             PublicKeyOrCertificate::Certificate(certificate) => {
-                let ca = self.check_certificate(&name, host, certificate, cert::now())?;
+                let ca = self.check_certificate(&name, host, certificate, crate::dates::now())?;
                 Ok(Verdict::CertificateTrusted {
                     file: ca.file,
                     ca_line: ca.number,

@@ -5,9 +5,9 @@
 //! the modules say where each one is handled.
 //!
 //! The modules are layered, and imports run one way, downward (`.ci/check-structure` checks it):
-//! - `private_file`: reading files that must be private;
-//! - `known_hosts`, `identity`, `socks` (the protocol and its users file), `algorithms`: each
-//!   with its own error type;
+//! - `private_file`: reading files that must be private; `dates`: certificate times in words;
+//! - `known_hosts`, `identity`, `certificate` (user certificates, paired with identities),
+//!   `socks` (the protocol and its users file), `algorithms`: each with its own error type;
 //! - `error`: why a tunnel failed, wrapping the errors above;
 //! - `tcp`, `routes`, `handler`, then `auth`: the parts of one SSH session;
 //! - `connection`: a tunnel's connection through its jump chain;
@@ -15,7 +15,9 @@
 
 mod algorithms;
 mod auth;
+pub mod certificate;
 mod connection;
+mod dates;
 mod error;
 pub mod forward;
 mod handler;

@@ -271,6 +271,7 @@ impl TestServer {
             port: self.port,
             user: "tester".to_string(),
             identity_files: vec![IdentityFile::Path(self.client_key.clone())],
+            certificate_files: vec![],
             use_agent: false,
             known_hosts: self.known_hosts(),
             global_known_hosts: self.dir.path().join("global_known_hosts"),

@@ -1,4 +1,6 @@
-//! `tunneld check`: validates the file and its key files, one line per tunnel.
+//! `tunneld check`: validates the file and its key and certificate files, one line per tunnel.
+
+mod certificates;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -51,6 +53,8 @@ pub(crate) fn check(path: &Path) -> ExitCode {
                     }
                 }
             }
+            problems +=
+                certificates::report(path, tunnel, &hop_name, hop, credentials_dir.as_deref());
         }
     }
     if problems > 0 {

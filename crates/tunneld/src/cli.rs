@@ -29,7 +29,7 @@ pub(crate) enum Command {
         #[arg(long, short, default_value = DEFAULT_CONFIG, value_name = "PATH")]
         config: PathBuf,
     },
-    /// Validate the file (syntax, types, semantics, key files) and print one line per tunnel.
+    /// Validate the file (syntax, types, semantics, key and certificate files) and print one line per tunnel.
     Check {
         /// The configuration file.
         #[arg(long, short, default_value = DEFAULT_CONFIG, value_name = "PATH")]

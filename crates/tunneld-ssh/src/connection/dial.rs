@@ -167,9 +167,12 @@ impl Dial<'_> {
             Err(HandlerError::Russh(source)) => return Err(TunnelError::Protocol { peer, source }),
         };
         (self.progress)(Progress::Authenticating { peer: peer.clone() });
-        tokio::time::timeout_at(deadline, auth::authenticate(&mut handle, hop, &peer))
-            .await
-            .map_err(|_| timeout(Stage::Authentication))??;
+        tokio::time::timeout_at(
+            deadline,
+            auth::authenticate(&mut handle, hop, &peer, &ended),
+        )
+        .await
+        .map_err(|_| timeout(Stage::Authentication))??;
         Ok(Session {
             handle,
             shared,

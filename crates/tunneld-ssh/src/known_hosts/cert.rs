@@ -1,18 +1,8 @@
 //! Whether a host certificate signed by a trusted CA is valid for this host now.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use russh::keys::ssh_key::{Certificate, HashAlg};
 
 use super::CertificateProblem;
-
-/// Seconds since the epoch; a clock before 1970 counts as 1970 (every certificate whose
-/// validity starts later is then "not yet valid", which is the safe answer).
-pub(super) fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
-}
 
 /// The checks of OpenSSH's `sshkey_cert_check_host`, for a certificate whose signing key is
 /// already known to be a trusted CA of this host. `host` is the host name without the port:

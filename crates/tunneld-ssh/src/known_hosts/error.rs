@@ -1,11 +1,12 @@
 //! Why a host key was refused, in words an operator acts on.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, UNIX_EPOCH};
 
 use russh::keys::Algorithm;
+
+use crate::dates::utc;
 
 /// A host key that cannot be trusted, or a known_hosts file that cannot be used.
 ///
@@ -226,45 +227,5 @@ impl fmt::Display for CertificateProblem {
                 f.write_str("its signature does not verify with the CA key")
             }
         }
-    }
-}
-
-/// `YYYY-MM-DD HH:MM:SS UTC` for unix seconds, from humantime's RFC 3339 form
-/// (`2040-01-01T00:00:00Z`). humantime refuses dates past the year 9999, and a certificate
-/// that never expires says so with `valid before` = u64::MAX; such values print as seconds.
-fn utc(secs: u64) -> String {
-    /// 9999-12-31 23:59:59 UTC, the last second humantime formats.
-    const LAST: u64 = 253_402_300_799;
-    let as_seconds = || format!("{secs} (unix seconds)");
-    if secs > LAST {
-        return as_seconds();
-    }
-    let Some(time) = UNIX_EPOCH.checked_add(Duration::from_secs(secs)) else {
-        return as_seconds();
-    };
-    let mut rfc3339 = String::new();
-    if write!(rfc3339, "{}", humantime::format_rfc3339_seconds(time)).is_err() {
-        return as_seconds();
-    }
-    format!(
-        "{} UTC",
-        rfc3339.trim_end_matches('Z').replacen('T', " ", 1)
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::utc;
-
-    #[test]
-    fn utc_dates() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
-        assert_eq!(utc(1_577_923_199), "2020-01-01 23:59:59 UTC");
-        assert_eq!(utc(1_767_225_600), "2026-01-01 00:00:00 UTC");
-        assert_eq!(utc(253_402_300_799), "9999-12-31 23:59:59 UTC");
-        // Past the year 9999 (humantime's limit), and a certificate's "forever": seconds.
-        assert_eq!(utc(253_402_300_800), "253402300800 (unix seconds)");
-        assert_eq!(utc(u64::MAX), "18446744073709551615 (unix seconds)");
     }
 }

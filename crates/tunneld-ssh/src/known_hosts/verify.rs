@@ -6,7 +6,7 @@ use russh::keys::PublicKeyOrCertificate;
 use russh::keys::ssh_key::HashAlg;
 use tunneld_config::HostKeyPolicy;
 
-use super::{HostKeyError, HostsFile, KnownHosts, Line, cert, learn, lookup_name};
+use super::{HostKeyError, HostsFile, KnownHosts, Line, learn, lookup_name};
 
 /// How [`verify`] came to trust a server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,7 +62,7 @@ impl KnownHosts {
         let key = match key {
             PublicKeyOrCertificate::Certificate(certificate) => {
                 // Certificates are never learned: only an @cert-authority line can vouch for one.
-                let ca = self.check_certificate(&name, host, certificate, cert::now())?;
+                let ca = self.check_certificate(&name, host, certificate, crate::dates::now())?;
                 self.log_trusted(&name, ca, "host certificate");
                 return Ok(VerifiedBy::CertificateAuthority {
                     file: ca.file,

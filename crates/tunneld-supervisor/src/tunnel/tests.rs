@@ -41,6 +41,7 @@ fn config() -> Config {
         port: 22,
         user: "tunneld".to_owned(),
         identity_files: Vec::new(),
+        certificate_files: Vec::new(),
         use_agent: true,
         known_hosts: PathBuf::from("/nonexistent/known_hosts"),
         global_known_hosts: PathBuf::from("/nonexistent/global_known_hosts"),
