@@ -302,6 +302,40 @@ impl Encrypted {
         }
     }
 
+    /// Counts data received on `channel` against its window, without granting any back
+    /// (`window_on_consume`: the application's reads do that, through [`Self::grant_window`]).
+    pub fn debit_window(&mut self, channel: ChannelId, data: &[u8]) {
+        if let Some(channel) = self.channels.get_mut(&channel) {
+            // Data beyond the window is a peer's fault; it is not counted, as below.
+            if data.len() as u32 <= channel.sender_window_size {
+                channel.sender_window_size -= data.len() as u32;
+            }
+        }
+    }
+
+    /// Grants the peer `amount` more window on `channel` (a CHANNEL_WINDOW_ADJUST), once the
+    /// application has taken that much data out of it. A channel already gone is ignored.
+    pub fn grant_window(&mut self, channel: ChannelId, amount: u32) -> Result<(), crate::Error> {
+        if let Some(channel) = self.channels.get_mut(&channel) {
+            push_packet!(self.write, {
+                self.write.push(msg::CHANNEL_WINDOW_ADJUST);
+                channel.recipient_channel.encode(&mut self.write)?;
+                amount.encode(&mut self.write)?;
+            });
+            channel.sender_window_size = channel.sender_window_size.saturating_add(amount);
+        }
+        Ok(())
+    }
+
+    /// The window the peer may still use, summed over every channel: the most channel data it
+    /// can have in flight towards us before we grant more.
+    pub fn granted_window(&self) -> u64 {
+        self.channels
+            .values()
+            .map(|channel| u64::from(channel.sender_window_size))
+            .sum()
+    }
+
     pub fn adjust_window_size(
         &mut self,
         channel: ChannelId,

@@ -140,11 +140,47 @@ impl WindowSizeRef {
     }
 }
 
+/// Gives the peer window back as the application takes data from a channel (client sessions
+/// with `Config::window_on_consume`), so that a channel whose reader falls behind stops its
+/// sender instead of filling memory or stalling the session.
+pub(crate) struct WindowCredit {
+    /// Hands a number of consumed bytes to the session, which sends the WINDOW_ADJUST.
+    report: Box<dyn Fn(u32) + Send + Sync>,
+    /// Consumed bytes not reported yet: reported in batches, as OpenSSH does, rather than one
+    /// WINDOW_ADJUST per packet.
+    unreported: u32,
+    threshold: u32,
+}
+
+impl WindowCredit {
+    pub(crate) fn new(threshold: u32, report: impl Fn(u32) + Send + Sync + 'static) -> Self {
+        WindowCredit {
+            report: Box::new(report),
+            unreported: 0,
+            threshold: threshold.max(1),
+        }
+    }
+
+    fn consumed(&mut self, msg: &ChannelMsg) {
+        let len = match msg {
+            ChannelMsg::Data { data } | ChannelMsg::ExtendedData { data, .. } => data.len(),
+            _ => return,
+        };
+        self.unreported = self
+            .unreported
+            .saturating_add(u32::try_from(len).unwrap_or(u32::MAX));
+        if self.unreported >= self.threshold {
+            (self.report)(std::mem::take(&mut self.unreported));
+        }
+    }
+}
+
 /// A handle to the reading part of a session channel.
 ///
 /// Allows you to read from a channel without borrowing the session
 pub struct ChannelReadHalf {
     pub(crate) receiver: Receiver<ChannelMsg>,
+    pub(crate) credit: Option<WindowCredit>,
 }
 
 impl std::fmt::Debug for ChannelReadHalf {
@@ -156,7 +192,20 @@ impl std::fmt::Debug for ChannelReadHalf {
 impl ChannelReadHalf {
     /// Awaits an incoming [`ChannelMsg`], this method returns [`None`] if the channel has been closed.
     pub async fn wait(&mut self) -> Option<ChannelMsg> {
-        self.receiver.recv().await
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// The next message, crediting the window for the data it carries (every read path of the
+    /// channel goes through here).
+    pub(crate) fn poll_recv(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<ChannelMsg>> {
+        let polled = self.receiver.poll_recv(cx);
+        if let (std::task::Poll::Ready(Some(msg)), Some(credit)) = (&polled, &mut self.credit) {
+            credit.consumed(msg);
+        }
+        polled
     }
 
     /// Make a reader for the [`Channel`] to receive [`ChannelMsg::Data`]
@@ -470,7 +519,10 @@ impl<S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static> Channel<S> {
     ) -> (Self, ChannelRef) {
         let (tx, rx) = tokio::sync::mpsc::channel(channel_buffer_size);
         let window_size = WindowSizeRef::new(window_size);
-        let read_half = ChannelReadHalf { receiver: rx };
+        let read_half = ChannelReadHalf {
+            receiver: rx,
+            credit: None,
+        };
         let write_half = ChannelWriteHalf {
             id,
             sender,

@@ -596,9 +596,12 @@ impl Session {
                     return Ok(());
                 }
                 let target = self.common.config.window_size;
+                let on_consume = self.common.config.window_on_consume;
                 #[allow(clippy::collapsible_if)]
                 if let Some(ref mut enc) = self.common.encrypted {
-                    if enc.adjust_window_size(channel_num, &data, target)? {
+                    if on_consume {
+                        enc.debit_window(channel_num, &data);
+                    } else if enc.adjust_window_size(channel_num, &data, target)? {
                         let next_window =
                             client.adjust_window(channel_num, self.target_window_size);
                         if next_window > 0 {
@@ -623,9 +626,12 @@ impl Session {
                     return Ok(());
                 }
                 let target = self.common.config.window_size;
+                let on_consume = self.common.config.window_on_consume;
                 #[allow(clippy::collapsible_if)]
                 if let Some(ref mut enc) = self.common.encrypted {
-                    if enc.adjust_window_size(channel_num, &data, target)? {
+                    if on_consume {
+                        enc.debit_window(channel_num, &data);
+                    } else if enc.adjust_window_size(channel_num, &data, target)? {
                         let next_window =
                             client.adjust_window(channel_num, self.target_window_size);
                         if next_window > 0 {
@@ -857,13 +863,20 @@ impl Session {
                     pending_close: false,
                 };
 
-                let (channel, channel_ref) = Channel::new(
+                let (mut channel, channel_ref) = Channel::new(
                     id,
                     self.inbound_channel_sender.clone(),
                     channel_params.recipient_maximum_packet_size,
                     channel_params.recipient_window_size,
                     self.common.config.channel_buffer_size,
                 );
+                if self.common.config.window_on_consume {
+                    channel.read_half.credit = Some(super::window_credit(
+                        &self.priority_sender,
+                        id,
+                        super::credit_threshold(&self.common.config),
+                    ));
+                }
 
                 let pending = crate::PendingChannelOpen {
                     recipient_channel: msg.recipient_channel,

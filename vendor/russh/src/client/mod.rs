@@ -95,6 +95,9 @@ pub struct Session {
     target_window_size: u32,
     pending_reads: Vec<Vec<u8>>,
     pending_len: u32,
+    /// How much the server may legitimately send while a key exchange we started waits for its
+    /// KEXINIT: the channel windows it holds at that moment, plus room for other messages.
+    pending_budget: u64,
     priority_sender: UnboundedSender<Msg>,
     priority_receiver: UnboundedReceiver<Msg>,
     inbound_channel_sender: Sender<Msg>,
@@ -150,6 +153,12 @@ enum Reply {
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)]
 pub enum Msg {
+    /// The application took this many bytes out of the channel (`Config::window_on_consume`):
+    /// grant the server that much window again.
+    WindowCredit {
+        id: ChannelId,
+        amount: u32,
+    },
     Authenticate {
         user: String,
         method: auth::Method,
@@ -319,6 +328,8 @@ pub struct Handle<H: Handler> {
     join: russh_util::runtime::JoinHandle<Result<(), H::Error>>,
     channel_buffer_size: usize,
     agent_session_binding: Option<crate::keys::agent::AgentSessionBinding>,
+    /// Where channels report consumed data, with `Config::window_on_consume`.
+    window_credit: Option<(UnboundedSender<Msg>, u32)>,
 }
 
 impl<H: Handler> Drop for Handle<H> {
@@ -759,7 +770,13 @@ impl<H: Handler> Handle<H> {
                             max_packet_size,
                             window_size: window_size_ref,
                         },
-                        read_half: ChannelReadHalf { receiver },
+                        read_half: ChannelReadHalf {
+                            receiver,
+                            credit: self
+                                .window_credit
+                                .as_ref()
+                                .map(|(sender, threshold)| window_credit(sender, id, *threshold)),
+                        },
                     });
                 }
                 Some(ChannelMsg::OpenFailure(reason)) => {
@@ -1256,6 +1273,11 @@ where
         session_receiver,
         session_sender,
     );
+    let window_credit = session
+        .common
+        .config
+        .window_on_consume
+        .then(|| (session.priority_sender.clone(), credit_threshold(&session.common.config)));
     session.begin_rekey()?;
     let (kex_done_signal, kex_done_signal_rx) = oneshot::channel();
     let join = russh_util::runtime::spawn(session.run(stream, handler, Some(kex_done_signal)));
@@ -1277,6 +1299,30 @@ where
         join,
         channel_buffer_size,
         agent_session_binding,
+        window_credit,
+    })
+}
+
+/// How much consumed data is reported at once: like OpenSSH, three packets' worth, or half the
+/// window when that is smaller, so the server's window never runs dry while data flows.
+pub(crate) fn credit_threshold(config: &Config) -> u32 {
+    config
+        .maximum_packet_size
+        .saturating_mul(3)
+        .min(config.window_size / 2)
+}
+
+/// The credit of channel `id`: consumed bytes go to the session as [`Msg::WindowCredit`]. The
+/// sender is unbounded and read only between key exchanges, so reporting never blocks the
+/// reader, and no WINDOW_ADJUST is written during a key exchange.
+pub(crate) fn window_credit(
+    sender: &UnboundedSender<Msg>,
+    id: ChannelId,
+    threshold: u32,
+) -> crate::channels::WindowCredit {
+    let sender = sender.clone();
+    crate::channels::WindowCredit::new(threshold, move |amount| {
+        let _ = sender.send(Msg::WindowCredit { id, amount });
     })
 }
 
@@ -1332,6 +1378,7 @@ impl Session {
             channels: HashMap::new(),
             pending_reads: Vec::new(),
             pending_len: 0,
+            pending_budget: 0,
             open_global_requests: VecDeque::new(),
             server_sig_algs: None,
             ext_info_count: 0,
@@ -1622,6 +1669,11 @@ impl Session {
 
     fn handle_msg(&mut self, msg: Msg) -> Result<(), crate::Error> {
         match msg {
+            Msg::WindowCredit { id, amount } => {
+                if let Some(ref mut enc) = self.common.encrypted {
+                    enc.grant_window(id, amount)?;
+                }
+            }
             Msg::Authenticate { user, method } => {
                 self.write_auth_request_if_needed(&user, method)?;
             }
@@ -1872,6 +1924,15 @@ impl Session {
     fn begin_rekey(&mut self) -> Result<(), crate::Error> {
         debug!("beginning re-key");
         self.pending_len = 0;
+        // Every channel's data that the server sent before it saw our KEXINIT is legitimately
+        // in flight: up to the window each channel holds. A fixed multiple of one window cuts
+        // the connection whenever several channels are busy when a rekey starts.
+        self.pending_budget = 2 * u64::from(self.common.config.window_size)
+            + self
+                .common
+                .encrypted
+                .as_ref()
+                .map_or(0, |enc| enc.granted_window());
         let mut kex = ClientKex::new(
             self.common.config.clone(),
             &self.common.config.client_id,
@@ -2001,7 +2062,7 @@ async fn reply<H: Handler>(
                     return Err(crate::Error::Inconsistent.into());
                 }
                 session.pending_len = session.pending_len.saturating_add(pkt.buffer.len() as u32);
-                if u64::from(session.pending_len) > 2 * u64::from(session.common.config.window_size)
+                if u64::from(session.pending_len) > session.pending_budget
                 {
                     return Err(crate::Error::Pending.into());
                 }
@@ -2746,6 +2807,13 @@ pub struct Config {
     pub gex: GexParams,
     /// If active, invoke `set_nodelay(true)` on the ssh socket; disabled by default (i.e. Nagle's algorithm is active).
     pub nodelay: bool,
+    /// Give the server window back as the application takes data out of a channel, instead of
+    /// as soon as the data arrives. A channel whose reader falls behind then stops its own
+    /// sender (per-channel flow control, as OpenSSH does) instead of blocking the session loop
+    /// (every channel, keepalives included) on its full queue. The application must read every
+    /// channel it keeps open, through [`Channel::wait`] or its readers; set
+    /// `channel_buffer_size` to hold a window's worth of packets. Off by default.
+    pub window_on_consume: bool,
 }
 
 impl Default for Config {
@@ -2768,6 +2836,7 @@ impl Default for Config {
             anonymous: false,
             gex: Default::default(),
             nodelay: false,
+            window_on_consume: false,
         }
     }
 }
