@@ -19,6 +19,7 @@ mod hostspec;
 mod listeners;
 mod model;
 mod raw;
+mod rekey;
 mod resolve;
 mod settings;
 mod tunnel;

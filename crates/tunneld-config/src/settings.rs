@@ -10,8 +10,9 @@ use toml::Spanned;
 use crate::duration;
 use crate::error::{ConfigError, Key, Source};
 use crate::hostspec;
-use crate::model::{HostKeyPolicy, IdentityFile};
+use crate::model::{HostKeyPolicy, IdentityFile, RekeyLimit};
 use crate::raw::{Common, RawDuration};
+use crate::rekey;
 
 /// The ciphers tunneld can offer, by OpenSSH name (what russh implements).
 pub const SUPPORTED_CIPHERS: &[&str] = &[
@@ -49,6 +50,7 @@ pub(crate) struct Settings {
     pub(crate) backoff_max: Option<Located<Duration>>,
     pub(crate) compression: Option<bool>,
     pub(crate) ciphers: Option<Vec<String>>,
+    pub(crate) rekey_limit: Option<RekeyLimit>,
 }
 
 /// Checks the shared settings of the section at `section` (`defaults`, `hosts.NAME`, ...).
@@ -191,6 +193,13 @@ pub(crate) fn check(
             .transpose()?,
         compression: common.compression.map(|b| *b.get_ref()),
         ciphers,
+        rekey_limit: common
+            .rekey_limit
+            .map(|raw| {
+                rekey::parse(raw.get_ref())
+                    .map_err(|e| err(raw.span(), section.field("rekey_limit"), e))
+            })
+            .transpose()?,
     })
 }
 

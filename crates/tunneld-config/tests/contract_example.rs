@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tunneld_config::{
     Backoff, BindAddress, Config, DynamicForward, Environment, Hop, HostKeyPolicy, IdentityFile,
-    Keepalive, LocalForward, RemoteForward, parse,
+    Keepalive, LocalForward, RekeyLimit, RemoteForward, parse,
 };
 
 /// The reference example, kept verbatim: do not edit it to make a test pass.
@@ -86,6 +86,7 @@ fn hop(label: &str, hostname: &str, user: &str, key: IdentityFile) -> Hop {
         connect_timeout: Duration::from_secs(10),
         compression: false,
         ciphers: ciphers(),
+        rekey_limit: RekeyLimit::default(),
     }
 }
 

@@ -47,7 +47,7 @@ fn unknown_key() {
         "tunnels.db.lokal",
         "unknown field `lokal`, expected one of `user`, `identity_files`, `certificate_files`, `use_agent`, \
          `known_hosts`, `global_known_hosts`, `host_key_policy`, `keepalive_interval`, \
-         `keepalive_max`, `connect_timeout`, `backoff_min`, `backoff_max`, `compression`, `ciphers`, `host`, \
+         `keepalive_max`, `connect_timeout`, `backoff_min`, `backoff_max`, `compression`, `ciphers`, `rekey_limit`, `host`, \
          `jump`, `local`, `remote`, `dynamic`",
     );
     assert_error(
@@ -57,7 +57,7 @@ fn unknown_key() {
         "hosts.b.hostnme",
         "unknown field `hostnme`, expected one of `user`, `identity_files`, `certificate_files`, `use_agent`, \
          `known_hosts`, `global_known_hosts`, `host_key_policy`, `keepalive_interval`, \
-         `keepalive_max`, `connect_timeout`, `backoff_min`, `backoff_max`, `compression`, `ciphers`, \
+         `keepalive_max`, `connect_timeout`, `backoff_min`, `backoff_max`, `compression`, `ciphers`, `rekey_limit`, \
          `hostname`, `port`, `jump`",
     );
     let err = error("[tunnel.db]\nhost = \"x\"\n");
@@ -263,7 +263,7 @@ fn jump_in_defaults() {
         "defaults.x",
         "unknown field `x`, expected one of `user`, `identity_files`, `certificate_files`, `use_agent`, \
          `known_hosts`, `global_known_hosts`, `host_key_policy`, `keepalive_interval`, \
-         `keepalive_max`, `connect_timeout`, `backoff_min`, `backoff_max`, `compression`, `ciphers`",
+         `keepalive_max`, `connect_timeout`, `backoff_min`, `backoff_max`, `compression`, `ciphers`, `rekey_limit`",
     );
     let env = Environment {
         user: "runner".to_owned(),
