@@ -80,9 +80,16 @@ fn hops(tunnel: &Tunnel) -> impl Iterator<Item = (String, &Hop)> {
 /// `db: dbadmin@192.168.1.50:22 via bastion; local 5432:localhost:5432; remote ...`
 fn describe(tunnel: &Tunnel) -> String {
     let target = &tunnel.target;
+    // An IPv6 address goes in brackets, the form `host` accepts (`u@[::1]:22`): the line can be
+    // pasted back into the file.
+    let hostname = if target.hostname.contains(':') {
+        format!("[{}]", target.hostname)
+    } else {
+        target.hostname.clone()
+    };
     let mut line = format!(
-        "{}: {}@{}:{}",
-        tunnel.name, target.user, target.hostname, target.port
+        "{}: {}@{hostname}:{}",
+        tunnel.name, target.user, target.port
     );
     if !tunnel.jump.is_empty() {
         let via: Vec<&str> = tunnel.jump.iter().map(|hop| hop.label.as_str()).collect();
@@ -98,4 +105,33 @@ fn describe(tunnel: &Tunnel) -> String {
         line.push_str(&format!("; dynamic {}", forward.spec));
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use tunneld_config::{Environment, parse};
+
+    use super::describe;
+
+    #[test]
+    fn an_ipv6_target_is_printed_in_brackets_as_the_file_takes_it() {
+        let env = Environment {
+            user: "runner".to_owned(),
+        };
+        let text = "[tunnels.t]\nhost = \"u@[::1]:22206\"\nuse_agent = true\n\
+                    local = [\"5432:localhost:5432\"]\n\
+                    [tunnels.v4]\nhost = \"127.0.0.1\"\nuse_agent = true\n\
+                    local = [\"5433:localhost:5432\"]\n";
+        let config = parse(Path::new("t.toml"), text, &env).expect("valid");
+        let lines: Vec<String> = config.tunnels.iter().map(describe).collect();
+        assert_eq!(
+            lines,
+            [
+                "t: u@[::1]:22206; local 5432:localhost:5432",
+                "v4: runner@127.0.0.1:22; local 5433:localhost:5432",
+            ]
+        );
+    }
 }
