@@ -220,6 +220,50 @@ fn missing_host() {
 }
 
 #[test]
+fn ssh_urls() {
+    let url = |host: &str| {
+        format!("[tunnels.db]\nhost = \"{host}\"\nlocal = [\"5432:localhost:5432\"]\n")
+    };
+    let expected = "(expected ssh://[user@]host[:port])";
+    assert_error(
+        &url("ssh://admin@db.example.com:2222/postgres"),
+        5,
+        8,
+        "tunnels.db.host",
+        &format!(
+            r#""ssh://admin@db.example.com:2222/postgres" is not a server URL: a server URL has no path {expected}"#
+        ),
+    );
+    assert_error(
+        &url("sftp://db.example.com"),
+        5,
+        8,
+        "tunnels.db.host",
+        &format!(
+            r#""sftp://db.example.com" is not a server URL: sftp:// is not ssh:// {expected}"#
+        ),
+    );
+    // A user that contradicts the one in the URL, as with user@host.
+    assert_error(
+        "[tunnels.db]\nhost = \"ssh://admin@db.example.com\"\nuser = \"tunnel\"\n\
+         local = [\"5432:localhost:5432\"]\n",
+        6,
+        8,
+        "tunnels.db.user",
+        r#"user "tunnel" contradicts the user "admin" in host "ssh://admin@db.example.com" (expected the user in one place)"#,
+    );
+    assert_error(
+        "[tunnels.db]\nhost = \"db\"\njump = [\"ssh://gw:22x\"]\nlocal = [\"5432:localhost:5432\"]\n",
+        6,
+        9,
+        "tunnels.db.jump[0]",
+        &format!(
+            r#""ssh://gw:22x" is not a server URL: "22x" is not a port number (expected 1-65535) {expected}"#
+        ),
+    );
+}
+
+#[test]
 fn no_forwards() {
     let message = "no forwards (expected at least one of local, remote or dynamic)";
     assert_error(
