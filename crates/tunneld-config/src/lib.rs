@@ -21,6 +21,8 @@ mod model;
 mod raw;
 mod resolve;
 mod settings;
+mod ssh_config;
+mod toml_error;
 mod tunnel;
 
 use std::path::{Path, PathBuf};

@@ -439,7 +439,7 @@ fn other_values() {
         (
             "compression = \"yes\"",
             "tunnels.db.compression",
-            r#"invalid type: string "yes", expected a boolean"#,
+            r#"invalid type: string "yes", expected true or false"#,
         ),
     ];
     for (line, key, message) in table {
@@ -503,4 +503,175 @@ fn toml_syntax_errors_keep_their_message() {
     )
     .unwrap_err();
     assert_eq!(err.to_string(), "db.toml:3:1: duplicate key");
+}
+
+#[test]
+fn wrong_types_are_said_in_the_files_terms() {
+    let tunnel = "[tunnels.db]\nhost = \"db.example.com\"\n";
+    // (line 6 of the case, the key, the message), each under `[tunnels.db]` unless it names
+    // its own table.
+    let table = [
+        (
+            "[hosts.b]\nport = \"22\"",
+            "hosts.b.port",
+            r#"invalid type: string "22", expected a port number (1-65535), without quotes"#,
+        ),
+        (
+            "[hosts.b]\nport = 22.5",
+            "hosts.b.port",
+            "invalid type: floating point `22.5`, expected a port number (1-65535)",
+        ),
+        (
+            "local = \"5432:localhost:5432\"",
+            "tunnels.db.local",
+            r#"invalid type: string "5432:localhost:5432", expected a list of strings like ["5432:localhost:5432"]"#,
+        ),
+        (
+            "local = [5432]",
+            "tunnels.db.local[0]",
+            r#"invalid type: integer `5432`, expected a string like "5432:localhost:5432""#,
+        ),
+        (
+            "remote = \"9000:localhost:3000\"",
+            "tunnels.db.remote",
+            r#"invalid type: string "9000:localhost:3000", expected a list of strings like ["9000:localhost:3000"]"#,
+        ),
+        (
+            "dynamic = \"1080\"",
+            "tunnels.db.dynamic",
+            r#"invalid type: string "1080", expected a list like ["1080"] or [{ listen = "1080", auth_file = "PATH" }]"#,
+        ),
+        (
+            "dynamic = [{ listen = 1080 }]",
+            "tunnels.db.dynamic[0].listen",
+            r#"invalid type: integer `1080`, expected a string like "127.0.0.1:1080""#,
+        ),
+        (
+            "identity_files = \"/etc/tunneld/keys/db\"",
+            "tunnels.db.identity_files",
+            r#"invalid type: string "/etc/tunneld/keys/db", expected a list of strings like ["/etc/tunneld/keys/id_ed25519"]"#,
+        ),
+        (
+            "certificate_files = \"/etc/tunneld/keys/db-cert.pub\"",
+            "tunnels.db.certificate_files",
+            r#"invalid type: string "/etc/tunneld/keys/db-cert.pub", expected a list of strings like ["/etc/tunneld/keys/id_ed25519-cert.pub"]"#,
+        ),
+        (
+            "jump = \"bastion\"",
+            "tunnels.db.jump",
+            r#"invalid type: string "bastion", expected a list of strings like ["bastion"]"#,
+        ),
+        (
+            "ciphers = [1]",
+            "tunnels.db.ciphers[0]",
+            r#"invalid type: integer `1`, expected a string like "aes128-gcm@openssh.com""#,
+        ),
+        (
+            "use_agent = \"true\"",
+            "tunnels.db.use_agent",
+            r#"invalid type: string "true", expected true or false, without quotes"#,
+        ),
+        (
+            "compression = 1",
+            "tunnels.db.compression",
+            "invalid type: integer `1`, expected true or false",
+        ),
+        (
+            "keepalive_max = \"3\"",
+            "tunnels.db.keepalive_max",
+            r#"invalid type: string "3", expected a whole number, 1 or more, without quotes"#,
+        ),
+        (
+            "keepalive_interval = [15]",
+            "tunnels.db.keepalive_interval",
+            r#"invalid type: sequence, expected a duration with a unit, like "500ms", "15s", "2m" or "1h""#,
+        ),
+        (
+            "user = 1000",
+            "tunnels.db.user",
+            r#"invalid type: integer `1000`, expected a string like "tunnel""#,
+        ),
+        (
+            "host_key_policy = true",
+            "tunnels.db.host_key_policy",
+            r#"invalid type: boolean `true`, expected "strict" or "accept-new""#,
+        ),
+        (
+            "[hosts]\nb = 3",
+            "hosts.b",
+            "invalid type: integer `3`, expected a [hosts.b] table",
+        ),
+    ];
+    for (case, key, message) in table {
+        let text = if case.starts_with('[') {
+            format!("{case}\n")
+        } else {
+            format!("{tunnel}{case}\n")
+        };
+        let err = error(&text);
+        let line = 3 + text.lines().count();
+        let last = text.lines().last().unwrap();
+        let value = last.find('=').unwrap() + 2;
+        let column = if key.ends_with(']') || key.ends_with("listen") {
+            // The element: past `[` (and `{ listen = ` for the table).
+            last[value..].find(|c: char| c.is_ascii_digit()).unwrap() + value + 1
+        } else {
+            value + 1
+        };
+        assert_eq!(
+            err.to_string(),
+            format!("db.toml:{line}:{column}: {key}: {message}"),
+            "{case}"
+        );
+    }
+}
+
+#[test]
+fn a_pasted_ssh_config_is_recognised() {
+    let see = "the format is in configuration.md, in /usr/share/doc/tunneld";
+    let env = Environment {
+        user: "runner".to_owned(),
+    };
+    let text = "# from ~/.ssh/config\nHost db\n    HostName 192.0.2.5\n    LocalForward 5432 \
+                localhost:5432\n";
+    let err = parse(Path::new("db.toml"), text, &env).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "db.toml:2:1: \"Host db\" looks like ssh_config syntax, but this file is TOML with \
+             keys of its own (expected a [hosts.db] table; {see})"
+        )
+    );
+    // Inside a table, the line is read where toml stops. A syntax error has no key.
+    let err =
+        error("[tunnels.db]\nhost = \"db.example.com\"\n  LocalForward 5432 localhost:5432\n");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "db.toml:6:3: \"LocalForward 5432 localhost:5432\" looks like ssh_config syntax, but \
+             this file is TOML with keys of its own (expected local = [\"5432:localhost:5432\"] \
+             in a [tunnels.NAME] table; {see})"
+        ),
+    );
+    assert_eq!(
+        (err.line(), err.column(), err.key()),
+        (Some(6), Some(3), Some(""))
+    );
+    // `Port = 2222` is TOML too: an unknown top-level key, recognised all the same.
+    for line in ["Port = 2222", "Port=2222"] {
+        let err = parse(Path::new("db.toml"), &format!("{line}\n"), &env).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "db.toml:1:1: Port: {line:?} looks like ssh_config syntax, but this file is TOML \
+                 with keys of its own (expected port = 2222 in a [hosts.NAME] table; {see})"
+            )
+        );
+    }
+    // A TOML key whose `=` is missing keeps toml's words.
+    let err = error("[tunnels.db]\nhost \"db.example.com\"\n");
+    assert_eq!(
+        err.to_string(),
+        "db.toml:5:6: key with no value, expected `=`"
+    );
 }
