@@ -374,6 +374,80 @@ fn duplicate_ports() {
     );
 }
 
+#[test]
+fn overlapping_listeners_and_remote_ports() {
+    let loopbacks = "; no bind address, or localhost, listens on 127.0.0.1 and ::1";
+    // Within one tunnel, no bind address against an explicit loopback never binds.
+    assert_error(
+        "[tunnels.a]\nhost = \"a.example.com\"\nlocal = [\"5432:localhost:5432\", \
+         \"127.0.0.1:5432:other:5432\"]\n",
+        6,
+        33,
+        "tunnels.a.local[1]",
+        &format!(
+            "listener 127.0.0.1:5432 clashes with localhost:5432 of the same tunnel at \
+             tunnels.a.local[0]{loopbacks} (expected each address and port once)"
+        ),
+    );
+    assert_error(
+        "[tunnels.a]\nhost = \"a.example.com\"\ndynamic = [\"[::1]:1080\", \"1080\"]\n",
+        6,
+        26,
+        "tunnels.a.dynamic[1]",
+        &format!(
+            "listener localhost:1080 clashes with [::1]:1080 of the same tunnel at \
+             tunnels.a.dynamic[0]{loopbacks} (expected each address and port once)"
+        ),
+    );
+    // A wildcard against a specific address, across tunnels.
+    assert_error(
+        "[tunnels.a]\nhost = \"a.example.com\"\nlocal = [\"192.0.2.1:8080:web:80\"]\n\
+         [tunnels.b]\nhost = \"b.example.com\"\nlocal = [\"0.0.0.0:8080:web:80\"]\n",
+        9,
+        10,
+        "tunnels.b.local[0]",
+        "listener 0.0.0.0:8080 of tunnel b clashes with 192.0.2.1:8080 of tunnel a at \
+         tunnels.a.local[0]; both could never be bound (expected a different port or address)",
+    );
+    // sshd listens on both loopbacks for `localhost`: an explicit 127.0.0.1 clashes with it on
+    // any server.
+    assert_error(
+        "[tunnels.a]\nhost = \"a.example.com\"\nremote = [\"2222:localhost:22\", \
+         \"127.0.0.1:2222:localhost:23\"]\n",
+        6,
+        32,
+        "tunnels.a.remote[1]",
+        "remote port 127.0.0.1:2222 clashes with localhost:2222 of the same tunnel at \
+         tunnels.a.remote[0] (expected each address and port once)",
+    );
+    // Two tunnels to one server, by the same name (letter case aside) and port.
+    assert_error(
+        "[hosts.gw]\nhostname = \"GW.example.com\"\n\
+         [tunnels.a]\nhost = \"gw\"\nremote = [\"9000:localhost:3000\"]\n\
+         [tunnels.b]\nhost = \"u@gw.example.com:22\"\nremote = [\"*:9000:localhost:3001\"]\n",
+        11,
+        11,
+        "tunnels.b.remote[0]",
+        "remote port *:9000 of tunnel b clashes with localhost:9000 of tunnel a at \
+         tunnels.a.remote[0] on the same server (gw.example.com:22); it listens there for one \
+         of them only (expected a different port, or 0 for one the server picks)",
+    );
+    let env = Environment {
+        user: "runner".to_owned(),
+    };
+    // Port 0 may repeat, other servers or ports are fine, and a tunnel through a jump host
+    // reaches another server than one dialled directly, whatever their names.
+    let fine = "[defaults]\nuse_agent = true\n\
+                [tunnels.a]\nhost = \"gw.example.com\"\nremote = [\"0:localhost:22\", \
+                \"9000:localhost:3000\"]\n\
+                [tunnels.b]\nhost = \"gw.example.com\"\nremote = [\"0:localhost:22\", \
+                \"9001:localhost:3000\"]\n\
+                [tunnels.c]\nhost = \"gw.example.com:2222\"\nremote = [\"9000:localhost:3000\"]\n\
+                [tunnels.d]\nhost = \"gw.example.com\"\njump = [\"bastion.example.com\"]\n\
+                remote = [\"9000:localhost:3000\"]\n";
+    parse(Path::new("db.toml"), fine, &env).unwrap();
+}
+
 /// The column of the value in `line`, or of its first element if it is an array.
 fn column(line: &str) -> usize {
     let value = line.find('=').unwrap() + 3;
