@@ -1,6 +1,10 @@
-//! `tunneld check`: validates the file and its key and certificate files, one line per tunnel.
+//! `tunneld check`: validates the file and its key and certificate files, one line per tunnel,
+//! and judges what loading the file leaves to it (names that may be typos of `[hosts]` names,
+//! listeners and remote ports that cannot all be had).
 
 mod certificates;
+mod findings;
+mod resolve;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,17 +16,25 @@ use tunneld_ssh::socks::users::Credentials;
 use crate::EXIT_CONFIG;
 
 pub(crate) fn check(path: &Path) -> ExitCode {
-    let config = match tunneld_config::load(path) {
-        Ok(config) => config,
+    let (config, findings) = match tunneld_config::load_with_findings(path) {
+        Ok(loaded) => loaded,
         Err(err) => {
             eprintln!("{err}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    let verdicts = findings::judge(path, &findings, &mut resolve::Lookup::default());
     let credentials_dir = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
-    let mut problems = 0usize;
+    let mut problems = verdicts.problems.len();
     for tunnel in &config.tunnels {
         println!("{}", describe(tunnel));
+        for (_, warning) in verdicts
+            .warnings
+            .iter()
+            .filter(|(of, _)| of.as_deref() == Some(tunnel.name.as_str()))
+        {
+            println!("  warning: {warning}");
+        }
         for forward in &tunnel.dynamic {
             if let Some(users) = &forward.auth_file
                 && let Err(err) = Credentials::load(users)
@@ -56,6 +68,12 @@ pub(crate) fn check(path: &Path) -> ExitCode {
             problems +=
                 certificates::report(path, tunnel, &hop_name, hop, credentials_dir.as_deref());
         }
+    }
+    for (_, warning) in verdicts.warnings.iter().filter(|(of, _)| of.is_none()) {
+        println!("warning: {warning}");
+    }
+    for problem in &verdicts.problems {
+        eprintln!("{problem}");
     }
     if problems > 0 {
         eprintln!("{}: {problems} problem(s)", path.display());
