@@ -7,9 +7,10 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use toml::Spanned;
-use toml::de::{DeTable, DeValue};
+use toml::de::DeTable;
 
-use crate::error::{ConfigError, Key, Source};
+use crate::error::{ConfigError, Source};
+use crate::toml_error;
 
 /// An optional value and where it was written.
 pub(crate) type Opt<T> = Option<Spanned<T>>;
@@ -184,71 +185,12 @@ impl<'de> Deserialize<'de> for RawDynamic {
     }
 }
 
-/// Parses the TOML of `source` into the raw layer. Syntax errors keep toml's message; type errors
-/// and unknown keys are placed at their key by looking the span up in the document.
+/// Parses the TOML of `source` into the raw layer. Errors are placed at their key and worded in
+/// the file's terms (`toml_error`).
 pub(crate) fn parse(source: &Source<'_>) -> Result<RawFile, ConfigError> {
-    let document = DeTable::parse(source.text).map_err(|e| {
-        let span = e.span().unwrap_or(0..0);
-        source.error(&span, "", e.message().trim_end())
-    })?;
-    RawFile::deserialize(toml::de::Deserializer::from(document)).map_err(|e| {
-        let span = e.span().unwrap_or(0..0);
-        let key = match (e.span(), DeTable::parse(source.text)) {
-            (Some(span), Ok(document)) => {
-                let mut path = Vec::new();
-                locate_in_table(document.get_ref(), span.start, &mut path);
-                path.into_iter()
-                    .fold(Key::default(), |key, step| match step {
-                        Step::Field(name) => key.field(&name),
-                        Step::Index(index) => key.index(index),
-                    })
-            }
-            _ => Key::default(),
-        };
-        if key == Key::root("defaults").field("jump") {
-            return source.error(
-                &span,
-                key,
-                "jump is not allowed in [defaults] (expected jump in [hosts.NAME] or \
-                 [tunnels.NAME]; a jump host never inherits it)",
-            );
-        }
-        source.error(&span, key, e.message().trim_end())
-    })
-}
-
-/// One step of a key path.
-enum Step {
-    Field(String),
-    Index(usize),
-}
-
-/// Finds the innermost key or value whose span contains byte `at`, pushing the path to it.
-fn locate_in_table(table: &DeTable<'_>, at: usize, path: &mut Vec<Step>) -> bool {
-    for (key, value) in table.iter() {
-        path.push(Step::Field(key.get_ref().to_string()));
-        if key.span().contains(&at) || locate_in_value(value, at, path) {
-            return true;
-        }
-        path.pop();
-    }
-    false
-}
-
-fn locate_in_value(value: &Spanned<DeValue<'_>>, at: usize, path: &mut Vec<Step>) -> bool {
-    let inner = match value.get_ref() {
-        DeValue::Table(table) => locate_in_table(table, at, path),
-        DeValue::Array(array) => array.iter().enumerate().any(|(index, element)| {
-            path.push(Step::Index(index));
-            let found = locate_in_value(element, at, path);
-            if !found {
-                path.pop();
-            }
-            found
-        }),
-        _ => false,
-    };
-    inner || value.span().contains(&at)
+    let document = DeTable::parse(source.text).map_err(|e| toml_error::syntax(source, &e))?;
+    RawFile::deserialize(toml::de::Deserializer::from(document))
+        .map_err(|e| toml_error::typed(source, &e))
 }
 
 #[cfg(test)]
@@ -271,7 +213,8 @@ mod tests {
     fn places_serde_errors_at_their_key() {
         assert_eq!(
             error("[hosts.b]\nport = \"22\"\n"),
-            "t.toml:2:8: hosts.b.port: invalid type: string \"22\", expected i64"
+            "t.toml:2:8: hosts.b.port: invalid type: string \"22\", expected a port number \
+             (1-65535), without quotes"
         );
         assert_eq!(
             error("tunnels = { db = { host = \"h\", lokal = [] } }\n"),
@@ -292,7 +235,7 @@ mod tests {
         );
         assert_eq!(
             error("hosts = 3\n"),
-            "t.toml:1:9: hosts: invalid type: integer `3`, expected a map"
+            "t.toml:1:9: hosts: invalid type: integer `3`, expected [hosts.NAME] tables"
         );
     }
 
