@@ -64,6 +64,7 @@ fn config() -> Config {
                 max: 3,
             },
             backoff: Backoff { min: MIN, max: MAX },
+            exit_on_forward_failure: false,
         }],
     }
 }
