@@ -23,17 +23,22 @@ pub struct ListenAddress {
 impl ListenAddress {
     /// Binds this address and listens on it. `Ok(None)` when it was optional and this machine
     /// has no IPv6.
-    pub fn bind(&self) -> Result<Option<TcpListener>, TunnelError> {
+    pub fn bind(&self) -> io::Result<Option<TcpListener>> {
         match bind_one(self.addr) {
             Ok(listener) => Ok(Some(listener)),
             Err(err) if self.optional && self.addr.is_ipv6() && ipv6_unavailable(&err) => {
                 debug!(addr = %self.addr, error = %err, "no IPv6 here; listening on IPv4 only");
                 Ok(None)
             }
-            Err(source) => Err(TunnelError::Listen {
-                listen: self.addr.to_string(),
-                source,
-            }),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The failure to bind this address, as the tunnel reports it.
+    pub fn failed(&self, source: io::Error) -> TunnelError {
+        TunnelError::Listen {
+            listen: self.addr.to_string(),
+            source,
         }
     }
 }
@@ -87,7 +92,7 @@ pub async fn addresses(bind: &BindAddress, port: u16) -> Result<Vec<ListenAddres
 pub async fn bind(bind: &BindAddress, port: u16) -> Result<Vec<TcpListener>, TunnelError> {
     let mut listeners = Vec::new();
     for address in addresses(bind, port).await? {
-        listeners.extend(address.bind()?);
+        listeners.extend(address.bind().map_err(|err| address.failed(err))?);
     }
     Ok(listeners)
 }
