@@ -146,40 +146,41 @@ impl Board {
     /// neither.
     fn announce(&self) {
         let mut announced = lock(&self.announced);
-        let (now, connection, up_count) = match &*self.state.borrow() {
-            TunnelState::Up { connection, .. } => (Announced::Up, *connection, None),
+        let (now, connection, forwards_up) = match &*self.state.borrow() {
+            TunnelState::Up { connection, .. } => (Announced::Up, *connection, String::new()),
             TunnelState::Degraded {
                 connection,
                 remote,
                 listeners,
                 ..
             } => {
-                let failed: Vec<RemoteStatus> = remote
+                let answered: Vec<RemoteStatus> = remote
                     .iter()
                     .filter(|r| r.state != RemoteState::Requesting)
                     .cloned()
                     .collect();
-                let (why, _) = not_up(&failed, listeners);
-                let (all, total) = not_up(remote, listeners);
-                if why.is_empty() {
+                let (failed, _) = not_up(&answered, listeners);
+                if failed.is_empty() {
                     return;
                 }
-                let up = format!("{}/{total}", total - all.len());
-                (Announced::Degraded(why), *connection, Some(up))
+                let (not_up, total) = not_up(remote, listeners);
+                let forwards_up = format!("{}/{total}", total - not_up.len());
+                (Announced::Degraded(failed), *connection, forwards_up)
             }
             _ => return,
         };
         if *announced == now {
             return;
         }
-        match (&now, up_count) {
-            (Announced::Degraded(why), Some(forwards_up)) => warn!(
+        if let Announced::Degraded(failed) = &now {
+            warn!(
                 connection,
                 forwards_up,
-                error = %why.join("; "),
+                error = %failed.join("; "),
                 "tunnel degraded; serving the forwards that work and retrying the others"
-            ),
-            _ => info!(connection, "tunnel up"),
+            );
+        } else {
+            info!(connection, "tunnel up");
         }
         *announced = now;
     }

@@ -168,9 +168,9 @@ impl TunnelState {
 
 /// Why each forward that is not up is not, in words, in the order of the configuration
 /// (listeners first); and how many forwards there are.
-pub(crate) fn not_up<'a>(
-    remote: &'a [RemoteStatus],
-    listeners: &'a [ListenerStatus],
+pub(crate) fn not_up(
+    remote: &[RemoteStatus],
+    listeners: &[ListenerStatus],
 ) -> (Vec<String>, usize) {
     let mut why = Vec::new();
     for status in listeners {
