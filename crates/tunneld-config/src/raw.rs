@@ -32,6 +32,7 @@ pub(crate) struct Common<'a> {
     pub(crate) backoff_max: Option<&'a Spanned<RawDuration>>,
     pub(crate) compression: Option<&'a Spanned<bool>>,
     pub(crate) ciphers: Option<&'a Spanned<Vec<Spanned<String>>>>,
+    pub(crate) exit_on_forward_failure: Option<&'a Spanned<bool>>,
 }
 
 /// Declares a section struct with the shared settings plus its own keys. serde's `flatten` cannot
@@ -56,6 +57,7 @@ macro_rules! section {
             backoff_max: Opt<RawDuration>,
             compression: Opt<bool>,
             ciphers: Opt<Vec<Spanned<String>>>,
+            exit_on_forward_failure: Opt<bool>,
             $($(#[$fmeta])* pub(crate) $field: $ty,)*
         }
 
@@ -77,6 +79,7 @@ macro_rules! section {
                     backoff_max: self.backoff_max.as_ref(),
                     compression: self.compression.as_ref(),
                     ciphers: self.ciphers.as_ref(),
+                    exit_on_forward_failure: self.exit_on_forward_failure.as_ref(),
                 }
             }
         }
@@ -221,7 +224,8 @@ mod tests {
             "t.toml:1:32: tunnels.db.lokal: unknown field `lokal`, expected one of `user`, \
              `identity_files`, `certificate_files`, `use_agent`, `known_hosts`, `global_known_hosts`, \
              `host_key_policy`, `keepalive_interval`, `keepalive_max`, `connect_timeout`, `backoff_min`, \
-             `backoff_max`, `compression`, `ciphers`, `host`, `jump`, `local`, `remote`, `dynamic`"
+             `backoff_max`, `compression`, `ciphers`, `exit_on_forward_failure`, `host`, `jump`, \
+             `local`, `remote`, `dynamic`"
         );
         assert_eq!(
             error("[tunnels.t]\ndynamic = [\"1\", { listen = \"1\", auth = \"x\" }]\n"),

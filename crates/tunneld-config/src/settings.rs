@@ -49,6 +49,7 @@ pub(crate) struct Settings {
     pub(crate) backoff_max: Option<Located<Duration>>,
     pub(crate) compression: Option<bool>,
     pub(crate) ciphers: Option<Vec<String>>,
+    pub(crate) exit_on_forward_failure: Option<bool>,
 }
 
 /// Checks the shared settings of the section at `section` (`defaults`, `hosts.NAME`, ...).
@@ -191,6 +192,7 @@ pub(crate) fn check(
             .transpose()?,
         compression: common.compression.map(|b| *b.get_ref()),
         ciphers,
+        exit_on_forward_failure: common.exit_on_forward_failure.map(|b| *b.get_ref()),
     })
 }
 

@@ -1,5 +1,5 @@
-//! One `[tunnels.NAME]` table to a `Tunnel`: its target and jump chain, forwards, keepalive and
-//! backoff.
+//! One `[tunnels.NAME]` table to a `Tunnel`: its target and jump chain, forwards, keepalive,
+//! backoff and what a failed forward does to it.
 
 use toml::Spanned;
 
@@ -112,6 +112,7 @@ pub(crate) fn resolve(
             dynamic: forwards.dynamic,
             keepalive,
             backoff,
+            exit_on_forward_failure: pick.get(|s| s.exit_on_forward_failure).unwrap_or(false),
         },
         listeners,
         remote,

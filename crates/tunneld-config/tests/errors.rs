@@ -47,8 +47,8 @@ fn unknown_key() {
         "tunnels.db.lokal",
         "unknown field `lokal`, expected one of `user`, `identity_files`, `certificate_files`, `use_agent`, \
          `known_hosts`, `global_known_hosts`, `host_key_policy`, `keepalive_interval`, \
-         `keepalive_max`, `connect_timeout`, `backoff_min`, `backoff_max`, `compression`, `ciphers`, `host`, \
-         `jump`, `local`, `remote`, `dynamic`",
+         `keepalive_max`, `connect_timeout`, `backoff_min`, `backoff_max`, `compression`, `ciphers`, \
+         `exit_on_forward_failure`, `host`, `jump`, `local`, `remote`, `dynamic`",
     );
     assert_error(
         "[hosts.b]\nhostnme = \"b.example.com\"\n",
@@ -58,7 +58,7 @@ fn unknown_key() {
         "unknown field `hostnme`, expected one of `user`, `identity_files`, `certificate_files`, `use_agent`, \
          `known_hosts`, `global_known_hosts`, `host_key_policy`, `keepalive_interval`, \
          `keepalive_max`, `connect_timeout`, `backoff_min`, `backoff_max`, `compression`, `ciphers`, \
-         `hostname`, `port`, `jump`",
+         `exit_on_forward_failure`, `hostname`, `port`, `jump`",
     );
     let err = error("[tunnel.db]\nhost = \"x\"\n");
     assert_eq!(
@@ -307,7 +307,8 @@ fn jump_in_defaults() {
         "defaults.x",
         "unknown field `x`, expected one of `user`, `identity_files`, `certificate_files`, `use_agent`, \
          `known_hosts`, `global_known_hosts`, `host_key_policy`, `keepalive_interval`, \
-         `keepalive_max`, `connect_timeout`, `backoff_min`, `backoff_max`, `compression`, `ciphers`",
+         `keepalive_max`, `connect_timeout`, `backoff_min`, `backoff_max`, `compression`, `ciphers`, \
+         `exit_on_forward_failure`",
     );
     let env = Environment {
         user: "runner".to_owned(),

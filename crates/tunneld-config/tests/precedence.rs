@@ -212,6 +212,17 @@ fn every_key_follows_the_precedence() {
     );
 }
 
+/// OpenSSH's ExitOnForwardFailure is off unless asked for; tunneld's follows it.
+#[test]
+fn exit_on_forward_failure_follows_the_precedence_and_is_off_by_default() {
+    check_precedence(
+        "exit_on_forward_failure",
+        ["true", "false", "true"],
+        [true, false, true, false],
+        |t| t.exit_on_forward_failure,
+    );
+}
+
 const CHAIN: &str = r#"
 [defaults]
 user = "tunnel"
