@@ -14,7 +14,7 @@ use harness::{
 use support::{InProcess, defaults_for, echo_through, test_dir, write_config, write_one_tunnel};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tunneld_supervisor::TunnelState;
+use tunneld_supervisor::{ListenerState, TunnelState};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_64_mib_payload_arrives_byte_identical() {
@@ -150,6 +150,7 @@ async fn a_target_the_server_refuses_fails_only_that_connection() {
     tunneld.stop().await;
 }
 
+/// With exit_on_forward_failure, as with OpenSSH's ExitOnForwardFailure.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_listen_port_fails_the_tunnel_with_the_reason() {
     let dir = test_dir();
@@ -158,7 +159,7 @@ async fn a_busy_listen_port_fails_the_tunnel_with_the_reason() {
     let port = squatter.local_addr().unwrap().port();
     let target = ClosedPort::new();
     let block = format!(
-        "local = [\"127.0.0.1:{port}:127.0.0.1:{}\"]\n",
+        "exit_on_forward_failure = true\nlocal = [\"127.0.0.1:{port}:127.0.0.1:{}\"]\n",
         target.port()
     );
     let tunneld = InProcess::start(&write_one_tunnel(dir.path(), &sshd, "taken", &block));
@@ -174,6 +175,79 @@ async fn a_busy_listen_port_fails_the_tunnel_with_the_reason() {
     // Once the port is free, the retry binds it and the tunnel comes up.
     drop(squatter);
     tunneld.wait_up("taken").await;
+    tunneld.stop().await;
+}
+
+/// By default a port that another program holds takes nothing else down: the tunnel connects,
+/// its other forward serves, and once the squatter goes the port is bound and the tunnel is up,
+/// on the same connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_listen_port_leaves_the_other_forwards_serving_and_is_bound_once_free() {
+    let dir = test_dir();
+    let sshd = Sshd::start();
+    let echo = EchoServer::start();
+    let squatter = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let taken = squatter.local_addr().unwrap().port();
+    let good = free_port();
+    let block = format!(
+        "local = [\"127.0.0.1:{taken}:127.0.0.1:{echo}\", \"{good}:127.0.0.1:{echo}\"]\n",
+        echo = echo.port()
+    );
+    let tunneld = InProcess::start(&write_one_tunnel(dir.path(), &sshd, "taken", &block));
+    let degraded = tunneld
+        .wait_for("taken", support::UP_TIMEOUT, TunnelState::is_degraded)
+        .await;
+    let TunnelState::Degraded {
+        connection,
+        listeners,
+        ..
+    } = &degraded
+    else {
+        unreachable!()
+    };
+    let reason = format!("listen 127.0.0.1:{taken}: Address already in use (os error 98)");
+    assert_eq!(
+        listeners[0].state,
+        ListenerState::Retrying {
+            reason: reason.clone()
+        }
+    );
+    assert_eq!(listeners[1].state, ListenerState::Listening);
+    let status = tunneld.supervisor.report().status;
+    assert_eq!(
+        status,
+        format!(
+            "0/1 tunnels up, 1 degraded; taken: degraded (127.0.0.1:{}), 1/2 forwards up; {reason}",
+            sshd.port()
+        )
+    );
+
+    // The other forward serves meanwhile.
+    for round in 0..3u64 {
+        let payload = random_bytes(20_000, round);
+        assert_eq!(echo_through(localhost(good), &payload).await, payload);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // The squatter goes: the port is ours within a couple of seconds, on the same connection.
+    drop(squatter);
+    let freed = std::time::Instant::now();
+    let up = tunneld.wait_up("taken").await;
+    eprintln!(
+        "port {taken} bound {:?} after it was freed",
+        freed.elapsed()
+    );
+    assert_eq!(
+        connection_id(&up),
+        *connection,
+        "the tunnel must not reconnect"
+    );
+    for port in [taken, good] {
+        let payload = random_bytes(30_000, u64::from(port));
+        assert_eq!(echo_through(localhost(port), &payload).await, payload);
+    }
+    assert_eq!(sshd.logins(), 1, "{}", sshd.log());
+    assert_eq!(tunneld.supervisor.report().status, "1/1 tunnels up");
     tunneld.stop().await;
 }
 

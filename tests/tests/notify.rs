@@ -163,6 +163,58 @@ fn the_notification_sequence_tells_systemd_the_truth() {
     assert!(status.success());
 }
 
+/// A tunnel whose remote forward the server refuses by policy is degraded, not down and not
+/// up: READY=1 comes once it has its answer, STATUS says degraded and why, the log never says
+/// "tunnel up", and the watchdog is petted while its local forward serves.
+#[test]
+fn a_degraded_tunnel_is_ready_and_says_so() {
+    let dir = test_dir();
+    let sshd = Sshd::builder()
+        .config_line("PermitListen 127.0.0.1:1")
+        .start();
+    let echo = EchoServer::start();
+    let (port, refused) = (free_port(), free_port());
+    let config_text = format!(
+        "{}[tunnels.t]\n{}local = [\"{port}:127.0.0.1:{echo}\"]\nremote = [\"{refused}:127.0.0.1:{echo}\"]\n",
+        defaults_for(&sshd, dir.path()),
+        host_line(&sshd),
+        echo = echo.port()
+    );
+    let config = write_config(dir.path(), &config_text);
+    let (mut notes, socket) = Notifications::bind(dir.path());
+    let mut tunneld = TunneldProcess::spawn(
+        &["run", "--config", config.to_str().unwrap()],
+        &[("NOTIFY_SOCKET", &socket), ("WATCHDOG_USEC", "1000000")],
+    );
+
+    let ready = notes.wait_for(Duration::from_secs(20), |m| m.starts_with("READY=1"));
+    let reason = format!(
+        "127.0.0.1:{server} refuses remote port forwarding of {refused}:127.0.0.1:{echo} \
+         (AllowTcpForwarding / PermitListen / permitlisten)",
+        server = sshd.port(),
+        echo = echo.port()
+    );
+    assert_eq!(
+        ready,
+        format!(
+            "READY=1\nSTATUS=0/1 tunnels up, 1 degraded; t: degraded (127.0.0.1:{}), 1/2 \
+             forwards up; {reason}",
+            sshd.port()
+        )
+    );
+    // Healthy: the watchdog is petted.
+    notes.wait_for(Duration::from_secs(5), |m| m == "WATCHDOG=1");
+    tunneld.expect_log("tunnel degraded", Duration::from_secs(5));
+    let logs = tunneld.logs();
+    assert!(logs.contains("connected"), "{logs}");
+    assert!(!logs.contains("tunnel up"), "{logs}");
+    assert!(!logs.contains("tunnel down"), "{logs}");
+
+    tunneld.signal(Signal::SIGTERM);
+    let status = tunneld.wait_exit(Duration::from_secs(5)).expect("exits");
+    assert!(status.success());
+}
+
 /// A connector whose attempts never finish: a bug, or a hang beyond every timeout.
 struct Hanging;
 

@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use harness::{
     ChaosProxy, ClosedPort, EchoServer, Failure, Mode, Sshd, free_port, localhost, random_bytes,
+    wait_until_async,
 };
 use support::{InProcess, defaults_for, echo_through, test_dir, write_config, write_one_tunnel};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tunneld_supervisor::{RemoteState, TunnelState};
+use tunneld_supervisor::{ListenerState, RemoteState, TunnelState};
 
 /// `127.0.0.1:port` for a port as the SSH protocol carries it.
 fn local(port: u32) -> SocketAddr {
@@ -99,13 +100,15 @@ async fn concurrent_connections_and_a_port_the_server_picks() {
     tunneld.stop().await;
 }
 
+/// With exit_on_forward_failure, as with OpenSSH's ExitOnForwardFailure: the refusal drops the
+/// connection, and the tunnel backs off at the cap and tries again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_forbids_remote_forwarding_fails_the_tunnel_permanently() {
     for forbid in ["AllowTcpForwarding local", "PermitListen 127.0.0.1:1"] {
         let dir = test_dir();
         let sshd = Sshd::builder().config_line(forbid).start();
         let port = free_port();
-        let block = format!("remote = [\"{port}:127.0.0.1:9\"]\n");
+        let block = format!("exit_on_forward_failure = true\nremote = [\"{port}:127.0.0.1:9\"]\n");
         let tunneld = InProcess::start(&write_one_tunnel(dir.path(), &sshd, "nope", &block));
         let Failure {
             reason,
@@ -123,8 +126,105 @@ async fn a_server_that_forbids_remote_forwarding_fails_the_tunnel_permanently() 
         );
         assert!(permanent, "with {forbid}");
         assert_eq!(kind, tunneld_ssh::FailureKind::ForwardRefused);
+        // It tries again, on a new connection, and is refused again.
+        assert!(
+            wait_until_async(support::UP_TIMEOUT, || async { sshd.logins() >= 2 }).await,
+            "with {forbid}: {}",
+            sshd.log()
+        );
+        let again = tunneld.wait_failure("nope", support::UP_TIMEOUT).await;
+        assert_eq!(again.reason, reason, "with {forbid}");
         tunneld.stop().await;
     }
+}
+
+/// By default one remote forward that the server refuses by policy takes nothing else down:
+/// the tunnel's local forwards carry bytes the whole time, on one connection, while the refused
+/// one is asked for again at backoff_max; the tunnel is degraded and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_forward_refused_by_policy_leaves_the_local_forwards_serving() {
+    let dir = test_dir();
+    let sshd = Sshd::builder()
+        .config_line("PermitListen 127.0.0.1:1")
+        .start();
+    let echo = EchoServer::start();
+    let (first, second, refused) = (free_port(), free_port(), free_port());
+    let block = format!(
+        "local = [\"{first}:127.0.0.1:{echo}\", \"{second}:127.0.0.1:{echo}\"]\n\
+         remote = [\"{refused}:127.0.0.1:{echo}\"]\n",
+        echo = echo.port()
+    );
+    let tunneld = InProcess::start(&write_one_tunnel(dir.path(), &sshd, "db", &block));
+    let is_refused = |s: &TunnelState| match s {
+        TunnelState::Degraded { remote, .. } => {
+            matches!(remote[0].state, RemoteState::Refused { .. })
+        }
+        _ => false,
+    };
+    let degraded = tunneld
+        .wait_for("db", support::UP_TIMEOUT, is_refused)
+        .await;
+    let connection = degraded.connection().unwrap();
+    let TunnelState::Degraded {
+        remote, listeners, ..
+    } = &degraded
+    else {
+        unreachable!()
+    };
+    let reason = format!(
+        "127.0.0.1:{} refuses remote port forwarding of {refused}:127.0.0.1:{} \
+         (AllowTcpForwarding / PermitListen / permitlisten)",
+        sshd.port(),
+        echo.port()
+    );
+    assert_eq!(
+        remote[0].state,
+        RemoteState::Refused {
+            reason: reason.clone()
+        }
+    );
+    assert!(
+        listeners
+            .iter()
+            .all(|l| l.state == ListenerState::Listening),
+        "{listeners:?}"
+    );
+    let status = tunneld.supervisor.report();
+    assert!(status.ready, "{status:?}");
+    assert!(status.healthy(), "{status:?}");
+    assert_eq!(
+        status.status,
+        format!(
+            "0/1 tunnels up, 1 degraded; db: degraded (127.0.0.1:{}), 2/3 forwards up; {reason}",
+            sshd.port()
+        )
+    );
+
+    // Round trips through both local forwards at several moments, across several refusals
+    // (backoff_max is 2 s here), all on the one connection.
+    let started = Instant::now();
+    let mut round = 0u64;
+    while started.elapsed() < Duration::from_secs(7) {
+        for port in [first, second] {
+            let payload = random_bytes(20_000, round);
+            assert_eq!(echo_through(localhost(port), &payload).await, payload);
+        }
+        let now = tunneld
+            .wait_for("db", Duration::from_secs(1), |s| s.is_degraded())
+            .await;
+        assert_eq!(
+            now.connection(),
+            Some(connection),
+            "the tunnel must not reconnect"
+        );
+        round += 1;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    eprintln!("{round} rounds of round trips through the local forwards while degraded");
+    assert_eq!(sshd.logins(), 1, "{}", sshd.log());
+    // Nothing listens on the refused port on the server.
+    assert!(TcpStream::connect(localhost(refused)).await.is_err());
+    tunneld.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,7 +291,7 @@ async fn a_port_still_held_by_the_dead_session_is_won_back_on_the_new_connection
     let cut = Instant::now();
     let waiting = tunneld
         .wait_for("pi", Duration::from_secs(30), |s| match s {
-            TunnelState::Up {
+            TunnelState::Degraded {
                 connection, remote, ..
             } => {
                 *connection != first
@@ -204,7 +304,7 @@ async fn a_port_still_held_by_the_dead_session_is_won_back_on_the_new_connection
         })
         .await;
     let reconnected = cut.elapsed();
-    let TunnelState::Up { remote, .. } = &waiting else {
+    let TunnelState::Degraded { remote, .. } = &waiting else {
         unreachable!()
     };
     let RemoteState::Waiting { reason } = &remote[0].state else {
@@ -221,7 +321,7 @@ async fn a_port_still_held_by_the_dead_session_is_won_back_on_the_new_connection
     let (_, ports) = {
         let state = tunneld
             .wait_for("pi", Duration::from_secs(30), |s| match s {
-                TunnelState::Up { remote, .. } => {
+                TunnelState::Up { remote, .. } | TunnelState::Degraded { remote, .. } => {
                     matches!(
                         remote.get(1).map(|r| &r.state),
                         Some(RemoteState::Listening { .. })
@@ -230,9 +330,12 @@ async fn a_port_still_held_by_the_dead_session_is_won_back_on_the_new_connection
                 _ => false,
             })
             .await;
-        let TunnelState::Up {
+        let (TunnelState::Up {
             connection, remote, ..
-        } = state
+        }
+        | TunnelState::Degraded {
+            connection, remote, ..
+        }) = state
         else {
             unreachable!()
         };

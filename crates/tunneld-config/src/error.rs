@@ -4,6 +4,8 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use crate::findings::Location;
+
 /// Why a configuration file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -94,6 +96,16 @@ pub(crate) struct Source<'a> {
 }
 
 impl Source<'_> {
+    /// Where `span` starts, for a finding about `key`.
+    pub(crate) fn location(&self, span: &Range<usize>, key: impl fmt::Display) -> Location {
+        let (line, column) = line_column(self.text, span.start);
+        Location {
+            line,
+            column,
+            key: key.to_string(),
+        }
+    }
+
     /// An error about `key` at the start of `span`.
     pub(crate) fn error(
         &self,

@@ -4,7 +4,8 @@
 //! (the contract).
 //! [`load`] reads a file, [`parse`] checks text, [`diff`] compares two configurations for a
 //! reload. Every error is a [`ConfigError`] that reads `PATH:LINE:COLUMN: KEY: problem
-//! (expected)`.
+//! (expected)`. [`load_with_findings`] also returns what `tunneld check` has to judge with more
+//! than the file ([`Finding`]).
 //!
 //! Relative paths in the file (`identity_files`, `known_hosts`, `global_known_hosts`,
 //! `auth_file`) are taken relative to the directory of the configuration file; `~` is not
@@ -14,20 +15,28 @@ mod address;
 mod diff;
 mod duration;
 mod error;
+mod findings;
 mod forward;
 mod hostspec;
 mod listeners;
 mod model;
+mod near_names;
 mod raw;
 mod rekey;
+mod remote_ports;
 mod resolve;
 mod settings;
+mod ssh_config;
+mod toml_error;
 mod tunnel;
 
 use std::path::{Path, PathBuf};
 
 pub use diff::{Change, diff};
 pub use error::ConfigError;
+pub use findings::{
+    Finding, GatewayPorts, Location, NearHostName, RemotePortClash, ResolvedBy, describe_route,
+};
 pub use model::*;
 pub use settings::SUPPORTED_CIPHERS;
 
@@ -56,17 +65,31 @@ impl Environment {
 
 /// Reads and checks the configuration file at `path`, with the defaults of this machine.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_with_findings(path).map(|(config, _)| config)
+}
+
+/// [`load`], and what `tunneld check` has to judge, in the order they are written.
+pub fn load_with_findings(path: &Path) -> Result<(Config, Vec<Finding>), ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
         path: path.to_path_buf(),
         error,
     })?;
-    parse(path, &text, &Environment::current())
+    parse_with_findings(path, &text, &Environment::current())
 }
 
 /// Checks configuration `text`. `path` names the file in errors and in [`Config::path`], and its
 /// directory is the base of relative paths in the file (made absolute against the current
 /// directory when `path` is relative).
 pub fn parse(path: &Path, text: &str, env: &Environment) -> Result<Config, ConfigError> {
+    parse_with_findings(path, text, env).map(|(config, _)| config)
+}
+
+/// [`parse`], and what `tunneld check` has to judge, in the order they are written.
+pub fn parse_with_findings(
+    path: &Path,
+    text: &str,
+    env: &Environment,
+) -> Result<(Config, Vec<Finding>), ConfigError> {
     let source = error::Source { path, text };
     let raw = raw::parse(&source)?;
     let base_dir = base_dir(path);
@@ -74,14 +97,15 @@ pub fn parse(path: &Path, text: &str, env: &Environment) -> Result<Config, Confi
 }
 
 /// From the raw file to the model: what the tunnels are resolved against (`resolve`), each
-/// tunnel (`tunnel`), then the checks across tunnels (`listeners`). It lives here, above those
-/// three modules, so that they depend on each other one way only: `tunnel` on the other two.
+/// tunnel (`tunnel`), then the checks across tunnels (`listeners`, `remote_ports`,
+/// `near_names`). It lives here, above those modules, so that they depend on each other one
+/// way only.
 fn resolve_file(
     source: error::Source<'_>,
     raw: &raw::RawFile,
     env: &Environment,
     base_dir: &Path,
-) -> Result<Config, ConfigError> {
+) -> Result<(Config, Vec<Finding>), ConfigError> {
     let resolver = resolve::Resolver::new(source, raw, env, base_dir)?;
     let tunnels_table = raw.tunnels.as_ref();
     let mut tunnels = Vec::new();
@@ -96,12 +120,16 @@ fn resolve_file(
             "no tunnels defined (expected at least one [tunnels.NAME] table)",
         ));
     }
-    listeners::check_across_tunnels(&source, &tunnels)?;
+    let mut findings = listeners::check_across_tunnels(&source, &tunnels)?;
+    findings.extend(remote_ports::check(&source, &tunnels)?);
+    findings.extend(near_names::find(&source, raw, &resolver.hosts, &tunnels));
+    findings.sort_by_key(|finding| (finding.at().line, finding.at().column));
     tunnels.sort_by(|a, b| a.tunnel.name.cmp(&b.tunnel.name));
-    Ok(Config {
+    let config = Config {
         path: source.path.to_path_buf(),
         tunnels: tunnels.into_iter().map(|t| t.tunnel).collect(),
-    })
+    };
+    Ok((config, findings))
 }
 
 fn base_dir(path: &Path) -> PathBuf {

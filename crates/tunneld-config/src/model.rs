@@ -38,6 +38,11 @@ pub struct Tunnel {
     pub keepalive: Keepalive,
     /// Reconnect delays.
     pub backoff: Backoff,
+    /// Like OpenSSH's `ExitOnForwardFailure`: when true, a forward that fails drops and
+    /// reconnects the whole tunnel, and the tunnel does not connect until every listener is
+    /// bound. When false (the default), the forwards that work keep serving and the failed one
+    /// is retried on the live connection.
+    pub exit_on_forward_failure: bool,
 }
 
 /// One SSH server to connect to: the target of a tunnel, or a jump host.

@@ -7,9 +7,10 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use toml::Spanned;
-use toml::de::{DeTable, DeValue};
+use toml::de::DeTable;
 
-use crate::error::{ConfigError, Key, Source};
+use crate::error::{ConfigError, Source};
+use crate::toml_error;
 
 /// An optional value and where it was written.
 pub(crate) type Opt<T> = Option<Spanned<T>>;
@@ -31,6 +32,7 @@ pub(crate) struct Common<'a> {
     pub(crate) backoff_max: Option<&'a Spanned<RawDuration>>,
     pub(crate) compression: Option<&'a Spanned<bool>>,
     pub(crate) ciphers: Option<&'a Spanned<Vec<Spanned<String>>>>,
+    pub(crate) exit_on_forward_failure: Option<&'a Spanned<bool>>,
     pub(crate) rekey_limit: Option<&'a Spanned<String>>,
 }
 
@@ -56,6 +58,7 @@ macro_rules! section {
             backoff_max: Opt<RawDuration>,
             compression: Opt<bool>,
             ciphers: Opt<Vec<Spanned<String>>>,
+            exit_on_forward_failure: Opt<bool>,
             rekey_limit: Opt<String>,
             $($(#[$fmeta])* pub(crate) $field: $ty,)*
         }
@@ -78,6 +81,7 @@ macro_rules! section {
                     backoff_max: self.backoff_max.as_ref(),
                     compression: self.compression.as_ref(),
                     ciphers: self.ciphers.as_ref(),
+                    exit_on_forward_failure: self.exit_on_forward_failure.as_ref(),
                     rekey_limit: self.rekey_limit.as_ref(),
                 }
             }
@@ -187,71 +191,12 @@ impl<'de> Deserialize<'de> for RawDynamic {
     }
 }
 
-/// Parses the TOML of `source` into the raw layer. Syntax errors keep toml's message; type errors
-/// and unknown keys are placed at their key by looking the span up in the document.
+/// Parses the TOML of `source` into the raw layer. Errors are placed at their key and worded in
+/// the file's terms (`toml_error`).
 pub(crate) fn parse(source: &Source<'_>) -> Result<RawFile, ConfigError> {
-    let document = DeTable::parse(source.text).map_err(|e| {
-        let span = e.span().unwrap_or(0..0);
-        source.error(&span, "", e.message().trim_end())
-    })?;
-    RawFile::deserialize(toml::de::Deserializer::from(document)).map_err(|e| {
-        let span = e.span().unwrap_or(0..0);
-        let key = match (e.span(), DeTable::parse(source.text)) {
-            (Some(span), Ok(document)) => {
-                let mut path = Vec::new();
-                locate_in_table(document.get_ref(), span.start, &mut path);
-                path.into_iter()
-                    .fold(Key::default(), |key, step| match step {
-                        Step::Field(name) => key.field(&name),
-                        Step::Index(index) => key.index(index),
-                    })
-            }
-            _ => Key::default(),
-        };
-        if key == Key::root("defaults").field("jump") {
-            return source.error(
-                &span,
-                key,
-                "jump is not allowed in [defaults] (expected jump in [hosts.NAME] or \
-                 [tunnels.NAME]; a jump host never inherits it)",
-            );
-        }
-        source.error(&span, key, e.message().trim_end())
-    })
-}
-
-/// One step of a key path.
-enum Step {
-    Field(String),
-    Index(usize),
-}
-
-/// Finds the innermost key or value whose span contains byte `at`, pushing the path to it.
-fn locate_in_table(table: &DeTable<'_>, at: usize, path: &mut Vec<Step>) -> bool {
-    for (key, value) in table.iter() {
-        path.push(Step::Field(key.get_ref().to_string()));
-        if key.span().contains(&at) || locate_in_value(value, at, path) {
-            return true;
-        }
-        path.pop();
-    }
-    false
-}
-
-fn locate_in_value(value: &Spanned<DeValue<'_>>, at: usize, path: &mut Vec<Step>) -> bool {
-    let inner = match value.get_ref() {
-        DeValue::Table(table) => locate_in_table(table, at, path),
-        DeValue::Array(array) => array.iter().enumerate().any(|(index, element)| {
-            path.push(Step::Index(index));
-            let found = locate_in_value(element, at, path);
-            if !found {
-                path.pop();
-            }
-            found
-        }),
-        _ => false,
-    };
-    inner || value.span().contains(&at)
+    let document = DeTable::parse(source.text).map_err(|e| toml_error::syntax(source, &e))?;
+    RawFile::deserialize(toml::de::Deserializer::from(document))
+        .map_err(|e| toml_error::typed(source, &e))
 }
 
 #[cfg(test)]
@@ -274,14 +219,16 @@ mod tests {
     fn places_serde_errors_at_their_key() {
         assert_eq!(
             error("[hosts.b]\nport = \"22\"\n"),
-            "t.toml:2:8: hosts.b.port: invalid type: string \"22\", expected i64"
+            "t.toml:2:8: hosts.b.port: invalid type: string \"22\", expected a port number \
+             (1-65535), without quotes"
         );
         assert_eq!(
             error("tunnels = { db = { host = \"h\", lokal = [] } }\n"),
             "t.toml:1:32: tunnels.db.lokal: unknown field `lokal`, expected one of `user`, \
              `identity_files`, `certificate_files`, `use_agent`, `known_hosts`, `global_known_hosts`, \
              `host_key_policy`, `keepalive_interval`, `keepalive_max`, `connect_timeout`, `backoff_min`, \
-             `backoff_max`, `compression`, `ciphers`, `rekey_limit`, `host`, `jump`, `local`, `remote`, `dynamic`"
+             `backoff_max`, `compression`, `ciphers`, `exit_on_forward_failure`, `rekey_limit`, `host`, `jump`, \
+             `local`, `remote`, `dynamic`"
         );
         assert_eq!(
             error("[tunnels.t]\ndynamic = [\"1\", { listen = \"1\", auth = \"x\" }]\n"),
@@ -295,7 +242,7 @@ mod tests {
         );
         assert_eq!(
             error("hosts = 3\n"),
-            "t.toml:1:9: hosts: invalid type: integer `3`, expected a map"
+            "t.toml:1:9: hosts: invalid type: integer `3`, expected [hosts.NAME] tables"
         );
     }
 

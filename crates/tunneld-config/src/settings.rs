@@ -50,6 +50,7 @@ pub(crate) struct Settings {
     pub(crate) backoff_max: Option<Located<Duration>>,
     pub(crate) compression: Option<bool>,
     pub(crate) ciphers: Option<Vec<String>>,
+    pub(crate) exit_on_forward_failure: Option<bool>,
     pub(crate) rekey_limit: Option<RekeyLimit>,
 }
 
@@ -193,6 +194,7 @@ pub(crate) fn check(
             .transpose()?,
         compression: common.compression.map(|b| *b.get_ref()),
         ciphers,
+        exit_on_forward_failure: common.exit_on_forward_failure.map(|b| *b.get_ref()),
         rekey_limit: common
             .rekey_limit
             .map(|raw| {

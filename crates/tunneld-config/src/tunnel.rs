@@ -1,5 +1,5 @@
-//! One `[tunnels.NAME]` table to a `Tunnel`: its target and jump chain, forwards, keepalive and
-//! backoff.
+//! One `[tunnels.NAME]` table to a `Tunnel`: its target and jump chain, forwards, keepalive,
+//! backoff and what a failed forward does to it.
 
 use toml::Spanned;
 
@@ -72,6 +72,11 @@ pub(crate) fn resolve(
         .map(|(named, at)| r.hop(named, None, at))
         .collect::<Result<Vec<_>, _>>()?;
     let target_hop = r.hop(&target, Some((&key, &settings)), &host_place)?;
+    let dialled = hops
+        .iter()
+        .map(|(_, at)| at.key.clone())
+        .chain(std::iter::once(host_place.key.clone()))
+        .collect();
 
     let mut layers: Vec<&Settings> = vec![&settings];
     if let Some(entry) = target_entry {
@@ -89,7 +94,7 @@ pub(crate) fn resolve(
     };
     let backoff = backoff(r, &pick, name.get_ref())?;
 
-    let (forwards, listeners) = forwards(r, t, &key)?;
+    let (forwards, listeners, remote) = forwards(r, t, &key)?;
     if forwards.local.is_empty() && forwards.remote.is_empty() && forwards.dynamic.is_empty() {
         return Err(r.source.error(
             &raw.span(),
@@ -107,8 +112,11 @@ pub(crate) fn resolve(
             dynamic: forwards.dynamic,
             keepalive,
             backoff,
+            exit_on_forward_failure: pick.get(|s| s.exit_on_forward_failure).unwrap_or(false),
         },
         listeners,
+        remote,
+        dialled,
     })
 }
 
@@ -153,7 +161,7 @@ fn forwards(
     r: &Resolver<'_>,
     t: &RawTunnel,
     key: &Key,
-) -> Result<(Forwards, Vec<Listener>), ConfigError> {
+) -> Result<(Forwards, Vec<Listener>, Vec<Listener>), ConfigError> {
     let mut forwards = Forwards::default();
     let mut listeners = Vec::new();
     let mut remote_listeners = Vec::new();
@@ -207,7 +215,8 @@ fn forwards(
         listeners.push(Listener::new(&forward.bind, forward.port, at, spec.span()));
         forwards.dynamic.push(forward);
     }
-    listeners::check_within(&r.source, &listeners, "listener")?;
-    listeners::check_within(&r.source, &remote_listeners, "remote port")?;
-    Ok((forwards, listeners))
+    listeners::check_within(&r.source, &listeners)?;
+    // Remote ports are checked across the file (`remote_ports`): what sshd makes of a bind
+    // address is the same question within one tunnel.
+    Ok((forwards, listeners, remote_listeners))
 }

@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tunneld_config::{
-    Backoff, BindAddress, Config, DynamicForward, Environment, Hop, HostKeyPolicy, IdentityFile,
-    Keepalive, LocalForward, RekeyLimit, RemoteForward, parse,
+    Backoff, BindAddress, Config, DynamicForward, Environment, Finding, Hop, HostKeyPolicy,
+    IdentityFile, Keepalive, LocalForward, Location, RekeyLimit, RemoteForward, parse,
+    parse_with_findings,
 };
 
 /// The reference example, kept verbatim: do not edit it to make a test pass.
@@ -209,6 +210,34 @@ fn office_proxy_takes_the_user_from_its_host_string_and_a_credential() {
             port: 1080,
             auth_file: Some(PathBuf::from("/etc/tunneld/socks-users")),
             spec: "127.0.0.1:1080".to_owned(),
+        }]
+    );
+}
+
+#[test]
+fn its_two_socks_listeners_on_1080_load_but_fail_check() {
+    // `dynamic = ["1080"]` listens on 127.0.0.1:1080 and [::1]:1080, so the office proxy's
+    // 127.0.0.1:1080 can never be bound beside it. The example must load (it is the contract),
+    // so this is left to `tunneld check`, which fails on it.
+    let env = Environment {
+        user: "runner".to_owned(),
+    };
+    let (_, findings) =
+        parse_with_findings(Path::new("/etc/tunneld/tunneld.toml"), CONTRACT, &env).unwrap();
+    assert_eq!(
+        findings,
+        [Finding::ListenerClash {
+            at: Location {
+                line: 37,
+                column: 23,
+                key: "tunnels.office-proxy.dynamic[0]".to_owned()
+            },
+            tunnel: "office-proxy".to_owned(),
+            message: "listener 127.0.0.1:1080 of tunnel office-proxy clashes with localhost:1080 \
+                      of tunnel db at tunnels.db.dynamic[0]; no bind address, or localhost, \
+                      listens on 127.0.0.1 and ::1; both could never be bound (expected a \
+                      different port or address)"
+                .to_owned(),
         }]
     );
 }

@@ -47,8 +47,8 @@ fn unknown_key() {
         "tunnels.db.lokal",
         "unknown field `lokal`, expected one of `user`, `identity_files`, `certificate_files`, `use_agent`, \
          `known_hosts`, `global_known_hosts`, `host_key_policy`, `keepalive_interval`, \
-         `keepalive_max`, `connect_timeout`, `backoff_min`, `backoff_max`, `compression`, `ciphers`, `rekey_limit`, `host`, \
-         `jump`, `local`, `remote`, `dynamic`",
+         `keepalive_max`, `connect_timeout`, `backoff_min`, `backoff_max`, `compression`, `ciphers`, \
+         `exit_on_forward_failure`, `rekey_limit`, `host`, `jump`, `local`, `remote`, `dynamic`",
     );
     assert_error(
         "[hosts.b]\nhostnme = \"b.example.com\"\n",
@@ -57,8 +57,8 @@ fn unknown_key() {
         "hosts.b.hostnme",
         "unknown field `hostnme`, expected one of `user`, `identity_files`, `certificate_files`, `use_agent`, \
          `known_hosts`, `global_known_hosts`, `host_key_policy`, `keepalive_interval`, \
-         `keepalive_max`, `connect_timeout`, `backoff_min`, `backoff_max`, `compression`, `ciphers`, `rekey_limit`, \
-         `hostname`, `port`, `jump`",
+         `keepalive_max`, `connect_timeout`, `backoff_min`, `backoff_max`, `compression`, `ciphers`, \
+         `exit_on_forward_failure`, `rekey_limit`, `hostname`, `port`, `jump`",
     );
     let err = error("[tunnel.db]\nhost = \"x\"\n");
     assert_eq!(
@@ -220,6 +220,50 @@ fn missing_host() {
 }
 
 #[test]
+fn ssh_urls() {
+    let url = |host: &str| {
+        format!("[tunnels.db]\nhost = \"{host}\"\nlocal = [\"5432:localhost:5432\"]\n")
+    };
+    let expected = "(expected ssh://[user@]host[:port])";
+    assert_error(
+        &url("ssh://admin@db.example.com:2222/postgres"),
+        5,
+        8,
+        "tunnels.db.host",
+        &format!(
+            r#""ssh://admin@db.example.com:2222/postgres" is not a server URL: a server URL has no path {expected}"#
+        ),
+    );
+    assert_error(
+        &url("sftp://db.example.com"),
+        5,
+        8,
+        "tunnels.db.host",
+        &format!(
+            r#""sftp://db.example.com" is not a server URL: sftp:// is not ssh:// {expected}"#
+        ),
+    );
+    // A user that contradicts the one in the URL, as with user@host.
+    assert_error(
+        "[tunnels.db]\nhost = \"ssh://admin@db.example.com\"\nuser = \"tunnel\"\n\
+         local = [\"5432:localhost:5432\"]\n",
+        6,
+        8,
+        "tunnels.db.user",
+        r#"user "tunnel" contradicts the user "admin" in host "ssh://admin@db.example.com" (expected the user in one place)"#,
+    );
+    assert_error(
+        "[tunnels.db]\nhost = \"db\"\njump = [\"ssh://gw:22x\"]\nlocal = [\"5432:localhost:5432\"]\n",
+        6,
+        9,
+        "tunnels.db.jump[0]",
+        &format!(
+            r#""ssh://gw:22x" is not a server URL: "22x" is not a port number (expected 1-65535) {expected}"#
+        ),
+    );
+}
+
+#[test]
 fn no_forwards() {
     let message = "no forwards (expected at least one of local, remote or dynamic)";
     assert_error(
@@ -263,7 +307,8 @@ fn jump_in_defaults() {
         "defaults.x",
         "unknown field `x`, expected one of `user`, `identity_files`, `certificate_files`, `use_agent`, \
          `known_hosts`, `global_known_hosts`, `host_key_policy`, `keepalive_interval`, \
-         `keepalive_max`, `connect_timeout`, `backoff_min`, `backoff_max`, `compression`, `ciphers`, `rekey_limit`",
+         `keepalive_max`, `connect_timeout`, `backoff_min`, `backoff_max`, `compression`, `ciphers`, \
+         `exit_on_forward_failure`, `rekey_limit`",
     );
     let env = Environment {
         user: "runner".to_owned(),
@@ -328,6 +373,80 @@ fn duplicate_ports() {
         "remote port localhost:2222 clashes with localhost:2222 of the same tunnel at \
          tunnels.a.remote[0] (expected each address and port once)",
     );
+}
+
+#[test]
+fn overlapping_listeners_and_remote_ports() {
+    let loopbacks = "; no bind address, or localhost, listens on 127.0.0.1 and ::1";
+    // Within one tunnel, no bind address against an explicit loopback never binds.
+    assert_error(
+        "[tunnels.a]\nhost = \"a.example.com\"\nlocal = [\"5432:localhost:5432\", \
+         \"127.0.0.1:5432:other:5432\"]\n",
+        6,
+        33,
+        "tunnels.a.local[1]",
+        &format!(
+            "listener 127.0.0.1:5432 clashes with localhost:5432 of the same tunnel at \
+             tunnels.a.local[0]{loopbacks} (expected each address and port once)"
+        ),
+    );
+    assert_error(
+        "[tunnels.a]\nhost = \"a.example.com\"\ndynamic = [\"[::1]:1080\", \"1080\"]\n",
+        6,
+        26,
+        "tunnels.a.dynamic[1]",
+        &format!(
+            "listener localhost:1080 clashes with [::1]:1080 of the same tunnel at \
+             tunnels.a.dynamic[0]{loopbacks} (expected each address and port once)"
+        ),
+    );
+    // A wildcard against a specific address, across tunnels.
+    assert_error(
+        "[tunnels.a]\nhost = \"a.example.com\"\nlocal = [\"192.0.2.1:8080:web:80\"]\n\
+         [tunnels.b]\nhost = \"b.example.com\"\nlocal = [\"0.0.0.0:8080:web:80\"]\n",
+        9,
+        10,
+        "tunnels.b.local[0]",
+        "listener 0.0.0.0:8080 of tunnel b clashes with 192.0.2.1:8080 of tunnel a at \
+         tunnels.a.local[0]; both could never be bound (expected a different port or address)",
+    );
+    // sshd listens on both loopbacks for `localhost`: an explicit 127.0.0.1 clashes with it on
+    // any server.
+    assert_error(
+        "[tunnels.a]\nhost = \"a.example.com\"\nremote = [\"2222:localhost:22\", \
+         \"127.0.0.1:2222:localhost:23\"]\n",
+        6,
+        32,
+        "tunnels.a.remote[1]",
+        "remote port 127.0.0.1:2222 clashes with localhost:2222 of the same tunnel at \
+         tunnels.a.remote[0] (expected each address and port once)",
+    );
+    // Two tunnels to one server, by the same name (letter case aside) and port.
+    assert_error(
+        "[hosts.gw]\nhostname = \"GW.example.com\"\n\
+         [tunnels.a]\nhost = \"gw\"\nremote = [\"9000:localhost:3000\"]\n\
+         [tunnels.b]\nhost = \"u@gw.example.com:22\"\nremote = [\"*:9000:localhost:3001\"]\n",
+        11,
+        11,
+        "tunnels.b.remote[0]",
+        "remote port *:9000 of tunnel b clashes with localhost:9000 of tunnel a at \
+         tunnels.a.remote[0] on the same server (gw.example.com:22); it listens there for one \
+         of them only (expected a different port, or 0 for one the server picks)",
+    );
+    let env = Environment {
+        user: "runner".to_owned(),
+    };
+    // Port 0 may repeat, other servers or ports are fine, and a tunnel through a jump host
+    // reaches another server than one dialled directly, whatever their names.
+    let fine = "[defaults]\nuse_agent = true\n\
+                [tunnels.a]\nhost = \"gw.example.com\"\nremote = [\"0:localhost:22\", \
+                \"9000:localhost:3000\"]\n\
+                [tunnels.b]\nhost = \"gw.example.com\"\nremote = [\"0:localhost:22\", \
+                \"9001:localhost:3000\"]\n\
+                [tunnels.c]\nhost = \"gw.example.com:2222\"\nremote = [\"9000:localhost:3000\"]\n\
+                [tunnels.d]\nhost = \"gw.example.com\"\njump = [\"bastion.example.com\"]\n\
+                remote = [\"9000:localhost:3000\"]\n";
+    parse(Path::new("db.toml"), fine, &env).unwrap();
 }
 
 /// The column of the value in `line`, or of its first element if it is an array.
@@ -395,7 +514,7 @@ fn other_values() {
         (
             "compression = \"yes\"",
             "tunnels.db.compression",
-            r#"invalid type: string "yes", expected a boolean"#,
+            r#"invalid type: string "yes", expected true or false"#,
         ),
     ];
     for (line, key, message) in table {
@@ -459,4 +578,175 @@ fn toml_syntax_errors_keep_their_message() {
     )
     .unwrap_err();
     assert_eq!(err.to_string(), "db.toml:3:1: duplicate key");
+}
+
+#[test]
+fn wrong_types_are_said_in_the_files_terms() {
+    let tunnel = "[tunnels.db]\nhost = \"db.example.com\"\n";
+    // (line 6 of the case, the key, the message), each under `[tunnels.db]` unless it names
+    // its own table.
+    let table = [
+        (
+            "[hosts.b]\nport = \"22\"",
+            "hosts.b.port",
+            r#"invalid type: string "22", expected a port number (1-65535), without quotes"#,
+        ),
+        (
+            "[hosts.b]\nport = 22.5",
+            "hosts.b.port",
+            "invalid type: floating point `22.5`, expected a port number (1-65535)",
+        ),
+        (
+            "local = \"5432:localhost:5432\"",
+            "tunnels.db.local",
+            r#"invalid type: string "5432:localhost:5432", expected a list of strings like ["5432:localhost:5432"]"#,
+        ),
+        (
+            "local = [5432]",
+            "tunnels.db.local[0]",
+            r#"invalid type: integer `5432`, expected a string like "5432:localhost:5432""#,
+        ),
+        (
+            "remote = \"9000:localhost:3000\"",
+            "tunnels.db.remote",
+            r#"invalid type: string "9000:localhost:3000", expected a list of strings like ["9000:localhost:3000"]"#,
+        ),
+        (
+            "dynamic = \"1080\"",
+            "tunnels.db.dynamic",
+            r#"invalid type: string "1080", expected a list like ["1080"] or [{ listen = "1080", auth_file = "PATH" }]"#,
+        ),
+        (
+            "dynamic = [{ listen = 1080 }]",
+            "tunnels.db.dynamic[0].listen",
+            r#"invalid type: integer `1080`, expected a string like "127.0.0.1:1080""#,
+        ),
+        (
+            "identity_files = \"/etc/tunneld/keys/db\"",
+            "tunnels.db.identity_files",
+            r#"invalid type: string "/etc/tunneld/keys/db", expected a list of strings like ["/etc/tunneld/keys/id_ed25519"]"#,
+        ),
+        (
+            "certificate_files = \"/etc/tunneld/keys/db-cert.pub\"",
+            "tunnels.db.certificate_files",
+            r#"invalid type: string "/etc/tunneld/keys/db-cert.pub", expected a list of strings like ["/etc/tunneld/keys/id_ed25519-cert.pub"]"#,
+        ),
+        (
+            "jump = \"bastion\"",
+            "tunnels.db.jump",
+            r#"invalid type: string "bastion", expected a list of strings like ["bastion"]"#,
+        ),
+        (
+            "ciphers = [1]",
+            "tunnels.db.ciphers[0]",
+            r#"invalid type: integer `1`, expected a string like "aes128-gcm@openssh.com""#,
+        ),
+        (
+            "use_agent = \"true\"",
+            "tunnels.db.use_agent",
+            r#"invalid type: string "true", expected true or false, without quotes"#,
+        ),
+        (
+            "compression = 1",
+            "tunnels.db.compression",
+            "invalid type: integer `1`, expected true or false",
+        ),
+        (
+            "keepalive_max = \"3\"",
+            "tunnels.db.keepalive_max",
+            r#"invalid type: string "3", expected a whole number, 1 or more, without quotes"#,
+        ),
+        (
+            "keepalive_interval = [15]",
+            "tunnels.db.keepalive_interval",
+            r#"invalid type: sequence, expected a duration with a unit, like "500ms", "15s", "2m" or "1h""#,
+        ),
+        (
+            "user = 1000",
+            "tunnels.db.user",
+            r#"invalid type: integer `1000`, expected a string like "tunnel""#,
+        ),
+        (
+            "host_key_policy = true",
+            "tunnels.db.host_key_policy",
+            r#"invalid type: boolean `true`, expected "strict" or "accept-new""#,
+        ),
+        (
+            "[hosts]\nb = 3",
+            "hosts.b",
+            "invalid type: integer `3`, expected a [hosts.b] table",
+        ),
+    ];
+    for (case, key, message) in table {
+        let text = if case.starts_with('[') {
+            format!("{case}\n")
+        } else {
+            format!("{tunnel}{case}\n")
+        };
+        let err = error(&text);
+        let line = 3 + text.lines().count();
+        let last = text.lines().last().unwrap();
+        let value = last.find('=').unwrap() + 2;
+        let column = if key.ends_with(']') || key.ends_with("listen") {
+            // The element: past `[` (and `{ listen = ` for the table).
+            last[value..].find(|c: char| c.is_ascii_digit()).unwrap() + value + 1
+        } else {
+            value + 1
+        };
+        assert_eq!(
+            err.to_string(),
+            format!("db.toml:{line}:{column}: {key}: {message}"),
+            "{case}"
+        );
+    }
+}
+
+#[test]
+fn a_pasted_ssh_config_is_recognised() {
+    let see = "the format is in configuration.md, in /usr/share/doc/tunneld";
+    let env = Environment {
+        user: "runner".to_owned(),
+    };
+    let text = "# from ~/.ssh/config\nHost db\n    HostName 192.0.2.5\n    LocalForward 5432 \
+                localhost:5432\n";
+    let err = parse(Path::new("db.toml"), text, &env).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "db.toml:2:1: \"Host db\" looks like ssh_config syntax, but this file is TOML with \
+             keys of its own (expected a [hosts.db] table; {see})"
+        )
+    );
+    // Inside a table, the line is read where toml stops. A syntax error has no key.
+    let err =
+        error("[tunnels.db]\nhost = \"db.example.com\"\n  LocalForward 5432 localhost:5432\n");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "db.toml:6:3: \"LocalForward 5432 localhost:5432\" looks like ssh_config syntax, but \
+             this file is TOML with keys of its own (expected local = [\"5432:localhost:5432\"] \
+             in a [tunnels.NAME] table; {see})"
+        ),
+    );
+    assert_eq!(
+        (err.line(), err.column(), err.key()),
+        (Some(6), Some(3), Some(""))
+    );
+    // `Port = 2222` is TOML too: an unknown top-level key, recognised all the same.
+    for line in ["Port = 2222", "Port=2222"] {
+        let err = parse(Path::new("db.toml"), &format!("{line}\n"), &env).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "db.toml:1:1: Port: {line:?} looks like ssh_config syntax, but this file is TOML \
+                 with keys of its own (expected port = 2222 in a [hosts.NAME] table; {see})"
+            )
+        );
+    }
+    // A TOML key whose `=` is missing keeps toml's words.
+    let err = error("[tunnels.db]\nhost \"db.example.com\"\n");
+    assert_eq!(
+        err.to_string(),
+        "db.toml:5:6: key with no value, expected `=`"
+    );
 }

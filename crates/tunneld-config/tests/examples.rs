@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use tunneld_config::{Environment, parse};
+use tunneld_config::{Environment, parse, parse_with_findings};
 
 #[test]
 fn every_example_parses() {
@@ -21,8 +21,11 @@ fn every_example_parses() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|ext| ext == "toml") {
             let text = std::fs::read_to_string(&path).unwrap();
-            let config = parse(&path, &text, &env).unwrap_or_else(|e| panic!("{e}"));
+            let (config, findings) =
+                parse_with_findings(&path, &text, &env).unwrap_or_else(|e| panic!("{e}"));
             assert!(!config.tunnels.is_empty(), "{}", path.display());
+            // Nothing for `tunneld check` to warn about or refuse, beyond the key files.
+            assert_eq!(findings, [], "{}", path.display());
             parsed.push(path);
         }
     }

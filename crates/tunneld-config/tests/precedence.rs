@@ -212,6 +212,17 @@ fn every_key_follows_the_precedence() {
     );
 }
 
+/// OpenSSH's ExitOnForwardFailure is off unless asked for; tunneld's follows it.
+#[test]
+fn exit_on_forward_failure_follows_the_precedence_and_is_off_by_default() {
+    check_precedence(
+        "exit_on_forward_failure",
+        ["true", "false", "true"],
+        [true, false, true, false],
+        |t| t.exit_on_forward_failure,
+    );
+}
+
 const CHAIN: &str = r#"
 [defaults]
 user = "tunnel"
@@ -358,6 +369,15 @@ fn hosts_as_strings() {
         ("[2001:db8::1]:2222", "2001:db8::1", 2222, "tunnel"),
         ("2001:db8::1", "2001:db8::1", 22, "tunnel"),
         ("198.51.100.7:443", "198.51.100.7", 443, "tunnel"),
+        // ssh's URL form: the user is admin, not "ssh://admin".
+        (
+            "ssh://admin@db.example.com:2222",
+            "db.example.com",
+            2222,
+            "admin",
+        ),
+        ("ssh://db.example.com/", "db.example.com", 22, "tunnel"),
+        ("ssh://[2001:db8::1]:2222", "2001:db8::1", 2222, "tunnel"),
     ];
     for (host, hostname, port, user) in table {
         let tunnel = only(&format!(
@@ -379,6 +399,16 @@ fn hosts_as_strings() {
     let gw = &tunnel.jump[0];
     assert_eq!((gw.user.as_str(), gw.port), ("tunnel", 22));
     assert_eq!(gw.connect_timeout, Duration::from_secs(5));
+    // A jump host in the URL form, as `ssh -J ssh://admin@gw:2222` takes it.
+    let tunnel = only(&format!(
+        "{CHAIN}[tunnels.t]\nhost = \"db\"\njump = [\"ssh://admin@gw.example.com:2222\"]\n\
+         local = [\"1:x:1\"]\n"
+    ));
+    let gw = &tunnel.jump[0];
+    assert_eq!(
+        (gw.hostname.as_str(), gw.user.as_str(), gw.port),
+        ("gw.example.com", "admin", 2222)
+    );
 }
 
 #[test]

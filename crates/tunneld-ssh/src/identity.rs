@@ -14,7 +14,7 @@ use russh::keys::{Algorithm, PrivateKey};
 use tunneld_config::IdentityFile;
 use zeroize::Zeroizing;
 
-use crate::private_file::{self, PrivateFileError, PrivateFileKind};
+use crate::private_file::{self, PrivateFileError, PrivateFileKind, PrivateFileProblem};
 
 /// A private key read from an identity file.
 #[derive(Clone)]
@@ -142,7 +142,22 @@ pub fn resolve(id: &IdentityFile, credentials_dir: Option<&Path>) -> Result<Path
 pub fn load(id: &IdentityFile, credentials_dir: Option<&Path>) -> Result<LoadedKey, KeyError> {
     let path = resolve(id, credentials_dir)?;
     // Wiped when dropped (russh and ssh-key keep their own copies of the key, zeroized on drop).
-    let bytes = Zeroizing::new(private_file::read(&path, PrivateFileKind::Key)?);
+    let bytes = match private_file::read(&path, PrivateFileKind::Key) {
+        Ok(bytes) => Zeroizing::new(bytes),
+        // A `.pub` file is mode 0644 as ssh-keygen writes it: that it is the public half is
+        // the mistake to report, not its mode (chmod 600 would only lead to this message).
+        Err(error)
+            if matches!(error.problem, PrivateFileProblem::TooOpen(_))
+                && private_file::peek(&path, PEEK)
+                    .is_some_and(|head| std::str::from_utf8(&head).is_ok_and(looks_public)) =>
+        {
+            return Err(KeyError::Invalid {
+                path,
+                reason: PUBLIC_KEY.to_owned(),
+            });
+        }
+        Err(error) => return Err(error.into()),
+    };
     let parsed = parse(&path, &bytes);
     Ok(LoadedKey {
         source: id.clone(),
@@ -206,27 +221,37 @@ fn looks_encrypted(text: &str) -> bool {
     })
 }
 
+/// The reason given for a public key named as a private one (docs/troubleshooting.md).
+const PUBLIC_KEY: &str = "this is a public key; name the private key file (the one without .pub)";
+
+/// How much of a refused file is read to tell whether it is a public key: its first line is
+/// enough.
+const PEEK: u64 = 4096;
+
 /// A reason for text without any PEM block: most often the `.pub` file named by mistake.
 fn no_private_key(text: &str, error: &russh::keys::Error) -> String {
-    let first = text.trim_start();
-    if first.starts_with("PuTTY-User-Key-File-") {
+    if text.trim_start().starts_with("PuTTY-User-Key-File-") {
         return error.to_string();
     }
-    let public_prefixes = ["ssh-", "ecdsa-sha2-", "sk-ssh-", "sk-ecdsa-"];
-    if public_prefixes
-        .iter()
-        .any(|prefix| first.starts_with(prefix))
-    {
-        "this is a public key; name the private key file (the one without .pub)".to_owned()
+    if looks_public(text) {
+        PUBLIC_KEY.to_owned()
     } else {
         "no private key in it (expected an OpenSSH or PEM private key)".to_owned()
     }
 }
 
+/// Whether `text` starts like an OpenSSH public key (or certificate) line, as in a `.pub` file.
+fn looks_public(text: &str) -> bool {
+    let public_prefixes = ["ssh-", "ecdsa-sha2-", "sk-ssh-", "sk-ecdsa-"];
+    let first = text.trim_start();
+    public_prefixes
+        .iter()
+        .any(|prefix| first.starts_with(prefix))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::private_file::PrivateFileProblem;
     use std::io;
 
     #[test]

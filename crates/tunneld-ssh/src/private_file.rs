@@ -6,7 +6,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 /// What a private file holds, for messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +99,20 @@ pub(crate) fn read(path: &Path, kind: PrivateFileKind) -> Result<Vec<u8>, Privat
         kind,
         problem,
     })
+}
+
+/// The first `limit` bytes of `path`, whatever its mode: only to say what a refused file is (a
+/// public key named as a private one is usually mode 0644, and "readable by group/others" would
+/// send its owner the wrong way). Wiped when dropped, since the file may be a private key after
+/// all. `None` when it cannot be read.
+pub(crate) fn peek(path: &Path, limit: u64) -> Option<Zeroizing<Vec<u8>>> {
+    let mut bytes = Zeroizing::new(Vec::new());
+    File::open(path)
+        .ok()?
+        .take(limit)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    Some(bytes)
 }
 
 fn read_bytes(path: &Path) -> Result<Vec<u8>, PrivateFileProblem> {

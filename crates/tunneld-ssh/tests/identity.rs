@@ -255,10 +255,43 @@ fn missing_garbage_public_and_directories() {
     );
     invalid_reason(&corrupt);
 
+    // The public half named by mistake is said to be that, whatever its mode: ssh-keygen writes
+    // it 0644, and "readable by group/others" would be the wrong lead.
     let public = keygen(dir, "pub", "", &["-t", "ed25519"]).with_extension("pub");
-    chmod(&public, 0o600);
-    let reason = invalid_reason(&public);
-    assert!(reason.contains("public key"), "{reason}");
+    let expected = format!(
+        "{} is not a usable private key: this is a public key; name the private key file (the \
+         one without .pub)",
+        public.display()
+    );
+    for mode in [0o644, 0o600, 0o664] {
+        chmod(&public, mode);
+        let error = load(&file(&public), None).unwrap_err();
+        assert_eq!(error.to_string(), expected, "{mode:o}");
+        assert!(error.is_permanent());
+        assert_eq!(
+            check(&file(&public), None).unwrap_err().to_string(),
+            expected
+        );
+    }
+    // A certificate is a public key too.
+    let cert = dir.join("cert-cert.pub");
+    std::fs::write(
+        &cert,
+        "ssh-ed25519-cert-v01@openssh.com AAAAIHNzaC1lZDI1NTE5 x\n",
+    )
+    .unwrap();
+    chmod(&cert, 0o644);
+    assert!(invalid_reason(&cert).contains("this is a public key"));
+    // A private key that others can read is still refused for its mode, not read as public.
+    let loose = keygen(dir, "loose", "", &["-t", "ed25519"]);
+    chmod(&loose, 0o644);
+    assert!(matches!(
+        load(&file(&loose), None),
+        Err(KeyError::File(PrivateFileError {
+            problem: PrivateFileProblem::TooOpen(0o644),
+            ..
+        }))
+    ));
 
     let subdir = dir.join("subdir");
     std::fs::create_dir(&subdir).unwrap();

@@ -1,9 +1,10 @@
 //! The daemon's health as systemd should see it: READY once every tunnel has finished its first
 //! attempt, a one-line STATUS, and whether the watchdog may be petted.
 //!
-//! A tunnel that is patiently reconnecting is healthy; one stuck in a step beyond that step's
-//! own timeouts is wedged, and a wedged daemon must stop petting the watchdog so that systemd
-//! restarts it.
+//! A tunnel that is patiently reconnecting is healthy; so is a degraded one, connected and
+//! retrying the forwards that failed while it serves the others. One stuck in a step beyond that
+//! step's own timeouts is wedged, and a wedged daemon must stop petting the watchdog so that
+//! systemd restarts it.
 
 use std::fmt::Write as _;
 use std::sync::Mutex;
@@ -90,10 +91,12 @@ pub(crate) struct TunnelView<'a> {
 /// What systemd should be told.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Report {
-    /// Every tunnel has finished its first attempt: up (remote forwards granted or waiting for
-    /// a port the server still holds), or failed with its reason.
+    /// Every tunnel has finished its first attempt: up, degraded (every remote forward has had
+    /// its answer, granted or not; a listener that could not be bound is being retried), or
+    /// failed with its reason.
     pub ready: bool,
-    /// `2/3 tunnels up; db: authentication refused for ...; retry in 40s`.
+    /// `1/3 tunnels up, 1 degraded; db: degraded (db-server), 2/3 forwards up; ...; web:
+    /// authentication refused for ...; retry in 40s`: every tunnel that is not up, and why.
     pub status: String,
     /// Tunnels stuck beyond their bounds, with why; empty when healthy.
     pub wedged: Vec<String>,
@@ -111,21 +114,18 @@ impl Report {
 pub(crate) fn report(tunnels: &[TunnelView<'_>], grace: Duration, now: Instant) -> Report {
     let total = tunnels.len();
     let up = tunnels.iter().filter(|t| t.state.is_up()).count();
+    let degraded = tunnels.iter().filter(|t| t.state.is_degraded()).count();
     let mut status = format!("{up}/{total} tunnels up");
+    if degraded > 0 {
+        let _ = write!(status, ", {degraded} degraded");
+    }
     let mut ready = true;
     let mut wedged = Vec::new();
     for tunnel in tunnels {
         if !settled(&tunnel.state) {
             ready = false;
         }
-        // An up tunnel is named only when a remote forward is still waiting for its port.
-        let describe = match &tunnel.state {
-            TunnelState::Up { remote, .. } => remote
-                .iter()
-                .any(|r| matches!(r.state, RemoteState::Waiting { .. })),
-            _ => true,
-        };
-        if describe {
+        if !tunnel.state.is_up() {
             let _ = write!(status, "; {}: {}", tunnel.name, tunnel.state.at(now));
         }
         if let Some(why) = stuck(tunnel, grace, now) {
@@ -141,7 +141,7 @@ pub(crate) fn report(tunnels: &[TunnelView<'_>], grace: Duration, now: Instant) 
 
 fn settled(state: &TunnelState) -> bool {
     match state {
-        TunnelState::Up { remote, .. } => remote
+        TunnelState::Up { remote, .. } | TunnelState::Degraded { remote, .. } => remote
             .iter()
             .all(|r| !matches!(r.state, RemoteState::Requesting)),
         TunnelState::BackingOff { .. } | TunnelState::Stopped => true,
@@ -155,10 +155,21 @@ fn settled(state: &TunnelState) -> bool {
 fn stuck(tunnel: &TunnelView<'_>, grace: Duration, now: Instant) -> Option<String> {
     let in_state = now.saturating_duration_since(tunnel.marks.entered);
     match &tunnel.state {
-        TunnelState::Up { .. } => {
+        // A degraded tunnel is connected and beats like an up one; its forwards retry on
+        // their own pauses, which do not hold its task up.
+        TunnelState::Up { .. } | TunnelState::Degraded { .. } => {
             let silent = now.saturating_duration_since(tunnel.marks.beat);
-            (silent > HEARTBEAT + grace)
-                .then(|| format!("no sign of life for {}s while up", silent.as_secs()))
+            (silent > HEARTBEAT + grace).then(|| {
+                format!(
+                    "no sign of life for {}s while {}",
+                    silent.as_secs(),
+                    if tunnel.state.is_up() {
+                        "up"
+                    } else {
+                        "degraded"
+                    }
+                )
+            })
         }
         TunnelState::Starting
         | TunnelState::Connecting { .. }

@@ -5,11 +5,14 @@
 //! tests drive it directly, in process.
 
 pub mod backoff;
+mod board;
 mod connector;
 #[cfg(test)]
 mod fixtures;
 pub mod health;
+mod listeners;
 mod remote;
+mod retries;
 mod state;
 mod tunnel;
 
@@ -27,7 +30,7 @@ use crate::health::Liveness;
 
 pub use connector::{Attempt, Connector, SshConnector};
 pub use health::Report;
-pub use state::{RemoteState, RemoteStatus, TunnelState};
+pub use state::{ListenerState, ListenerStatus, RemoteState, RemoteStatus, TunnelState};
 
 /// How long a reload waits for a stopped tunnel to release its listeners.
 const STOP_WAIT: Duration = Duration::from_secs(5);

@@ -5,25 +5,26 @@
 //! while that session is idle). autossh tears the connection down and backs off; tunneld keeps
 //! the new connection, serves every other forward, and asks again every couple of seconds until
 //! the port is free.
+//!
+//! A forward that the server refuses by policy (`PermitListen`, `AllowTcpForwarding`) is asked
+//! for again about every `backoff_max` on the same connection, so that the tunnel's other
+//! forwards keep serving; only with `exit_on_forward_failure` does it fail the tunnel.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
-use tokio::time::Instant;
 use tracing::{info, warn};
 use tunneld_config::RemoteForward;
 use tunneld_ssh::{Connection, RemoteForwardError, TunnelError};
 
 use crate::backoff::{jitter_below, jitter_unit};
-use crate::state::{RemoteState, TunnelState};
+use crate::board::Board;
+use crate::retries::{Retries, Say};
+use crate::state::RemoteState;
 
 /// Between two requests for a port the server still holds: never more than 2 s apart.
 const RETRY_BUSY: Duration = Duration::from_millis(1500);
-
-/// How often a forward that is still waiting is summarised in the log.
-const SUMMARY_EVERY: Duration = Duration::from_secs(60);
 
 /// What keeping a remote forward asks of a connection: a seam, so that tests can run the retry
 /// loop on paused time against a server that answers as they script it.
@@ -51,71 +52,85 @@ impl Requests for Connection {
     }
 }
 
+/// What to do when the server refuses a remote forward by policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OnRefusal {
+    /// Fail the tunnel (`exit_on_forward_failure`).
+    Fail,
+    /// Ask again on the same connection after about this long (`backoff_max`).
+    RetryAfter(Duration),
+}
+
 /// Requests `forward` (the `index`th remote forward) until the server grants it. Returns the
-/// error that must fail the tunnel (forwarding refused by policy), or `Ok` once granted or when
-/// the connection is gone (the tunnel notices that by itself).
+/// error that must fail the tunnel (a refusal by policy, with [`OnRefusal::Fail`]), or `Ok`
+/// once granted or when the connection is gone (the tunnel notices that by itself).
 pub(crate) async fn keep(
     connection: Arc<impl Requests>,
     forward: Arc<RemoteForward>,
     index: usize,
-    state: watch::Sender<TunnelState>,
+    board: Arc<Board>,
+    on_refusal: OnRefusal,
 ) -> Result<(), TunnelError> {
-    let started = Instant::now();
-    let mut attempts = 0u64;
-    let mut last_summary: Option<Instant> = None;
+    let mut retries = Retries::new();
+    let mut refused = false;
     loop {
-        attempts += 1;
-        let reason = match connection.request_remote(&forward).await {
+        retries.attempt();
+        let err = match connection.request_remote(&forward).await {
             Ok(port) => {
-                if attempts > 1 {
-                    info!(forward = %forward.spec, port, waited_secs = started.elapsed().as_secs(), attempts, "remote port is ours again; forwarding");
-                } else {
-                    info!(forward = %forward.spec, port, "remote forward listening on the server");
+                let (spec, attempts) = (&forward.spec, retries.attempts());
+                match (attempts, refused) {
+                    (1, _) => {
+                        info!(forward = %spec, port, "remote forward listening on the server")
+                    }
+                    (_, false) => {
+                        info!(forward = %spec, port, waited_secs = retries.secs(), attempts, "remote port is ours again; forwarding")
+                    }
+                    (_, true) => {
+                        info!(forward = %spec, port, waited_secs = retries.secs(), attempts, "remote forward granted at last; forwarding")
+                    }
                 }
-                set(&state, index, RemoteState::Listening { port });
+                board.set_remote(index, RemoteState::Listening { port });
                 return Ok(());
             }
             Err(RemoteForwardError::Closed) => return Ok(()),
-            Err(err @ RemoteForwardError::Policy { .. }) => return Err(TunnelError::Remote(err)),
-            Err(err) => err.to_string(),
+            Err(err) => err,
         };
-        let now = Instant::now();
-        match last_summary {
-            None => {
-                warn!(forward = %forward.spec, error = %reason, "remote forward not granted; retrying on this connection")
+        refused = matches!(err, RemoteForwardError::Policy { .. });
+        let reason = err.to_string();
+        let (state, pause) = match (refused, on_refusal) {
+            (true, OnRefusal::Fail) => return Err(TunnelError::Remote(err)),
+            (true, OnRefusal::RetryAfter(after)) => (
+                RemoteState::Refused {
+                    reason: reason.clone(),
+                },
+                jitter_below(after, jitter_unit()),
+            ),
+            (false, _) => (
+                RemoteState::Waiting {
+                    reason: reason.clone(),
+                },
+                jitter_below(RETRY_BUSY, jitter_unit()),
+            ),
+        };
+        match retries.failed() {
+            Say::First => {
+                warn!(forward = %forward.spec, error = %reason, retry_in = ?pause, "remote forward not granted; retrying on this connection")
             }
-            Some(at) if now - at >= SUMMARY_EVERY => warn!(
+            Say::Summary => warn!(
                 forward = %forward.spec,
                 error = %reason,
-                waiting_secs = started.elapsed().as_secs(),
-                attempts,
+                waiting_secs = retries.secs(),
+                attempts = retries.attempts(),
                 "remote forward still not granted; still retrying"
             ),
-            Some(_) => {}
+            Say::Nothing => {}
         }
-        if last_summary.is_none_or(|at| now - at >= SUMMARY_EVERY) {
-            last_summary = Some(now);
-        }
-        set(&state, index, RemoteState::Waiting { reason });
-        let pause = jitter_below(RETRY_BUSY, jitter_unit());
+        board.set_remote(index, state);
         tokio::select! {
             () = connection.ended() => return Ok(()),
             () = tokio::time::sleep(pause) => {}
         }
     }
-}
-
-fn set(state: &watch::Sender<TunnelState>, index: usize, new: RemoteState) {
-    state.send_if_modified(|current| match current {
-        TunnelState::Up { remote, .. } => match remote.get_mut(index) {
-            Some(status) if status.state != new => {
-                status.state = new;
-                true
-            }
-            _ => false,
-        },
-        _ => false,
-    });
 }
 
 #[cfg(test)]

@@ -25,7 +25,8 @@ pub enum TunnelState {
         /// The server.
         peer: String,
     },
-    /// Connected; local and dynamic forwards are served, remote forwards as `remote` says.
+    /// Connected, and every forward is up: each listener bound on all of its addresses, each
+    /// remote forward listening on the server.
     Up {
         /// The connection's id (a reconnect makes a new one).
         connection: u64,
@@ -37,6 +38,25 @@ pub enum TunnelState {
         negotiated: Negotiated,
         /// Each remote forward, in the order of the configuration.
         remote: Vec<RemoteStatus>,
+        /// Each local forward, then each dynamic one, in the order of the configuration.
+        listeners: Vec<ListenerStatus>,
+    },
+    /// Connected, and the forwards that work are served, but not every forward is up: a remote
+    /// forward refused or still waiting for its port or for the server's answer, or a listener
+    /// that could not be bound. Each of those is retried without dropping the connection.
+    Degraded {
+        /// The connection's id (a reconnect makes a new one).
+        connection: u64,
+        /// The server, as named in messages.
+        peer: String,
+        /// When it came up.
+        since: SystemTime,
+        /// What was negotiated with the server.
+        negotiated: Negotiated,
+        /// Each remote forward, in the order of the configuration.
+        remote: Vec<RemoteStatus>,
+        /// Each local forward, then each dynamic one, in the order of the configuration.
+        listeners: Vec<ListenerStatus>,
     },
     /// The last attempt or connection failed; waiting before the next attempt.
     BackingOff {
@@ -82,18 +102,105 @@ pub enum RemoteState {
         /// Why, in words.
         reason: String,
     },
+    /// Refused by the server's policy (a port-0 request is refused too); asked again about
+    /// every `backoff_max` on the same connection.
+    Refused {
+        /// Why, in words.
+        reason: String,
+    },
+}
+
+impl RemoteState {
+    fn is_up(&self) -> bool {
+        matches!(self, RemoteState::Listening { .. })
+    }
+}
+
+/// Where the listener of one local or dynamic forward stands. Listeners outlive connections, so
+/// this carries over from one connection to the next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerStatus {
+    /// The forward as written.
+    pub spec: String,
+    /// Its state.
+    pub state: ListenerState,
+}
+
+/// The state of one forward's listener.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenerState {
+    /// Bound on every address of the forward, and serving.
+    Listening,
+    /// Some address could not be bound (the others serve); tried again, soon for a port that
+    /// another program holds, about every `backoff_max` otherwise.
+    Retrying {
+        /// Why, in words.
+        reason: String,
+    },
 }
 
 impl TunnelState {
-    /// Whether the tunnel is serving.
+    /// Whether the tunnel is serving every one of its forwards.
     pub fn is_up(&self) -> bool {
         matches!(self, TunnelState::Up { .. })
+    }
+
+    /// Whether the tunnel is connected and serving some of its forwards, but not all.
+    pub fn is_degraded(&self) -> bool {
+        matches!(self, TunnelState::Degraded { .. })
+    }
+
+    /// The id of the connection the tunnel is on, when it is up or degraded.
+    pub fn connection(&self) -> Option<u64> {
+        match self {
+            TunnelState::Up { connection, .. } | TunnelState::Degraded { connection, .. } => {
+                Some(*connection)
+            }
+            _ => None,
+        }
     }
 
     /// The state in words as of `now`, which counts down a backoff's "retry in".
     pub(crate) fn at(&self, now: Instant) -> StateAt<'_> {
         StateAt { state: self, now }
     }
+}
+
+/// Why each forward that is not up is not, in words, in the order of the configuration
+/// (listeners first); and how many forwards there are.
+pub(crate) fn not_up(
+    remote: &[RemoteStatus],
+    listeners: &[ListenerStatus],
+) -> (Vec<String>, usize) {
+    let mut why = Vec::new();
+    for status in listeners {
+        if let ListenerState::Retrying { reason } = &status.state {
+            why.push(reason.clone());
+        }
+    }
+    for status in remote {
+        match &status.state {
+            RemoteState::Listening { .. } => {}
+            RemoteState::Requesting => {
+                why.push(format!(
+                    "remote {}: no answer from the server yet",
+                    status.spec
+                ));
+            }
+            RemoteState::Waiting { reason } | RemoteState::Refused { reason } => {
+                why.push(reason.clone());
+            }
+        }
+    }
+    (why, remote.len() + listeners.len())
+}
+
+/// Whether every forward is up, which makes a connected tunnel `Up` rather than `Degraded`.
+pub(crate) fn all_up(remote: &[RemoteStatus], listeners: &[ListenerStatus]) -> bool {
+    remote.iter().all(|r| r.state.is_up())
+        && listeners
+            .iter()
+            .all(|l| l.state == ListenerState::Listening)
 }
 
 impl fmt::Display for TunnelState {
@@ -119,12 +226,18 @@ impl fmt::Display for StateAt<'_> {
                 write!(f, "connecting to {peer} (attempt {attempt})")
             }
             TunnelState::Authenticating { peer, .. } => write!(f, "authenticating to {peer}"),
-            TunnelState::Up { peer, remote, .. } => {
-                write!(f, "up ({peer})")?;
-                for status in remote {
-                    if let RemoteState::Waiting { reason } = &status.state {
-                        write!(f, "; {reason}")?;
-                    }
+            TunnelState::Up { peer, .. } => write!(f, "up ({peer})"),
+            TunnelState::Degraded {
+                peer,
+                remote,
+                listeners,
+                ..
+            } => {
+                let (why, total) = not_up(remote, listeners);
+                let up = total - why.len();
+                write!(f, "degraded ({peer}), {up}/{total} forwards up")?;
+                for reason in why {
+                    write!(f, "; {reason}")?;
                 }
                 Ok(())
             }

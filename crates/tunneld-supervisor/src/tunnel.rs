@@ -1,29 +1,31 @@
 //! One tunnel's supervised life: bind its listeners once, then connect, serve, classify the
 //! failure, back off, and connect again, until cancelled.
+//!
+//! A forward that fails (a listener that cannot be bound, a remote forward the server refuses)
+//! does not take the others down: it is retried on its own and the tunnel shows as degraded.
+//! Only with `exit_on_forward_failure` does it fail the whole tunnel, as OpenSSH's
+//! ExitOnForwardFailure does.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, info_span, warn};
-use tunneld_config::{DynamicForward, LocalForward, Tunnel};
-use tunneld_ssh::forward::{
-    ForwardContext, PipeLimits, listen, serve_dynamic, serve_local, serve_remote,
-};
-use tunneld_ssh::socks::users::Credentials;
+use tunneld_config::Tunnel;
+use tunneld_ssh::forward::{ForwardContext, PipeLimits, serve_remote};
 use tunneld_ssh::{Connection, Progress, TunnelError};
 
+use crate::backoff::{Backoff, jitter_below, jitter_unit};
+use crate::board::Board;
 use crate::connector::Connector;
 use crate::health::{HEARTBEAT, Liveness};
-
-use crate::backoff::{Backoff, jitter_below, jitter_unit};
-use crate::remote;
-use crate::state::{RemoteState, RemoteStatus, TunnelState};
+use crate::listeners;
+use crate::remote::{self, OnRefusal};
+use crate::state::{ListenerState, TunnelState};
 
 /// The pause between attempts that never reached the server (see `TunnelError::server_unreached`).
 const UNREACHED_RETRY: Duration = Duration::from_secs(1);
@@ -41,10 +43,16 @@ pub(crate) struct Wiring {
 /// Runs `tunnel` until cancelled, publishing its state.
 pub(crate) async fn run(tunnel: Arc<Tunnel>, wiring: Wiring) {
     let span = info_span!("tunnel", tunnel = %tunnel.name);
+    let board = Arc::new(Board::new(
+        wiring.state.clone(),
+        wiring.liveness.clone(),
+        &tunnel,
+    ));
     Supervised {
         backoff: Backoff::new(tunnel.backoff.min, tunnel.backoff.max),
         tunnel,
         wiring,
+        board,
         failures: 0,
     }
     .run()
@@ -55,6 +63,8 @@ pub(crate) async fn run(tunnel: Arc<Tunnel>, wiring: Wiring) {
 struct Supervised {
     tunnel: Arc<Tunnel>,
     wiring: Wiring,
+    /// Publishes the state; shared with what keeps each forward.
+    board: Arc<Board>,
     backoff: Backoff,
     failures: u32,
 }
@@ -83,26 +93,28 @@ impl Supervised {
         info!("stopped");
     }
 
-    /// Binds every listener (retrying with backoff until they all bind) and starts serving
-    /// them. Listeners are bound once and outlive every connection. False when cancelled.
+    /// Binds the listeners and starts serving them; they are bound once and outlive every
+    /// connection. With `exit_on_forward_failure`, all of them must bind before the tunnel
+    /// connects (retried with backoff); otherwise what binds serves and the rest is retried in
+    /// the background. False when cancelled.
     async fn bind_and_serve(&mut self, forwards: &TaskTracker, ctx: &ForwardContext) -> bool {
-        let (locals, socks) = loop {
-            match bind_all(&self.tunnel).await {
-                Ok(listeners) => break listeners,
+        let listening = listeners::of(&self.tunnel);
+        if !self.tunnel.exit_on_forward_failure {
+            let max = self.tunnel.backoff.max;
+            let os = Arc::new(listeners::Os);
+            listeners::bind_each(listening, &self.board, forwards, ctx, max, os).await;
+            return true;
+        }
+        loop {
+            match listeners::bind_all(&listening, forwards, ctx).await {
+                Ok(()) => return true,
                 Err(err) => {
                     if !self.fail(&err).await {
                         return false;
                     }
                 }
             }
-        };
-        for (forward, listener) in locals {
-            forwards.spawn(serve_local(listener, forward, ctx.clone()).in_current_span());
         }
-        for (forward, listener) in socks {
-            forwards.spawn(serve_dynamic(listener, forward, ctx.clone()).in_current_span());
-        }
-        true
     }
 
     async fn connect_loop(
@@ -152,37 +164,33 @@ impl Supervised {
             let up_at = Instant::now();
             self.failures = 0;
             connection_tx.send_replace(Some(connection.clone()));
-            self.publish(TunnelState::Up {
-                connection: connection.id(),
-                peer: connection.peer().to_string(),
-                since: SystemTime::now(),
-                negotiated: connection.negotiated().clone(),
-                remote: self
-                    .tunnel
-                    .remote
-                    .iter()
-                    .map(|forward| RemoteStatus {
-                        spec: forward.spec.clone(),
-                        state: RemoteState::Requesting,
-                    })
-                    .collect(),
-            });
-            for forward in &self.tunnel.local {
-                info!(forward = %forward.spec, "forwarding");
+            let listening = self.board.listeners();
+            for (forward, status) in self.tunnel.local.iter().zip(&listening) {
+                if status.state == ListenerState::Listening {
+                    info!(forward = %forward.spec, "forwarding");
+                }
             }
-            info!(connection = connection.id(), "tunnel up");
+            let peer = connection.peer().to_string();
+            let negotiated = connection.negotiated().clone();
+            self.board.connected(connection.id(), peer, negotiated);
 
             // Remote forwards: serve what the server forwards, and ask for every port.
             let mut keepers = JoinSet::new();
             if let Some(incoming) = connection.take_incoming() {
                 forwards.spawn(serve_remote(incoming, ctx.clone()).in_current_span());
             }
+            let on_refusal = if self.tunnel.exit_on_forward_failure {
+                OnRefusal::Fail
+            } else {
+                OnRefusal::RetryAfter(self.tunnel.backoff.max)
+            };
             for (index, forward) in self.tunnel.remote.iter().enumerate() {
                 let keep = remote::keep(
                     connection.clone(),
                     Arc::new(forward.clone()),
                     index,
-                    self.wiring.state.clone(),
+                    self.board.clone(),
+                    on_refusal,
                 );
                 keepers.spawn(keep.in_current_span());
             }
@@ -198,7 +206,7 @@ impl Supervised {
                     ended = connection.closed() => break ended,
                     Some(kept) = keepers.join_next() => {
                         if let Ok(Err(refused)) = kept {
-                            // Never "up but forwarding nothing": a forward the server will not
+                            // Only with exit_on_forward_failure: a forward the server will not
                             // grant fails the whole tunnel.
                             connection.disconnect("a remote forward was refused").await;
                             break refused;
@@ -253,48 +261,7 @@ impl Supervised {
     }
 
     fn publish(&self, state: TunnelState) {
-        self.wiring.liveness.entered();
-        self.wiring.state.send_replace(state);
-    }
-}
-
-type Bound<F> = Vec<(Arc<F>, TcpListener)>;
-
-/// Binds the listeners of every local and dynamic forward (all or none), and checks that the
-/// users file of each authenticated SOCKS forward can be used.
-async fn bind_all(
-    tunnel: &Tunnel,
-) -> Result<(Bound<LocalForward>, Bound<DynamicForward>), TunnelError> {
-    let mut locals = Vec::new();
-    for forward in &tunnel.local {
-        let forward = Arc::new(forward.clone());
-        for listener in listen::bind(&forward.bind, forward.port).await? {
-            log_listening(&forward.spec, &listener);
-            locals.push((forward.clone(), listener));
-        }
-    }
-    let mut socks = Vec::new();
-    for forward in &tunnel.dynamic {
-        if let Some(path) = forward.auth_file.clone() {
-            tokio::task::spawn_blocking(move || Credentials::load(&path).map(drop))
-                .await
-                .map_err(|source| TunnelError::TaskFailed {
-                    what: "checking the SOCKS users file",
-                    source,
-                })??;
-        }
-        let forward = Arc::new(forward.clone());
-        for listener in listen::bind(&forward.bind, forward.port).await? {
-            log_listening(&forward.spec, &listener);
-            socks.push((forward.clone(), listener));
-        }
-    }
-    Ok((locals, socks))
-}
-
-fn log_listening(spec: &str, listener: &TcpListener) {
-    if let Ok(addr) = listener.local_addr() {
-        info!(forward = %spec, listen = %addr, "listening");
+        self.board.publish(state);
     }
 }
 

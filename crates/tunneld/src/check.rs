@@ -1,6 +1,10 @@
-//! `tunneld check`: validates the file and its key and certificate files, one line per tunnel.
+//! `tunneld check`: validates the file and its key and certificate files, one line per tunnel,
+//! and judges what loading the file leaves to it (names that may be typos of `[hosts]` names,
+//! listeners and remote ports that cannot all be had).
 
 mod certificates;
+mod findings;
+mod resolve;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,17 +16,25 @@ use tunneld_ssh::socks::users::Credentials;
 use crate::EXIT_CONFIG;
 
 pub(crate) fn check(path: &Path) -> ExitCode {
-    let config = match tunneld_config::load(path) {
-        Ok(config) => config,
+    let (config, findings) = match tunneld_config::load_with_findings(path) {
+        Ok(loaded) => loaded,
         Err(err) => {
             eprintln!("{err}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    let verdicts = findings::judge(path, &findings, &mut resolve::Lookup::default());
     let credentials_dir = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
-    let mut problems = 0usize;
+    let mut problems = verdicts.problems.len();
     for tunnel in &config.tunnels {
         println!("{}", describe(tunnel));
+        for (_, warning) in verdicts
+            .warnings
+            .iter()
+            .filter(|(of, _)| of.as_deref() == Some(tunnel.name.as_str()))
+        {
+            println!("  warning: {warning}");
+        }
         for forward in &tunnel.dynamic {
             if let Some(users) = &forward.auth_file
                 && let Err(err) = Credentials::load(users)
@@ -57,6 +69,12 @@ pub(crate) fn check(path: &Path) -> ExitCode {
                 certificates::report(path, tunnel, &hop_name, hop, credentials_dir.as_deref());
         }
     }
+    for (_, warning) in verdicts.warnings.iter().filter(|(of, _)| of.is_none()) {
+        println!("warning: {warning}");
+    }
+    for problem in &verdicts.problems {
+        eprintln!("{problem}");
+    }
     if problems > 0 {
         eprintln!("{}: {problems} problem(s)", path.display());
         return ExitCode::from(EXIT_CONFIG);
@@ -80,9 +98,16 @@ fn hops(tunnel: &Tunnel) -> impl Iterator<Item = (String, &Hop)> {
 /// `db: dbadmin@192.168.1.50:22 via bastion; local 5432:localhost:5432; remote ...`
 fn describe(tunnel: &Tunnel) -> String {
     let target = &tunnel.target;
+    // An IPv6 address goes in brackets, the form `host` accepts (`u@[::1]:22`): the line can be
+    // pasted back into the file.
+    let hostname = if target.hostname.contains(':') {
+        format!("[{}]", target.hostname)
+    } else {
+        target.hostname.clone()
+    };
     let mut line = format!(
-        "{}: {}@{}:{}",
-        tunnel.name, target.user, target.hostname, target.port
+        "{}: {}@{hostname}:{}",
+        tunnel.name, target.user, target.port
     );
     if !tunnel.jump.is_empty() {
         let via: Vec<&str> = tunnel.jump.iter().map(|hop| hop.label.as_str()).collect();
@@ -98,4 +123,33 @@ fn describe(tunnel: &Tunnel) -> String {
         line.push_str(&format!("; dynamic {}", forward.spec));
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use tunneld_config::{Environment, parse};
+
+    use super::describe;
+
+    #[test]
+    fn an_ipv6_target_is_printed_in_brackets_as_the_file_takes_it() {
+        let env = Environment {
+            user: "runner".to_owned(),
+        };
+        let text = "[tunnels.t]\nhost = \"u@[::1]:22206\"\nuse_agent = true\n\
+                    local = [\"5432:localhost:5432\"]\n\
+                    [tunnels.v4]\nhost = \"127.0.0.1\"\nuse_agent = true\n\
+                    local = [\"5433:localhost:5432\"]\n";
+        let config = parse(Path::new("t.toml"), text, &env).expect("valid");
+        let lines: Vec<String> = config.tunnels.iter().map(describe).collect();
+        assert_eq!(
+            lines,
+            [
+                "t: u@[::1]:22206; local 5432:localhost:5432",
+                "v4: runner@127.0.0.1:22; local 5433:localhost:5432",
+            ]
+        );
+    }
 }

@@ -1,6 +1,8 @@
 //! Telling systemd the truth (sd_notify): READY=1 once every tunnel has finished its first
-//! attempt, STATUS= on every change (at most once a second), RELOADING=1 / READY=1 around a
-//! reload, STOPPING=1, and WATCHDOG=1 only while every tunnel is making progress.
+//! attempt (up, degraded or failed), STATUS= on every change (at most once a second: how many
+//! tunnels are up and how many degraded, and why each one that is not up is not), RELOADING=1 /
+//! READY=1 around a reload, STOPPING=1, and WATCHDOG=1 only while every tunnel is making
+//! progress (a degraded tunnel is).
 //! All of it is a no-op when NOTIFY_SOCKET is not set.
 
 use std::time::Duration;

@@ -146,5 +146,25 @@ fn sigterm_does_not_wait_out_clients_waiting_for_a_down_tunnel() {
         "shutdown waited out its whole grace ({took:?}) for clients that were only waiting for the tunnel:\n{}",
         tunneld.logs()
     );
+    // Each client's line says how long it really waited (well under a second here), not the
+    // 10 s it might have.
+    assert!(
+        tunneld.wait_for_log_count("closing the client", 2, STATE_TIMEOUT),
+        "{}",
+        tunneld.logs()
+    );
+    for line in tunneld
+        .logs()
+        .lines()
+        .filter(|l| l.contains("closing the client"))
+    {
+        let waited: f64 = line
+            .split("waited_secs=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|secs| secs.parse().ok())
+            .unwrap_or_else(|| panic!("no waited_secs in {line}"));
+        assert!(waited < 5.0, "{line}");
+    }
     drop(waiting);
 }

@@ -52,6 +52,11 @@ impl ForwardContext {
     }
 }
 
+/// How long since `since`, in seconds to a tenth, for the log of a client that waited.
+pub(crate) fn waited(since: Instant) -> String {
+    format!("{:.1}", since.elapsed().as_secs_f64())
+}
+
 /// Accepts on `listener` until cancelled and runs `serve` for each client as a tracked task.
 /// Running out of descriptors pauses the loop instead of spinning (see `accept_error_pause`).
 pub(crate) async fn accept_loop<F, Fut>(

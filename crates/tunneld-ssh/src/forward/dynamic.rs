@@ -10,10 +10,11 @@ use std::time::Duration;
 use russh::ChannelOpenFailure;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 use tracing::{Instrument, debug, info_span, warn};
 use tunneld_config::DynamicForward;
 
-use super::context::{ForwardContext, accept_loop};
+use super::context::{ForwardContext, accept_loop, waited};
 use super::pipe::pipe;
 use crate::error::ChannelOpenError;
 use crate::socks::proto::{
@@ -92,8 +93,9 @@ async fn serve_client(
         return;
     }
 
+    let asked = Instant::now();
     let Some(connection) = ctx.connection().await else {
-        warn!("tunnel is not up; refusing the SOCKS client");
+        warn!(waited_secs = %waited(asked), "tunnel is not up; refusing the SOCKS client");
         let _ = stream
             .write_all(&reply_bytes(request.socks4, Reply::GeneralFailure))
             .await;

@@ -10,12 +10,42 @@ use tunneld_config::BindAddress;
 
 use crate::error::TunnelError;
 
-/// Binds every address a forward listens on: both loopbacks when no bind address was given
-/// (as ssh does), both wildcards for `*`, or every address a host name resolves to.
-///
-/// Every address must bind (ExitOnForwardFailure), except that a missing IPv6 loopback or
-/// wildcard on a machine without IPv6 is skipped, as ssh skips it.
-pub async fn bind(bind: &BindAddress, port: u16) -> Result<Vec<TcpListener>, TunnelError> {
+/// One address a forward listens on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenAddress {
+    /// The address and port.
+    pub addr: SocketAddr,
+    /// Whether the machine may lack it: the IPv6 loopback or wildcard, when no bind address or
+    /// `*` was written. ssh skips those on a machine without IPv6, and so do we.
+    pub optional: bool,
+}
+
+impl ListenAddress {
+    /// Binds this address and listens on it. `Ok(None)` when it was optional and this machine
+    /// has no IPv6.
+    pub fn bind(&self) -> io::Result<Option<TcpListener>> {
+        match bind_one(self.addr) {
+            Ok(listener) => Ok(Some(listener)),
+            Err(err) if self.optional && self.addr.is_ipv6() && ipv6_unavailable(&err) => {
+                debug!(addr = %self.addr, error = %err, "no IPv6 here; listening on IPv4 only");
+                Ok(None)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The failure to bind this address, as the tunnel reports it.
+    pub fn failed(&self, source: io::Error) -> TunnelError {
+        TunnelError::Listen {
+            listen: self.addr.to_string(),
+            source,
+        }
+    }
+}
+
+/// Every address a forward listens on: both loopbacks when no bind address was given (as ssh
+/// does), both wildcards for `*`, or every address a host name resolves to.
+pub async fn addresses(bind: &BindAddress, port: u16) -> Result<Vec<ListenAddress>, TunnelError> {
     let (addrs, optional_v6): (Vec<SocketAddr>, bool) = match bind {
         BindAddress::Default => (
             vec![
@@ -47,21 +77,22 @@ pub async fn bind(bind: &BindAddress, port: u16) -> Result<Vec<TcpListener>, Tun
             (addrs, false)
         }
     };
+    Ok(addrs
+        .into_iter()
+        .map(|addr| ListenAddress {
+            addr,
+            optional: optional_v6 && addr.is_ipv6(),
+        })
+        .collect())
+}
 
-    let mut listeners = Vec::with_capacity(addrs.len());
-    for addr in addrs {
-        match bind_one(addr) {
-            Ok(listener) => listeners.push(listener),
-            Err(err) if optional_v6 && addr.is_ipv6() && ipv6_unavailable(&err) => {
-                debug!(%addr, error = %err, "no IPv6 here; listening on IPv4 only");
-            }
-            Err(source) => {
-                return Err(TunnelError::Listen {
-                    listen: addr.to_string(),
-                    source,
-                });
-            }
-        }
+/// Binds every address a forward listens on (see [`addresses`]), all of them or none
+/// (ExitOnForwardFailure), except that a missing IPv6 loopback or wildcard on a machine without
+/// IPv6 is skipped, as ssh skips it.
+pub async fn bind(bind: &BindAddress, port: u16) -> Result<Vec<TcpListener>, TunnelError> {
+    let mut listeners = Vec::new();
+    for address in addresses(bind, port).await? {
+        listeners.extend(address.bind().map_err(|err| address.failed(err))?);
     }
     Ok(listeners)
 }

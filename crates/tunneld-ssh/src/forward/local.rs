@@ -4,10 +4,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 use tracing::{Instrument, debug, info_span, warn};
 use tunneld_config::LocalForward;
 
-use super::context::{ForwardContext, accept_loop};
+use super::context::{ForwardContext, accept_loop, waited};
 use super::pipe::{PipeEnd, pipe};
 
 /// Accepts clients on `listener` until cancelled, forwarding each through the tunnel.
@@ -27,9 +28,12 @@ async fn forward_one(
     ctx: ForwardContext,
 ) {
     let _ = stream.set_nodelay(true);
+    let arrived = Instant::now();
     let Some(connection) = ctx.connection().await else {
+        // What the client really waited: shutdown, or a tunnel task that ended, cuts the wait
+        // short of `wait_for_connection`.
         warn!(
-            waited_secs = ctx.wait_for_connection.as_secs(),
+            waited_secs = %waited(arrived),
             "tunnel is not up; closing the client"
         );
         return;

@@ -7,8 +7,8 @@ use tokio::time::Instant;
 use tunneld_ssh::FailureKind;
 
 use super::*;
-use crate::fixtures::up;
-use crate::state::{RemoteState, TunnelState};
+use crate::fixtures::{connected, up};
+use crate::state::{ListenerState, RemoteState, TunnelState};
 
 const GRACE: Duration = Duration::from_secs(10);
 /// The attempt bound of every tunnel here (the sum of its hops' connect timeouts).
@@ -38,6 +38,9 @@ fn backing_off(retry_at: Instant, permanent: bool) -> TunnelState {
 
 const BUSY: &str =
     "remote port 8080 still held by a previous session on the server (or in use there); retrying";
+const REFUSED: &str = "db.example refuses remote port forwarding of 8080:localhost:80 \
+                       (AllowTcpForwarding / PermitListen / permitlisten)";
+const IN_USE: &str = "listen 127.0.0.1:5432: Address already in use (os error 98)";
 
 /// One moment: the state, how long ago the task entered it and last beat, and what the report
 /// must say then.
@@ -68,20 +71,19 @@ fn each_moment_of_a_tunnel_is_judged_by_its_own_bound() {
     let waiting = RemoteState::Waiting {
         reason: BUSY.to_owned(),
     };
+    let refused = RemoteState::Refused {
+        reason: REFUSED.to_owned(),
+    };
+    let listening = RemoteState::Listening { port: 8080 };
+    let unbound = ListenerState::Retrying {
+        reason: IN_USE.to_owned(),
+    };
     let cases = [
-        case(
-            "up and beating",
-            up(vec![]),
-            500,
-            1,
-            true,
-            None,
-            "1/1 tunnels up",
-        ),
+        case("up and beating", up(), 500, 1, true, None, "1/1 tunnels up"),
         // Up: silent for more than a heartbeat plus the grace is wedged.
         case(
             "up, last beat at the limit",
-            up(vec![]),
+            up(),
             500,
             11,
             true,
@@ -90,7 +92,7 @@ fn each_moment_of_a_tunnel_is_judged_by_its_own_bound() {
         ),
         case(
             "up, heartbeat stale",
-            up(vec![]),
+            up(),
             500,
             12,
             true,
@@ -98,23 +100,69 @@ fn each_moment_of_a_tunnel_is_judged_by_its_own_bound() {
             "1/1 tunnels up",
         ),
         case(
-            "up, a remote forward not answered yet",
-            up(vec![RemoteState::Requesting]),
+            "up, every forward up",
+            connected(vec![listening.clone()], vec![ListenerState::Listening]),
+            500,
+            1,
+            true,
+            None,
+            "1/1 tunnels up",
+        ),
+        // Connected, but not every forward is up: degraded, named with why, never "up".
+        case(
+            "connected, a remote forward not answered yet",
+            connected(vec![RemoteState::Requesting], vec![]),
             1,
             1,
             false,
             None,
-            "1/1 tunnels up",
+            "0/1 tunnels up, 1 degraded; t: degraded (db.example), 0/1 forwards up; remote \
+             8080:localhost:80: no answer from the server yet",
         ),
         case(
-            "up, a remote port still held by the old session",
-            up(vec![waiting]),
+            "degraded: a remote port still held by the old session",
+            connected(vec![waiting], vec![]),
             300,
             1,
             true,
             None,
-            "1/1 tunnels up; t: up (db.example); remote port 8080 still held by a previous \
-             session on the server (or in use there); retrying",
+            "0/1 tunnels up, 1 degraded; t: degraded (db.example), 0/1 forwards up; remote port \
+             8080 still held by a previous session on the server (or in use there); retrying",
+        ),
+        // A degraded tunnel has finished its first attempt and makes progress: ready, and
+        // healthy however long it stays so, while it beats.
+        case(
+            "degraded: a remote forward refused by policy, the listener serving",
+            connected(vec![refused.clone()], vec![ListenerState::Listening]),
+            100_000,
+            1,
+            true,
+            None,
+            "0/1 tunnels up, 1 degraded; t: degraded (db.example), 1/2 forwards up; db.example \
+             refuses remote port forwarding of 8080:localhost:80 (AllowTcpForwarding / \
+             PermitListen / permitlisten)",
+        ),
+        case(
+            "degraded: a listener that cannot be bound, the remote forward serving",
+            connected(vec![listening], vec![unbound.clone()]),
+            600,
+            1,
+            true,
+            None,
+            "0/1 tunnels up, 1 degraded; t: degraded (db.example), 1/2 forwards up; listen \
+             127.0.0.1:5432: Address already in use (os error 98)",
+        ),
+        case(
+            "degraded, heartbeat stale",
+            connected(vec![refused], vec![unbound]),
+            600,
+            12,
+            true,
+            Some("t: no sign of life for 12s while degraded"),
+            "0/1 tunnels up, 1 degraded; t: degraded (db.example), 0/2 forwards up; listen \
+             127.0.0.1:5432: Address already in use (os error 98); db.example refuses remote \
+             port forwarding of 8080:localhost:80 (AllowTcpForwarding / PermitListen / \
+             permitlisten)",
         ),
         // A step is wedged only beyond its own bound plus the grace (5 s + 10 s here).
         case(
@@ -258,7 +306,18 @@ fn one_wedged_tunnel_makes_the_daemon_unhealthy_and_the_status_names_the_others(
     let views = [
         TunnelView {
             name: "a",
-            state: up(vec![]),
+            state: up(),
+            marks: marks(500),
+            attempt_bound: BOUND,
+        },
+        TunnelView {
+            name: "ab",
+            state: connected(
+                vec![RemoteState::Refused {
+                    reason: REFUSED.to_owned(),
+                }],
+                vec![ListenerState::Listening],
+            ),
             marks: marks(500),
             attempt_bound: BOUND,
         },
@@ -280,8 +339,10 @@ fn one_wedged_tunnel_makes_the_daemon_unhealthy_and_the_status_names_the_others(
         report,
         Report {
             ready: false,
-            status: "1/3 tunnels up; b: connecting to bastion; c: cannot connect to bastion:22: \
-                     connection refused; retry in 4s"
+            status: "1/4 tunnels up, 1 degraded; ab: degraded (db.example), 1/2 forwards up; \
+                     db.example refuses remote port forwarding of 8080:localhost:80 \
+                     (AllowTcpForwarding / PermitListen / permitlisten); b: connecting to \
+                     bastion; c: cannot connect to bastion:22: connection refused; retry in 4s"
                 .to_owned(),
             wedged: vec!["b: connecting to bastion for 20s, beyond its 5s timeout".to_owned()],
         }

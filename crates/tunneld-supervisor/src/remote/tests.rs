@@ -1,14 +1,17 @@
-//! The busy-port retry loop on paused time, against a server that answers as each test scripts
-//! it: seconds of retrying take no time at all.
+//! The retry loops of a remote forward (a port still held, a refusal by policy) on paused time,
+//! against a server that answers as each test scripts it: minutes of retrying take no time at
+//! all.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
+use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tunneld_config::BindAddress;
 
 use super::*;
-use crate::fixtures::up;
+use crate::fixtures::{self, negotiated, remote_forward};
+use crate::state::TunnelState;
 
 /// A server whose answers are scripted; once they run out, the port stays busy.
 struct Server {
@@ -58,39 +61,57 @@ impl Requests for Server {
 }
 
 fn forward() -> Arc<RemoteForward> {
-    Arc::new(RemoteForward {
-        bind: BindAddress::Default,
-        port: 8080,
-        host: "localhost".to_owned(),
-        host_port: 80,
-        spec: "8080:localhost:80".to_owned(),
-    })
+    Arc::new(remote_forward())
 }
 
-fn remote_state(state: &watch::Sender<TunnelState>) -> RemoteState {
+/// A board for a tunnel whose one remote forward is `forward()`, connected.
+fn board() -> (Arc<Board>, watch::Receiver<TunnelState>) {
+    let (board, watcher) = fixtures::board(&fixtures::tunnel(&[], &[remote_forward()]));
+    board.connected(1, "db.example".to_owned(), negotiated());
+    (board, watcher)
+}
+
+fn remote_state(state: &watch::Receiver<TunnelState>) -> RemoteState {
     match &*state.borrow() {
-        TunnelState::Up { remote, .. } => remote[0].state.clone(),
-        other => panic!("not up: {other:?}"),
+        TunnelState::Up { remote, .. } | TunnelState::Degraded { remote, .. } => {
+            remote[0].state.clone()
+        }
+        other => panic!("not connected: {other:?}"),
     }
 }
+
+/// A refusal by policy, as the port-0 probe tells it.
+fn policy() -> RemoteForwardError {
+    RemoteForwardError::Policy {
+        server: "db.example".to_owned(),
+        spec: "8080:localhost:80".to_owned(),
+    }
+}
+
+const RETRY: OnRefusal = OnRefusal::RetryAfter(Duration::from_secs(20));
 
 #[tokio::test(start_paused = true)]
 async fn a_port_still_held_is_asked_for_again_every_1_2_to_1_5_s_until_granted() {
     let server = Server::new([busy(), busy(), busy(), Ok(8080)]);
-    let (state, mut watcher) = watch::channel(up(vec![RemoteState::Requesting]));
+    let (board, mut watcher) = board();
+    watcher.borrow_and_update();
     let start = Instant::now();
-    let keeper = tokio::spawn(keep(server.clone(), forward(), 0, state.clone()));
+    let keeper = tokio::spawn(keep(server.clone(), forward(), 0, board, RETRY));
 
     // Every state the forward goes through, as published.
     let mut seen = Vec::new();
     while watcher.changed().await.is_ok() {
-        let TunnelState::Up { remote, .. } = &*watcher.borrow_and_update() else {
-            panic!("not up");
+        let state = watcher.borrow_and_update().clone();
+        let (TunnelState::Up { remote, .. } | TunnelState::Degraded { remote, .. }) = &state else {
+            panic!("not connected: {state:?}");
         };
         seen.push(remote[0].state.clone());
         if matches!(remote[0].state, RemoteState::Listening { .. }) {
+            // Up only once the forward is.
+            assert!(state.is_up(), "{state:?}");
             break;
         }
+        assert!(state.is_degraded(), "{state:?}");
     }
     assert!(keeper.await.unwrap().is_ok());
 
@@ -101,7 +122,10 @@ async fn a_port_still_held_is_asked_for_again_every_1_2_to_1_5_s_until_granted()
     };
     // Waiting is published once, not again on each refusal.
     assert_eq!(seen, [waiting, RemoteState::Listening { port: 8080 }]);
-    assert_eq!(remote_state(&state), RemoteState::Listening { port: 8080 });
+    assert_eq!(
+        remote_state(&watcher),
+        RemoteState::Listening { port: 8080 }
+    );
 
     let asked = server.asked();
     assert_eq!(asked.len(), 4);
@@ -116,16 +140,55 @@ async fn a_port_still_held_is_asked_for_again_every_1_2_to_1_5_s_until_granted()
     }
 }
 
+/// The tunnel's other forwards keep serving: the refused one is asked for again on the same
+/// connection, at backoff_max (80-100 % of it), and the tunnel is up once it is granted.
 #[tokio::test(start_paused = true)]
-async fn a_refusal_by_policy_fails_the_tunnel_at_once_and_a_closed_connection_does_not() {
-    let policy = RemoteForwardError::Policy {
-        server: "db.example".to_owned(),
-        spec: "8080:localhost:80".to_owned(),
-    };
-    let server = Server::new([Err(policy)]);
-    let (state, _watcher) = watch::channel(up(vec![RemoteState::Requesting]));
+async fn a_refusal_by_policy_is_asked_again_at_backoff_max_on_the_same_connection() {
+    let server = Server::new([Err(policy()), Err(policy()), Err(policy()), Ok(8080)]);
+    let (board, watcher) = board();
     let start = Instant::now();
-    let refused = keep(server.clone(), forward(), 0, state.clone()).await;
+    let keeper = tokio::spawn(keep(server.clone(), forward(), 0, board, RETRY));
+    tokio::task::yield_now().await;
+    let refused = watcher.borrow().clone();
+    assert!(refused.is_degraded(), "{refused:?}");
+    assert_eq!(
+        remote_state(&watcher),
+        RemoteState::Refused {
+            reason: "db.example refuses remote port forwarding of 8080:localhost:80 \
+                     (AllowTcpForwarding / PermitListen / permitlisten)"
+                .to_owned()
+        }
+    );
+    assert_eq!(
+        refused.to_string(),
+        "degraded (db.example), 0/1 forwards up; db.example refuses remote port forwarding of \
+         8080:localhost:80 (AllowTcpForwarding / PermitListen / permitlisten)"
+    );
+
+    assert!(keeper.await.unwrap().is_ok());
+    assert_eq!(
+        remote_state(&watcher),
+        RemoteState::Listening { port: 8080 }
+    );
+    assert!(watcher.borrow().is_up());
+    let asked = server.asked();
+    assert_eq!(asked.len(), 4);
+    assert_eq!(asked[0], start, "the first request goes out at once");
+    for pair in asked.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= Duration::from_secs(16) && gap <= Duration::from_millis(20_001),
+            "{gap:?}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_exit_on_forward_failure_a_refusal_by_policy_fails_the_tunnel_at_once() {
+    let server = Server::new([Err(policy())]);
+    let (board, watcher) = board();
+    let start = Instant::now();
+    let refused = keep(server.clone(), forward(), 0, board.clone(), OnRefusal::Fail).await;
     let err = refused.expect_err("a policy refusal fails the tunnel");
     assert!(
         matches!(err, TunnelError::Remote(RemoteForwardError::Policy { .. })),
@@ -133,30 +196,35 @@ async fn a_refusal_by_policy_fails_the_tunnel_at_once_and_a_closed_connection_do
     );
     assert!(err.is_permanent(), "{err}");
     assert_eq!(server.asked().len(), 1);
-    assert_eq!(remote_state(&state), RemoteState::Requesting);
+    assert_eq!(remote_state(&watcher), RemoteState::Requesting);
 
     // The connection went away under the request: the tunnel notices that by itself.
     let server = Server::new([Err(RemoteForwardError::Closed)]);
     assert!(
-        keep(server.clone(), forward(), 0, state.clone())
+        keep(server.clone(), forward(), 0, board, RETRY)
             .await
             .is_ok()
     );
     assert_eq!(server.asked().len(), 1);
-    assert_eq!(remote_state(&state), RemoteState::Requesting);
+    assert_eq!(remote_state(&watcher), RemoteState::Requesting);
     assert_eq!(Instant::now(), start, "neither waited");
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_connection_that_ends_while_waiting_stops_the_retries() {
-    let server = Server::new([]);
-    let (state, _watcher) = watch::channel(up(vec![RemoteState::Requesting]));
-    let start = Instant::now();
-    let keeper = tokio::spawn(keep(server.clone(), forward(), 0, state.clone()));
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    server.gone.cancel();
-    assert!(keeper.await.unwrap().is_ok());
-    assert_eq!(Instant::now() - start, Duration::from_millis(500));
-    assert_eq!(server.asked(), [start]);
-    assert!(matches!(remote_state(&state), RemoteState::Waiting { .. }));
+    for first in [busy(), Err(policy())] {
+        let server = Server::new([first]);
+        let (board, watcher) = board();
+        let start = Instant::now();
+        let keeper = tokio::spawn(keep(server.clone(), forward(), 0, board, RETRY));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        server.gone.cancel();
+        assert!(keeper.await.unwrap().is_ok());
+        assert_eq!(Instant::now() - start, Duration::from_millis(500));
+        assert_eq!(server.asked(), [start]);
+        assert!(matches!(
+            remote_state(&watcher),
+            RemoteState::Waiting { .. } | RemoteState::Refused { .. }
+        ));
+    }
 }

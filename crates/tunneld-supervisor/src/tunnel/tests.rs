@@ -65,6 +65,7 @@ fn config() -> Config {
                 max: 3,
             },
             backoff: Backoff { min: MIN, max: MAX },
+            exit_on_forward_failure: false,
         }],
     }
 }
@@ -202,4 +203,51 @@ async fn a_failed_attempt_backs_off_by_its_kind_and_retries_when_the_wait_is_ove
         );
     }
     assert!(supervisor.shutdown(Duration::from_secs(1)).await);
+}
+
+/// A local port that another program holds: by default the tunnel connects anyway (its other
+/// forwards serve) and retries the listener; with exit_on_forward_failure it does not connect
+/// until every listener is bound, like OpenSSH's ExitOnForwardFailure.
+#[tokio::test(start_paused = true)]
+async fn a_listener_that_cannot_be_bound_fails_the_tunnel_only_with_exit_on_forward_failure() {
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = squatter.local_addr().unwrap().port();
+    for strict in [false, true] {
+        let connector = Arc::new(Scripted {
+            failures: Mutex::new(VecDeque::new()),
+            attempts: Mutex::new(Vec::new()),
+        });
+        let mut config = config();
+        config.tunnels[0].local = vec![crate::fixtures::local_forward(port)];
+        config.tunnels[0].exit_on_forward_failure = strict;
+        let start = Instant::now();
+        let supervisor = Supervisor::start_with(
+            &config,
+            CancellationToken::new(),
+            connector.clone(),
+            DEFAULT_GRACE,
+        );
+        let mut state = supervisor.state("t").unwrap();
+        if strict {
+            let published = backing_off(&mut state, 1).await;
+            assert_eq!(
+                published.reason,
+                format!("listen 127.0.0.1:{port}: Address already in use (os error 98)")
+            );
+            assert_eq!(published.kind, FailureKind::ForwardRefused);
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            assert!(
+                connector.attempts.lock().unwrap().is_empty(),
+                "never connects"
+            );
+        } else {
+            // The first attempt starts at once (and, scripted to hang, stays under way).
+            state
+                .wait_for(|s| matches!(s, TunnelState::Connecting { attempt: 1, .. }))
+                .await
+                .unwrap();
+            assert_eq!(*connector.attempts.lock().unwrap(), [start]);
+        }
+        assert!(supervisor.shutdown(Duration::from_secs(1)).await);
+    }
 }
