@@ -22,6 +22,7 @@ mod listeners;
 mod model;
 mod near_names;
 mod raw;
+mod rekey;
 mod remote_ports;
 mod resolve;
 mod settings;

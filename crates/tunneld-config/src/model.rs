@@ -80,6 +80,28 @@ pub struct Hop {
     /// Ciphers by OpenSSH name, most preferred first; empty means the built-in choice for this
     /// CPU (AES-GCM first with AES instructions, chacha20-poly1305 first without).
     pub ciphers: Vec<String>,
+    /// When the session exchanges new keys.
+    pub rekey_limit: RekeyLimit,
+}
+
+/// When a session exchanges new keys (OpenSSH's RekeyLimit): after `data` bytes in either
+/// direction, or after `time`, whichever comes first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RekeyLimit {
+    /// Bytes under one key, at most 1 GiB.
+    pub data: u64,
+    /// Time under one key.
+    pub time: Duration,
+}
+
+impl Default for RekeyLimit {
+    /// RFC 4253's recommendation: 1 GiB or an hour.
+    fn default() -> Self {
+        RekeyLimit {
+            data: 1 << 30,
+            time: Duration::from_secs(3600),
+        }
+    }
 }
 
 /// Where a private key (or a certificate, in `certificate_files`) comes from.

@@ -33,6 +33,7 @@ pub(crate) struct Common<'a> {
     pub(crate) compression: Option<&'a Spanned<bool>>,
     pub(crate) ciphers: Option<&'a Spanned<Vec<Spanned<String>>>>,
     pub(crate) exit_on_forward_failure: Option<&'a Spanned<bool>>,
+    pub(crate) rekey_limit: Option<&'a Spanned<String>>,
 }
 
 /// Declares a section struct with the shared settings plus its own keys. serde's `flatten` cannot
@@ -58,6 +59,7 @@ macro_rules! section {
             compression: Opt<bool>,
             ciphers: Opt<Vec<Spanned<String>>>,
             exit_on_forward_failure: Opt<bool>,
+            rekey_limit: Opt<String>,
             $($(#[$fmeta])* pub(crate) $field: $ty,)*
         }
 
@@ -80,6 +82,7 @@ macro_rules! section {
                     compression: self.compression.as_ref(),
                     ciphers: self.ciphers.as_ref(),
                     exit_on_forward_failure: self.exit_on_forward_failure.as_ref(),
+                    rekey_limit: self.rekey_limit.as_ref(),
                 }
             }
         }
@@ -224,7 +227,7 @@ mod tests {
             "t.toml:1:32: tunnels.db.lokal: unknown field `lokal`, expected one of `user`, \
              `identity_files`, `certificate_files`, `use_agent`, `known_hosts`, `global_known_hosts`, \
              `host_key_policy`, `keepalive_interval`, `keepalive_max`, `connect_timeout`, `backoff_min`, \
-             `backoff_max`, `compression`, `ciphers`, `exit_on_forward_failure`, `host`, `jump`, \
+             `backoff_max`, `compression`, `ciphers`, `exit_on_forward_failure`, `rekey_limit`, `host`, `jump`, \
              `local`, `remote`, `dynamic`"
         );
         assert_eq!(

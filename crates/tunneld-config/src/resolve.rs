@@ -330,6 +330,7 @@ impl<'a> Resolver<'a> {
                 .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
             compression: pick.get(|s| s.compression).unwrap_or(false),
             ciphers: pick.get(|s| s.ciphers.clone()).unwrap_or_default(),
+            rekey_limit: pick.get(|s| s.rekey_limit).unwrap_or_default(),
         })
     }
 }

@@ -10,8 +10,9 @@ use toml::Spanned;
 use crate::duration;
 use crate::error::{ConfigError, Key, Source};
 use crate::hostspec;
-use crate::model::{HostKeyPolicy, IdentityFile};
+use crate::model::{HostKeyPolicy, IdentityFile, RekeyLimit};
 use crate::raw::{Common, RawDuration};
+use crate::rekey;
 
 /// The ciphers tunneld can offer, by OpenSSH name (what russh implements).
 pub const SUPPORTED_CIPHERS: &[&str] = &[
@@ -50,6 +51,7 @@ pub(crate) struct Settings {
     pub(crate) compression: Option<bool>,
     pub(crate) ciphers: Option<Vec<String>>,
     pub(crate) exit_on_forward_failure: Option<bool>,
+    pub(crate) rekey_limit: Option<RekeyLimit>,
 }
 
 /// Checks the shared settings of the section at `section` (`defaults`, `hosts.NAME`, ...).
@@ -193,6 +195,13 @@ pub(crate) fn check(
         compression: common.compression.map(|b| *b.get_ref()),
         ciphers,
         exit_on_forward_failure: common.exit_on_forward_failure.map(|b| *b.get_ref()),
+        rekey_limit: common
+            .rekey_limit
+            .map(|raw| {
+                rekey::parse(raw.get_ref())
+                    .map_err(|e| err(raw.span(), section.field("rekey_limit"), e))
+            })
+            .transpose()?,
     })
 }
 

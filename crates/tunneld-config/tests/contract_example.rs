@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use tunneld_config::{
     Backoff, BindAddress, Config, DynamicForward, Environment, Finding, Hop, HostKeyPolicy,
-    IdentityFile, Keepalive, LocalForward, Location, RemoteForward, parse, parse_with_findings,
+    IdentityFile, Keepalive, LocalForward, Location, RekeyLimit, RemoteForward, parse,
+    parse_with_findings,
 };
 
 /// The reference example, kept verbatim: do not edit it to make a test pass.
@@ -86,6 +87,7 @@ fn hop(label: &str, hostname: &str, user: &str, key: IdentityFile) -> Hop {
         connect_timeout: Duration::from_secs(10),
         compression: false,
         ciphers: ciphers(),
+        rekey_limit: RekeyLimit::default(),
     }
 }
 

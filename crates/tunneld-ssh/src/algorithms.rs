@@ -113,14 +113,21 @@ pub(crate) fn preferred(
     }
 }
 
+/// Messages a channel's queue holds: a 2 MiB window in packets of 2 KiB or more. OpenSSH sends
+/// bulk data in 32 KiB packets; smaller ones come from a trickle, which fills no window.
+const CHANNEL_QUEUE: usize = 1024;
+
 /// The russh client configuration for a hop.
 ///
 /// Keepalives alone miss a peer that stops reading while we write (pitfall 3: the writes queue
 /// up and no reply is awaited), so an inactivity timeout of the same budget backs them up.
 pub(crate) fn client_config(
+    hop: &Hop,
     keepalive: Option<&Keepalive>,
     preferred: Preferred,
 ) -> russh::client::Config {
+    // The config allows at most 1 GiB, which russh asserts; a usize holds it on every target.
+    let data = usize::try_from(hop.rekey_limit.data).unwrap_or(1 << 30);
     let (keepalive_interval, keepalive_max, inactivity_timeout) = match keepalive {
         Some(k) if k.interval.is_some() => (k.interval, k.max as usize, k.stuck_link_budget()),
         _ => (None, 3, None),
@@ -135,6 +142,14 @@ pub(crate) fn client_config(
         keepalive_max,
         inactivity_timeout,
         nodelay: true,
+        limits: russh::Limits::new(data, data, hop.rekey_limit.time),
+        // Per-channel flow control (vendor/russh/PATCHES.md): the server's window for a channel
+        // reopens only as its reader takes data, so a slow client slows only its own channel.
+        window_on_consume: true,
+        // Room for a whole window of small packets, so that a channel whose reader is behind
+        // never fills its queue before the server runs out of window (a full queue would stall
+        // the session loop, and with it every channel).
+        channel_buffer_size: CHANNEL_QUEUE,
         ..Default::default()
     }
 }

@@ -279,6 +279,7 @@ impl TestServer {
             connect_timeout,
             compression: false,
             ciphers: vec![],
+            rekey_limit: tunneld_config::RekeyLimit::default(),
         }
     }
 

@@ -83,6 +83,7 @@ pub(crate) fn tunnel(local: &[LocalForward], remote: &[RemoteForward]) -> Tunnel
         connect_timeout: Duration::from_secs(10),
         compression: false,
         ciphers: Vec::new(),
+        rekey_limit: tunneld_config::RekeyLimit::default(),
     };
     Tunnel {
         name: "t".to_owned(),

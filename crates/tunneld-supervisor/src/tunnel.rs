@@ -76,7 +76,7 @@ impl Supervised {
         let ctx = ForwardContext {
             connection: connection_rx,
             wait_for_connection: self.tunnel.target.connect_timeout,
-            limits: pipe_limits(&self.tunnel),
+            limits: PipeLimits::default(),
             tracker: forwards.clone(),
             cancel: self.wiring.cancel.clone(),
         };
@@ -262,20 +262,6 @@ impl Supervised {
 
     fn publish(&self, state: TunnelState) {
         self.board.publish(state);
-    }
-}
-
-/// A client that stops reading may stall the whole session while its buffer is full (see
-/// `tunneld_ssh::forward::pipe`), so it gets well under the keepalive budget to catch up.
-fn pipe_limits(tunnel: &Tunnel) -> PipeLimits {
-    let defaults = PipeLimits::default();
-    let stall_limit = match tunnel.keepalive.dead_peer_budget() {
-        Some(budget) => (budget / 4).clamp(Duration::from_secs(1), defaults.stall_limit),
-        None => defaults.stall_limit,
-    };
-    PipeLimits {
-        stall_limit,
-        ..defaults
     }
 }
 

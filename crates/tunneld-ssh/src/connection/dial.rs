@@ -131,7 +131,7 @@ impl Dial<'_> {
             &known.known_algorithms(&hop.hostname, hop.port),
             known.has_cert_authority_for(&hop.hostname, hop.port),
         );
-        let config = Arc::new(algorithms::client_config(self.keepalive, preferred));
+        let config = Arc::new(algorithms::client_config(hop, self.keepalive, preferred));
         let shared = Arc::new(Shared::default());
         let ended = CancellationToken::new();
         // Only the session that carries the forwards (the one with keepalives) takes forwarded

@@ -1,19 +1,21 @@
 //! Copying between a TCP socket and an SSH channel, closing the way russh needs.
 //!
 //! Three russh behaviours shape this file (the pitfalls of docs/design.md):
-//! - Pitfall 2: russh pushes incoming data into each channel's bounded queue with a blocking
-//!   send, and grants the server more window on receipt, not on consumption. A client that stops
-//!   reading would therefore stall the whole SSH session, keepalives included. So the channel is
-//!   drained into a buffer of our own; when that buffer is full and the client has not taken a
-//!   byte for `stall_limit`, the connection is dropped instead of the session stalling.
-//!   While the buffer is full we stop draining (backpressure on the whole session), except when
-//!   our own upstream is waiting for window: the server's window adjustments reach us only
-//!   through that same session loop, so stopping then would deadlock a full-duplex exchange
-//!   (an echo) with itself. A hard cap bounds the buffer either way.
+//! - Pitfall 2: russh as released grants the server more window as data arrives, not as it is
+//!   consumed, and pushes it into each channel's queue with a blocking send: a client that stops
+//!   reading stalls the whole SSH session. tunneld's russh (vendor/russh/PATCHES.md) grants
+//!   window as the application takes data, so this pipe simply stops taking data from the
+//!   channel while its own buffer toward the client is full: the server's window for this
+//!   channel closes, the server stops sending on it, and every other channel flows on. A slow
+//!   or stopped client is flow-controlled, as OpenSSH does, never dropped. Memory per
+//!   connection is bounded by the window plus `PipeLimits::buffer`.
 //! - Pitfall 1: a channel closed by us first leaks its entry inside russh. We only ever send EOF
 //!   and then read until the server's close.
 //! - Pitfall 11: that wait is bounded: a target that never closes its half must not keep a
 //!   channel forever.
+//!
+//! A connection that ends because the tunnel died (the session is gone, or tunneld stops) is
+//! reset (RST), not closed: a client that sees FIN takes a cut transfer for a complete one.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -24,33 +26,25 @@ use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::debug;
 
 /// Bounds for one forwarded connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PipeLimits {
-    /// Bytes from the server held for a client that is slower than the server.
+    /// Bytes from the server held for a client that is slower than the server. Beyond it the
+    /// channel is not read, and its window does the rest.
     pub buffer: usize,
-    /// How long a full buffer may wait for the client to take a byte before the connection is
-    /// dropped. Keep it well inside the keepalive budget: meanwhile the session may be stalled.
-    pub stall_limit: Duration,
     /// Once either side has finished, how long the server may stay silent before the channel is
-    /// given up.
+    /// given up; also how long the last bytes may take to reach a client once the server closed.
     pub close_limit: Duration,
 }
-
-/// The buffer may grow past `PipeLimits::buffer` (while our upstream waits for window) up to
-/// this many times it; beyond, the connection is dropped.
-const HARD_CAP_FACTOR: usize = 64;
 
 impl Default for PipeLimits {
     fn default() -> Self {
         PipeLimits {
-            buffer: 1 << 20,
-            stall_limit: Duration::from_secs(10),
+            buffer: 256 << 10,
             close_limit: Duration::from_secs(30),
         }
     }
@@ -61,8 +55,8 @@ impl Default for PipeLimits {
 pub enum PipeEnd {
     /// The server closed the channel after the exchange (the graceful end).
     Closed,
-    /// The client stopped reading while the server kept sending; dropped to protect the session.
-    ClientStalled,
+    /// The SSH session went away under the connection; the client was reset.
+    Lost,
     /// The server did not close the channel within `close_limit` of the last sign of life.
     CloseTimedOut,
     /// Shutdown interrupted it.
@@ -90,11 +84,7 @@ pub async fn pipe(
     let (tcp_read, mut tcp_write) = tcp.into_split();
     let (from_server, to_server) = channel.split();
     let mut from_server = Some(from_server);
-    // Whether the upstream half is inside a channel write (waiting for window). A watch, not a
-    // flag: the upstream runs inside this task's select, so when it starts waiting while the
-    // draining branch is switched off, the loop must wake up to switch it back on.
-    let (upstream_writing, mut writing) = watch::channel(false);
-    let upstream = upstream(tcp_read, &to_server, &upstream_writing);
+    let upstream = upstream(tcp_read, &to_server);
     tokio::pin!(upstream);
 
     let mut report = PipeReport {
@@ -107,42 +97,22 @@ pub async fn pipe(
     let mut client_gone = false;
     let mut pending: VecDeque<Bytes> = VecDeque::new();
     let mut pending_bytes = 0usize;
-    let mut stalled_since: Option<Instant> = None;
     // The last sign of life once one side has finished; the close limit counts from it.
     let mut quiet_since: Option<Instant> = None;
 
     loop {
-        let over = pending_bytes >= limits.buffer;
-        if pending_bytes >= limits.buffer.saturating_mul(HARD_CAP_FACTOR) {
-            warn!(
-                buffered = pending_bytes,
-                "the client is too far behind the server; closing it so the tunnel's other connections keep flowing"
-            );
-            report.end = PipeEnd::ClientStalled;
-            give_up(from_server.take(), &to_server).await;
-            return report;
-        }
-        let buffer_full = over && !*writing.borrow_and_update();
-        if !over {
-            stalled_since = None;
-        } else if stalled_since.is_none() {
-            stalled_since = Some(Instant::now());
-        }
-        let stall_deadline = stalled_since.map(|t| t + limits.stall_limit);
         let close_deadline = quiet_since.map(|t| t + limits.close_limit);
-
         tokio::select! {
             biased;
             () = cancel.cancelled() => {
                 report.end = PipeEnd::Cancelled;
+                reset(tcp_write);
                 return report;
             }
 
-            // Our upstream started waiting for window: drain again (see the module comment).
-            _ = writing.changed(), if buffer_full => {}
-
-            // Server -> us: drained whenever our own buffer has room.
-            msg = wait(&mut from_server), if !buffer_full => match msg {
+            // Server -> us, while our buffer toward the client has room: beyond it, not taking
+            // data is what stops the server (its window for this channel runs out).
+            msg = wait(&mut from_server), if pending_bytes < limits.buffer => match msg {
                 Some(ChannelMsg::Data { data }) => {
                     report.received += data.len() as u64;
                     if quiet_since.is_some() {
@@ -160,11 +130,18 @@ pub async fn pipe(
                         let _ = tcp_write.shutdown().await;
                     }
                 }
-                Some(ChannelMsg::Close) | None => {
+                Some(ChannelMsg::Close) => {
                     if !client_gone {
-                        flush_all(&mut tcp_write, &mut pending, limits.stall_limit).await;
+                        flush_all(&mut tcp_write, &mut pending, limits.close_limit).await;
                         let _ = tcp_write.shutdown().await;
                     }
+                    return report;
+                }
+                None => {
+                    // The session is gone: whatever the server had not sent yet is lost.
+                    debug!("the SSH connection ended under this forwarded connection; resetting the client");
+                    report.end = PipeEnd::Lost;
+                    reset(tcp_write);
                     return report;
                 }
                 Some(_) => {}
@@ -174,7 +151,6 @@ pub async fn pipe(
             written = write_front(&mut tcp_write, &mut pending), if !pending.is_empty() => match written {
                 Ok(n) => {
                     pending_bytes -= n;
-                    stalled_since = None;
                     if pending.is_empty() && server_eof {
                         let _ = tcp_write.shutdown().await;
                     }
@@ -194,17 +170,6 @@ pub async fn pipe(
                 quiet_since = Some(Instant::now());
             }
 
-            () = sleep_until_opt(stall_deadline), if stall_deadline.is_some() => {
-                warn!(
-                    buffered = pending_bytes,
-                    stall_secs = limits.stall_limit.as_secs(),
-                    "client stopped reading while the server kept sending; closing it so the tunnel's other connections keep flowing"
-                );
-                report.end = PipeEnd::ClientStalled;
-                give_up(from_server.take(), &to_server).await;
-                return report;
-            }
-
             () = sleep_until_opt(close_deadline), if close_deadline.is_some() => {
                 debug!("the server did not close the channel in time; closing it");
                 report.end = PipeEnd::CloseTimedOut;
@@ -215,14 +180,19 @@ pub async fn pipe(
     }
 }
 
+/// Ends the client's connection with a reset: SO_LINGER 0, and no FIN first (a dropped write
+/// half would send one).
+fn reset(tcp_write: OwnedWriteHalf) {
+    let _ = socket2::SockRef::from(tcp_write.as_ref()).set_linger(Some(Duration::ZERO));
+    // The read half, inside the upstream future, is dropped with the pipe; the socket closes
+    // then, with the reset.
+    tcp_write.forget();
+}
+
 /// Reads the client until EOF (or an error), writing to the channel, then sends EOF. A channel
 /// write waits for the server's window, which is why this runs beside the draining loop rather
 /// than inside it.
-async fn upstream(
-    mut tcp_read: OwnedReadHalf,
-    to_server: &ChannelWriteHalf<Msg>,
-    writing: &watch::Sender<bool>,
-) -> u64 {
+async fn upstream(mut tcp_read: OwnedReadHalf, to_server: &ChannelWriteHalf<Msg>) -> u64 {
     let mut writer = to_server.make_writer();
     let mut buf = vec![0u8; 32 * 1024];
     let mut sent = 0u64;
@@ -236,10 +206,7 @@ async fn upstream(
             }
         };
         let Some(chunk) = buf.get(..n) else { break };
-        writing.send_replace(true);
-        let written = writer.write_all(chunk).await;
-        writing.send_replace(false);
-        if written.is_err() {
+        if writer.write_all(chunk).await.is_err() {
             break;
         }
         sent += n as u64;
@@ -249,11 +216,7 @@ async fn upstream(
 }
 
 /// Closes the channel ourselves. This costs russh a small leak (pitfall 1), which is why it is
-/// only the last resort.
-///
-/// The read half goes first: russh's session loop may be blocked pushing into its full queue,
-/// and our EOF and close travel through that same loop. Dropping the receiver makes that push
-/// fail, so the loop moves on and the messages below get through.
+/// only the last resort. The read half goes first: nothing will read it any more.
 async fn give_up(from_server: Option<ChannelReadHalf>, to_server: &ChannelWriteHalf<Msg>) {
     drop(from_server);
     let bye = async {

@@ -49,6 +49,7 @@ fn config() -> Config {
         connect_timeout: Duration::from_secs(10),
         compression: false,
         ciphers: Vec::new(),
+        rekey_limit: tunneld_config::RekeyLimit::default(),
     };
     Config {
         path: PathBuf::from("/etc/tunneld/tunneld.toml"),
