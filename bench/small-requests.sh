@@ -86,6 +86,8 @@ rate() {
     local urls=() start end
     for _ in $(seq "$requests"); do urls+=("$2"); done
     start=$(date +%s.%N)
+    # $1 is curl's proxy option and its value, or nothing: split on purpose.
+    # shellcheck disable=SC2086
     curl --silent --fail $1 "${urls[@]}" >/dev/null
     end=$(date +%s.%N)
     python3 -c "print(f'{$requests / ($end - $start):.0f}')"

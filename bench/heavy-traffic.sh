@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# The full heavy-traffic matrix, outside CI (CI runs a reduced one: tests/tests/heavy_traffic.rs).
+#
+# 1. tests/tests/heavy_traffic.rs at full size, optimised (`--profile measure`): 4 and then 16 parallel streams of
+#    SIZE MiB each (default 1024) through `remote`, `local` and `dynamic` forwards, one direction
+#    at a time and both at once, a slow reader beside fast ones, compression, key exchanges
+#    started by tunneld (rekey_limit 16M) and by sshd (RekeyLimit 32M), every byte verified, and
+#    no reconnect allowed.
+# 2. iperf3 --bidir (full duplex at full speed on one connection) through tunneld's -L and
+#    OpenSSH's ssh -L, side by side against the same sshd, with nothing closed.
+#
+#   bench/heavy-traffic.sh [SIZE_MIB]      (default 1024; 64 for a quick run)
+#
+# It takes a while: at ~1 GB/s, 16 x 1 GiB both ways is half a minute per case, and the matrix
+# has 15 cases per stream count.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+size="${1:-1024}"
+
+command -v iperf3 >/dev/null || {
+    echo "heavy-traffic: installing iperf3" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iperf3 >/dev/null
+}
+
+for streams in 4 16; do
+    echo "== $streams streams of $size MiB"
+    TUNNELD_HEAVY_STREAMS=$streams TUNNELD_HEAVY_MIB=$size \
+        TUNNELD_HEAVY_PARALLEL=$streams TUNNELD_HEAVY_PARALLEL_MIB=$size \
+        cargo test --quiet --profile measure -p tunneld-tests --test heavy_traffic -- \
+        --include-ignored --test-threads 1 --nocapture 2>&1 | grep -E '^\[|test result|panicked|FAILED'
+done
+
+# iperf3 --bidir through tunneld -L and ssh -L.
+cargo build --quiet --release --bin tunneld
+tunneld="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/tunneld"
+work="$(mktemp -d /tmp/tunneld-heavy.XXXXXX)"
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "nothing on $1" >&2; return 1; }
+
+ssh_port=$(free_port); iperf_port=$(free_port); t_port=$(free_port); o_port=$(free_port)
+ssh-keygen -q -t ed25519 -N '' -f "$work/host"; ssh-keygen -q -t ed25519 -N '' -f "$work/client"
+cp "$work/client.pub" "$work/authorized_keys"
+cat > "$work/sshd_config" <<CFG
+ListenAddress 127.0.0.1:$ssh_port
+HostKey $work/host
+PidFile $work/sshd.pid
+AuthorizedKeysFile $work/authorized_keys
+UsePAM no
+StrictModes no
+PermitRootLogin prohibit-password
+RekeyLimit 32M
+CFG
+[ "$(id -u)" = 0 ] && mkdir -p /run/sshd
+/usr/sbin/sshd -D -e -f "$work/sshd_config" 2>"$work/sshd.log" & pids+=($!)
+echo "[127.0.0.1]:$ssh_port $(cat "$work/host.pub")" > "$work/known_hosts"
+iperf3 -s -B 127.0.0.1 -p "$iperf_port" >/dev/null 2>&1 & pids+=($!)
+wait_port "$ssh_port"; wait_port "$iperf_port"
+
+cat > "$work/tunneld.toml" <<CFG
+[tunnels.heavy]
+host = "127.0.0.1:$ssh_port"
+identity_files = ["$work/client"]
+known_hosts = "$work/known_hosts"
+ciphers = ["aes128-gcm@openssh.com"]
+rekey_limit = "16M"
+local = ["$t_port:127.0.0.1:$iperf_port"]
+CFG
+"$tunneld" run --config "$work/tunneld.toml" 2>"$work/tunneld.log" & pids+=($!)
+ssh -N -F /dev/null -o BatchMode=yes -o UserKnownHostsFile="$work/known_hosts" \
+    -o Ciphers=aes128-gcm@openssh.com -o RekeyLimit=16M -i "$work/client" -p "$ssh_port" \
+    -L "$o_port:127.0.0.1:$iperf_port" "$(id -un)@127.0.0.1" 2>"$work/ssh.log" & pids+=($!)
+wait_port "$t_port"; wait_port "$o_port"
+
+for round in 1 2 3; do
+    for client in tunneld ssh; do
+        port=$t_port; [ "$client" = ssh ] && port=$o_port
+        # The sum of both directions, as iperf3 reports it for --bidir.
+        rate=$(iperf3 -c 127.0.0.1 -p "$port" --bidir -t 10 -J \
+            | python3 -c 'import json,sys; e=json.load(sys.stdin)["end"]; print(f"{(e["sum_sent"]["bits_per_second"] + e["sum_sent_bidir_reverse"]["bits_per_second"]) / 1e9:.2f}")')
+        printf "iperf3 --bidir round %s  %-8s %s Gbit/s (both directions)\n" "$round" "$client" "$rate"
+    done
+done
+if grep -E "tunnel down|closing it" "$work/tunneld.log"; then
+    echo "heavy-traffic: tunneld dropped something under load" >&2
+    exit 1
+fi
+echo "tunneld stayed on one connection: $(grep -c 'tunnel up' "$work/tunneld.log") \"tunnel up\" line(s)"
