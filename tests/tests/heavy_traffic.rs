@@ -452,3 +452,63 @@ async fn a_client_is_reset_when_the_tunnel_dies_under_it() {
     }
     tunneld.stop().await;
 }
+
+/// Memory is bounded by flow control, not by how much the servers send: 16 clients that never
+/// read, each on an endless download, cost the daemon at most their channel windows (2 MiB each,
+/// held by russh) and pipe buffers (256 KiB each), and the sources stop once those are full.
+#[test]
+fn sixteen_slow_readers_hold_the_daemon_to_its_bound() {
+    use std::io::Read;
+    const READERS: usize = 16;
+    const PER_CONNECTION_KIB: u64 = 2048 + 256;
+    let dir = test_dir();
+    let sshd = Sshd::start();
+    let source = harness::SourceServer::start();
+    let port = free_port();
+    let block = format!("local = [\"{port}:127.0.0.1:{}\"]\n", source.port());
+    let config = write_one_tunnel(dir.path(), &sshd, "t", &block);
+    let tunneld =
+        harness::TunneldProcess::spawn(&["run", "--config", config.to_str().unwrap()], &[]);
+    tunneld.expect_log("tunnel up", Duration::from_secs(30));
+    // One connection that reads, to warm up the allocator's pools before the baseline.
+    let mut warm = std::net::TcpStream::connect(localhost(port)).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut read = 0;
+    while read < 64 << 20 {
+        read += warm.read(&mut buf).unwrap();
+    }
+    drop(warm);
+    let baseline = harness::rss_kib(tunneld.pid());
+
+    let readers: Vec<_> = (0..READERS)
+        .map(|_| std::net::TcpStream::connect(localhost(port)).unwrap())
+        .collect();
+    // The sources stop when every window and buffer on the way is full: wait for a plateau
+    // (no byte sent for half a second; a measurement interval, not a synchronisation).
+    let mut last = source.bytes_sent();
+    let settled = harness::wait_until(Duration::from_secs(60), || {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = source.bytes_sent();
+        let still = now == last;
+        last = now;
+        still
+    });
+    assert!(
+        settled,
+        "the sources never stopped: nothing holds them back"
+    );
+    let loaded = harness::rss_kib(tunneld.pid());
+    let bound = READERS as u64 * PER_CONNECTION_KIB;
+    eprintln!(
+        "[slow readers] {READERS} clients that never read: tunneld RSS {baseline} KiB before, \
+         {loaded} KiB after (+{} KiB; bound +{bound} KiB); the sources sent {} MiB in all, then stopped",
+        loaded.saturating_sub(baseline),
+        last >> 20
+    );
+    assert!(
+        loaded.saturating_sub(baseline) <= bound,
+        "tunneld grew by {} KiB for {READERS} stalled connections (bound {bound} KiB)",
+        loaded.saturating_sub(baseline)
+    );
+    drop(readers);
+}
