@@ -63,7 +63,11 @@ fn config() -> Config {
                 interval: Some(Duration::from_secs(15)),
                 max: 3,
             },
-            backoff: Backoff { min: MIN, max: MAX },
+            backoff: Backoff {
+                min: MIN,
+                max: MAX,
+                max_network: MAX,
+            },
         }],
     }
 }
