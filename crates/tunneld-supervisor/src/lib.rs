@@ -6,6 +6,7 @@
 
 pub mod backoff;
 mod connector;
+mod failure_log;
 #[cfg(test)]
 mod fixtures;
 pub mod health;
