@@ -176,6 +176,10 @@ pub struct Backoff {
     pub min: Duration,
     /// No delay is ever longer than this, jitter included.
     pub max: Duration,
+    /// The longest delay after an attempt that failed before the SSH version exchange (refused,
+    /// unreachable, no DNS answer): such attempts cost the server nothing, so the tunnel may
+    /// probe often and come back soon after the server does. Between `min` and `max`.
+    pub max_network: Duration,
 }
 
 /// The address a listener binds to.

@@ -30,6 +30,7 @@ pub(crate) struct Common<'a> {
     pub(crate) connect_timeout: Option<&'a Spanned<RawDuration>>,
     pub(crate) backoff_min: Option<&'a Spanned<RawDuration>>,
     pub(crate) backoff_max: Option<&'a Spanned<RawDuration>>,
+    pub(crate) backoff_max_network: Option<&'a Spanned<RawDuration>>,
     pub(crate) compression: Option<&'a Spanned<bool>>,
     pub(crate) ciphers: Option<&'a Spanned<Vec<Spanned<String>>>>,
     pub(crate) exit_on_forward_failure: Option<&'a Spanned<bool>>,
@@ -56,6 +57,7 @@ macro_rules! section {
             connect_timeout: Opt<RawDuration>,
             backoff_min: Opt<RawDuration>,
             backoff_max: Opt<RawDuration>,
+            backoff_max_network: Opt<RawDuration>,
             compression: Opt<bool>,
             ciphers: Opt<Vec<Spanned<String>>>,
             exit_on_forward_failure: Opt<bool>,
@@ -79,6 +81,7 @@ macro_rules! section {
                     connect_timeout: self.connect_timeout.as_ref(),
                     backoff_min: self.backoff_min.as_ref(),
                     backoff_max: self.backoff_max.as_ref(),
+                    backoff_max_network: self.backoff_max_network.as_ref(),
                     compression: self.compression.as_ref(),
                     ciphers: self.ciphers.as_ref(),
                     exit_on_forward_failure: self.exit_on_forward_failure.as_ref(),
@@ -227,7 +230,7 @@ mod tests {
             "t.toml:1:32: tunnels.db.lokal: unknown field `lokal`, expected one of `user`, \
              `identity_files`, `certificate_files`, `use_agent`, `known_hosts`, `global_known_hosts`, \
              `host_key_policy`, `keepalive_interval`, `keepalive_max`, `connect_timeout`, `backoff_min`, \
-             `backoff_max`, `compression`, `ciphers`, `exit_on_forward_failure`, `rekey_limit`, `host`, `jump`, \
+             `backoff_max`, `backoff_max_network`, `compression`, `ciphers`, `exit_on_forward_failure`, `rekey_limit`, `host`, `jump`, \
              `local`, `remote`, `dynamic`"
         );
         assert_eq!(

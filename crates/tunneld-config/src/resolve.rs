@@ -25,6 +25,7 @@ pub(crate) const DEFAULT_KEEPALIVE_MAX: u32 = 3;
 pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) const DEFAULT_BACKOFF_MIN: Duration = Duration::from_secs(1);
 pub(crate) const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_BACKOFF_MAX_NETWORK: Duration = Duration::from_secs(5);
 
 /// A chain longer than this is a mistake (or an exponential diamond of `jump`s), not a network.
 const MAX_HOPS: usize = 32;

@@ -48,6 +48,7 @@ pub(crate) struct Settings {
     pub(crate) connect_timeout: Option<Duration>,
     pub(crate) backoff_min: Option<Located<Duration>>,
     pub(crate) backoff_max: Option<Located<Duration>>,
+    pub(crate) backoff_max_network: Option<Located<Duration>>,
     pub(crate) compression: Option<bool>,
     pub(crate) ciphers: Option<Vec<String>>,
     pub(crate) exit_on_forward_failure: Option<bool>,
@@ -191,6 +192,10 @@ pub(crate) fn check(
         backoff_max: common
             .backoff_max
             .map(|raw| located(raw, "backoff_max"))
+            .transpose()?,
+        backoff_max_network: common
+            .backoff_max_network
+            .map(|raw| located(raw, "backoff_max_network"))
             .transpose()?,
         compression: common.compression.map(|b| *b.get_ref()),
         ciphers,

@@ -123,31 +123,68 @@ pub(crate) fn resolve(
 fn backoff(r: &Resolver<'_>, pick: &Pick<'_>, tunnel: &str) -> Result<Backoff, ConfigError> {
     let min = pick.get(|s| s.backoff_min.clone());
     let max = pick.get(|s| s.backoff_max.clone());
+    let network = pick.get(|s| s.backoff_max_network.clone());
     let value = |set: &Option<Located<_>>, default| set.as_ref().map_or(default, |l| l.value);
-    let backoff = Backoff {
-        min: value(&min, resolve::DEFAULT_BACKOFF_MIN),
-        max: value(&max, resolve::DEFAULT_BACKOFF_MAX),
-    };
-    if backoff.min <= backoff.max {
-        return Ok(backoff);
-    }
+    let (min_value, max_value) = (
+        value(&min, resolve::DEFAULT_BACKOFF_MIN),
+        value(&max, resolve::DEFAULT_BACKOFF_MAX),
+    );
     let origin = |set: &Option<Located<_>>| {
         set.as_ref()
             .map_or("built-in".to_owned(), |l| l.key.to_string())
     };
-    let message = format!(
-        "backoff_min {} ({}) is longer than backoff_max {} ({}) for tunnel {tunnel} (expected \
-         backoff_min <= backoff_max)",
-        duration::show(backoff.min),
-        origin(&min),
-        duration::show(backoff.max),
-        origin(&max),
-    );
-    // One of them is set: the built-in defaults are in order.
-    match min.or(max) {
-        Some(at) => Err(r.source.error(&at.span, &at.key, message)),
-        None => Err(r.source.error(&(0..0), "", message)),
-    }
+    // `short` must not be longer than `long`; the error sits at `blame`, or at whichever of the
+    // two was written (one of them was: the built-in defaults are in order).
+    let in_order = |short: (&str, &Option<Located<_>>, _),
+                    long: (&str, &Option<Located<_>>, _),
+                    blame: Option<&Located<_>>| {
+        if short.2 <= long.2 {
+            return Ok(());
+        }
+        let message = format!(
+            "{} {} ({}) is longer than {} {} ({}) for tunnel {tunnel} (expected {} <= {})",
+            short.0,
+            duration::show(short.2),
+            origin(short.1),
+            long.0,
+            duration::show(long.2),
+            origin(long.1),
+            short.0,
+            long.0,
+        );
+        match blame.or(short.1.as_ref()).or(long.1.as_ref()) {
+            Some(at) => Err(r.source.error(&at.span, &at.key, message)),
+            None => Err(r.source.error(&(0..0), "", message)),
+        }
+    };
+    in_order(
+        ("backoff_min", &min, min_value),
+        ("backoff_max", &max, max_value),
+        None,
+    )?;
+    let max_network = match &network {
+        Some(set) => {
+            in_order(
+                ("backoff_min", &min, min_value),
+                ("backoff_max_network", &network, set.value),
+                Some(set),
+            )?;
+            in_order(
+                ("backoff_max_network", &network, set.value),
+                ("backoff_max", &max, max_value),
+                Some(set),
+            )?;
+            set.value
+        }
+        // The built-in 5 s follows the other two: a tunnel that sets `backoff_max = "1s"` or
+        // `backoff_min = "10s"` keeps working as it did before this key existed.
+        None => resolve::DEFAULT_BACKOFF_MAX_NETWORK.clamp(min_value, max_value),
+    };
+    Ok(Backoff {
+        min: min_value,
+        max: max_value,
+        max_network,
+    })
 }
 
 #[derive(Default)]

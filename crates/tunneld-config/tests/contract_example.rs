@@ -138,7 +138,8 @@ fn db_takes_its_target_from_the_host_entry_and_its_jump_from_it_too() {
         db.backoff,
         Backoff {
             min: Duration::from_secs(1),
-            max: Duration::from_secs(60)
+            max: Duration::from_secs(60),
+            max_network: Duration::from_secs(5),
         }
     );
 }

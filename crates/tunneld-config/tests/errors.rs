@@ -47,7 +47,7 @@ fn unknown_key() {
         "tunnels.db.lokal",
         "unknown field `lokal`, expected one of `user`, `identity_files`, `certificate_files`, `use_agent`, \
          `known_hosts`, `global_known_hosts`, `host_key_policy`, `keepalive_interval`, \
-         `keepalive_max`, `connect_timeout`, `backoff_min`, `backoff_max`, `compression`, `ciphers`, \
+         `keepalive_max`, `connect_timeout`, `backoff_min`, `backoff_max`, `backoff_max_network`, `compression`, `ciphers`, \
          `exit_on_forward_failure`, `rekey_limit`, `host`, `jump`, `local`, `remote`, `dynamic`",
     );
     assert_error(
@@ -57,7 +57,7 @@ fn unknown_key() {
         "hosts.b.hostnme",
         "unknown field `hostnme`, expected one of `user`, `identity_files`, `certificate_files`, `use_agent`, \
          `known_hosts`, `global_known_hosts`, `host_key_policy`, `keepalive_interval`, \
-         `keepalive_max`, `connect_timeout`, `backoff_min`, `backoff_max`, `compression`, `ciphers`, \
+         `keepalive_max`, `connect_timeout`, `backoff_min`, `backoff_max`, `backoff_max_network`, `compression`, `ciphers`, \
          `exit_on_forward_failure`, `rekey_limit`, `hostname`, `port`, `jump`",
     );
     let err = error("[tunnel.db]\nhost = \"x\"\n");
@@ -307,7 +307,7 @@ fn jump_in_defaults() {
         "defaults.x",
         "unknown field `x`, expected one of `user`, `identity_files`, `certificate_files`, `use_agent`, \
          `known_hosts`, `global_known_hosts`, `host_key_policy`, `keepalive_interval`, \
-         `keepalive_max`, `connect_timeout`, `backoff_min`, `backoff_max`, `compression`, `ciphers`, \
+         `keepalive_max`, `connect_timeout`, `backoff_min`, `backoff_max`, `backoff_max_network`, `compression`, `ciphers`, \
          `exit_on_forward_failure`, `rekey_limit`",
     );
     let env = Environment {
@@ -484,6 +484,29 @@ fn other_values() {
             "tunnels.db.backoff_min",
             "backoff_min 2m (tunnels.db.backoff_min) is longer than backoff_max 1m (built-in) \
              for tunnel db (expected backoff_min <= backoff_max)",
+        ),
+        (
+            "backoff_max_network = \"0s\"",
+            "tunnels.db.backoff_max_network",
+            "backoff_max_network cannot be zero (expected a duration longer than zero)",
+        ),
+        (
+            "backoff_max_network = 5",
+            "tunnels.db.backoff_max_network",
+            "5 has no unit (expected a duration with a unit, like \"500ms\", \"15s\", \"2m\" or \"1h\")",
+        ),
+        (
+            "backoff_max_network = \"2m\"",
+            "tunnels.db.backoff_max_network",
+            "backoff_max_network 2m (tunnels.db.backoff_max_network) is longer than backoff_max 1m \
+             (built-in) for tunnel db (expected backoff_max_network <= backoff_max)",
+        ),
+        (
+            "backoff_max_network = \"500ms\"",
+            "tunnels.db.backoff_max_network",
+            "backoff_min 1s (built-in) is longer than backoff_max_network 500ms \
+             (tunnels.db.backoff_max_network) for tunnel db (expected backoff_min <= \
+             backoff_max_network)",
         ),
         (
             "identity_files = [\"~/.ssh/id_ed25519\"]",

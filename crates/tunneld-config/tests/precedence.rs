@@ -210,6 +210,12 @@ fn every_key_follows_the_precedence() {
         [10, 180, 120, 60].map(Duration::from_secs),
         |t| t.backoff.max,
     );
+    check_precedence(
+        "backoff_max_network",
+        ["\"2s\"", "\"3s\"", "\"10s\""],
+        [10, 3, 2, 5].map(Duration::from_secs),
+        |t| t.backoff.max_network,
+    );
 }
 
 /// OpenSSH's ExitOnForwardFailure is off unless asked for; tunneld's follows it.
@@ -487,4 +493,16 @@ fn a_runaway_chain_is_an_error_not_a_hang() {
             .contains("the jump chain is longer than 32 hops"),
         "{err}"
     );
+}
+
+#[test]
+fn the_built_in_backoff_max_network_stays_between_backoff_min_and_backoff_max() {
+    // Files written before the key existed keep working: the built-in 5 s gives way.
+    let small_max = only(&layered("backoff_max", Some("\"1s\""), None, None));
+    assert_eq!(small_max.backoff.max_network, Duration::from_secs(1));
+    let large_min = only(&layered("backoff_min", Some("\"10s\""), None, None));
+    assert_eq!(large_min.backoff.max_network, Duration::from_secs(10));
+    // A value that is written is taken as written.
+    let written = only(&layered("backoff_max_network", None, None, Some("\"60s\"")));
+    assert_eq!(written.backoff.max_network, written.backoff.max);
 }

@@ -16,13 +16,13 @@ use russh::keys::ssh_key::Certificate;
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg};
 use russh::{MethodKind, MethodSet};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
 use tunneld_config::Hop;
 
 use crate::certificate::{self, describe, judge};
 use crate::dates;
 use crate::error::{Peer, TunnelError};
 use crate::handler::ClientHandler;
+use crate::quiet::step;
 use agent::AgentAttempt;
 use signer::FileKey;
 
@@ -40,10 +40,10 @@ pub(crate) async fn authenticate(
     let credentials_dir = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
     let found = certificate::gather(hop, credentials_dir.as_deref());
     for (id, err) in &found.key_problems {
-        warn!(peer = %peer, key = %id, error = %err, "cannot use key");
+        step!(warn, peer = %peer, key = %id, error = %err, "cannot use key");
     }
     for (_, err) in &found.certificate_problems {
-        warn!(peer = %peer, error = %err, "cannot use certificate");
+        step!(warn, peer = %peer, error = %err, "cannot use certificate");
     }
     let now = dates::now();
 
@@ -69,7 +69,7 @@ pub(crate) async fn authenticate(
                 .map_err(|source| protocol(peer, source.into_russh()))?;
             match accepted(result) {
                 Some(true) => {
-                    info!(peer = %peer, user = %hop.user, certificate = %name, key = %key.source, "authenticated with a certificate");
+                    step!(info, peer = %peer, user = %hop.user, certificate = %name, key = %key.source, "authenticated with a certificate");
                     reminder::watch(name, peer.clone(), &file.certificate, ended.clone());
                     return Ok(());
                 }
@@ -85,7 +85,7 @@ pub(crate) async fn authenticate(
             .map_err(|source| protocol(peer, source))?;
         match accepted(result) {
             Some(true) => {
-                info!(peer = %peer, user = %hop.user, key = %key.source, "authenticated");
+                step!(info, peer = %peer, user = %hop.user, key = %key.source, "authenticated");
                 return Ok(());
             }
             Some(false) => {}
@@ -145,7 +145,8 @@ fn accepted(result: AuthResult) -> Option<bool> {
             partial_success,
         } => {
             if partial_success {
-                warn!(
+                step!(
+                    warn,
                     "the server accepted the key but requires a further authentication step; tunneld only does public keys"
                 );
                 return None;

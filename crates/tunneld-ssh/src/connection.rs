@@ -1,11 +1,13 @@
 //! One established SSH connection: dialled (directly or through jump hosts), verified,
 //! authenticated, and watched until it ends.
 //!
-//! `dial.rs` establishes one hop, `end.rs` says when and why the connection ended, and
-//! `requests.rs` holds what the forwarders ask of a live connection.
+//! `dial.rs` establishes one hop (`heard.rs` tells whether its server ever spoke), `end.rs` says
+//! when and why the connection ended, and `requests.rs` holds what the forwarders ask of a live
+//! connection.
 
 mod dial;
 mod end;
+mod heard;
 mod requests;
 
 use std::sync::Arc;

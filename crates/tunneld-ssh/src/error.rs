@@ -14,7 +14,7 @@ use std::time::Duration;
 
 pub use forward::{ChannelOpenError, RemoteForwardError};
 pub(crate) use kind::protocol_kind;
-pub use kind::{FailureKind, Stage};
+pub use kind::{FailureKind, Lookup, Reach, Stage};
 pub use peer::Peer;
 
 use crate::identity::KeyError;
@@ -30,6 +30,8 @@ pub enum TunnelError {
     Resolve {
         /// The name that was looked up.
         host: String,
+        /// Whether the name does not exist, or got no answer for now (from the resolver's code).
+        lookup: Lookup,
         /// The resolver's error.
         source: std::io::Error,
     },
@@ -81,6 +83,15 @@ pub enum TunnelError {
         socket: String,
         /// What went wrong.
         reason: String,
+    },
+    /// The connection closed before the server sent a single byte: no SSH server took part (a
+    /// proxy or a port forward in front of a server that is down, `MaxStartups`, TCP wrappers).
+    #[error("{peer}: closed before the server sent its SSH version: {source}")]
+    ClosedBeforeVersion {
+        /// The server.
+        peer: Peer,
+        /// russh's error.
+        source: russh::Error,
     },
     /// The SSH protocol failed (the server closed the connection, a packet was corrupt, no common
     /// algorithm...).
@@ -236,6 +247,7 @@ impl TunnelError {
             | TunnelError::NoUsableKey { peer, .. }
             | TunnelError::AuthRefused { peer, .. }
             | TunnelError::Protocol { peer, .. }
+            | TunnelError::ClosedBeforeVersion { peer, .. }
             | TunnelError::JumpLost { peer, .. }
             | TunnelError::KeepaliveTimeout { peer, .. }
             | TunnelError::StuckLink { peer, .. }
@@ -246,10 +258,26 @@ impl TunnelError {
         }
     }
 
+    /// Where in a jump chain this failure happened (hops count from 1), or `None` for a tunnel
+    /// dialled directly and for failures of no hop (a listener, a forward).
+    pub fn hop(&self) -> Option<usize> {
+        match self {
+            TunnelError::AtHop { index, .. } => Some(*index),
+            _ => None,
+        }
+    }
+
     /// The class of this failure.
     pub fn kind(&self) -> FailureKind {
         match self {
-            TunnelError::Resolve { .. } | TunnelError::Connect { .. } => FailureKind::Network,
+            // A name that does not exist needs the configuration (or the DNS zone) fixed.
+            TunnelError::Resolve {
+                lookup: Lookup::NoSuchName,
+                ..
+            } => FailureKind::Config,
+            TunnelError::Resolve { .. }
+            | TunnelError::Connect { .. }
+            | TunnelError::ClosedBeforeVersion { .. } => FailureKind::Network,
             TunnelError::Timeout { .. } => FailureKind::Timeout,
             TunnelError::HostKey(err) if err.is_permanent() => FailureKind::HostKey,
             TunnelError::HostKey(_) => FailureKind::Config,
@@ -276,30 +304,34 @@ impl TunnelError {
         }
     }
 
-    /// Whether the server was never reached: the name did not resolve, or TCP connects got no
-    /// answer or no route. Such attempts cost the server nothing, so the supervisor retries them
-    /// about every second instead of backing off: when the network returns, so does the tunnel.
-    pub fn server_unreached(&self) -> bool {
+    /// How far the attempt got before it failed: whether an SSH server took part, which is what
+    /// a retry costs the server (see [`Reach`]). A jump chain's failure is that of its hop.
+    ///
+    /// Refused, unreachable and "no DNS answer" are alike: the answer came at once and cost the
+    /// server nothing. A connect that got no answer at all differs only in that the attempt
+    /// itself already waited (`connect_timeout`, with a new SYN every second), so it is
+    /// [`Reach::Unanswered`] and needs no further wait.
+    pub fn reach(&self) -> Reach {
         match self {
-            TunnelError::AtHop { error, .. } => error.server_unreached(),
-            TunnelError::Resolve { .. } => true,
+            TunnelError::AtHop { error, .. } => error.reach(),
             TunnelError::Timeout {
-                stage: Stage::Connect,
+                stage: Stage::Connect | Stage::Version,
                 ..
-            } => true,
-            TunnelError::Connect { attempts, .. } => {
-                !attempts.is_empty()
-                    && attempts.iter().all(|(_, err)| {
-                        matches!(
-                            err.kind(),
-                            std::io::ErrorKind::TimedOut
-                                | std::io::ErrorKind::HostUnreachable
-                                | std::io::ErrorKind::NetworkUnreachable
-                                | std::io::ErrorKind::NetworkDown
-                        )
-                    })
+            } => Reach::Unanswered,
+            TunnelError::Connect { attempts, .. }
+                if !attempts.is_empty()
+                    && attempts
+                        .iter()
+                        .all(|(_, err)| err.kind() == std::io::ErrorKind::TimedOut) =>
+            {
+                Reach::Unanswered
             }
-            _ => false,
+            TunnelError::Resolve { .. }
+            | TunnelError::Connect { .. }
+            | TunnelError::ClosedBeforeVersion { .. } => Reach::Network,
+            // The previous hop could not open a channel to the next one: its TCP connect failed.
+            TunnelError::Through { .. } => Reach::Network,
+            _ => Reach::Server,
         }
     }
 
@@ -324,47 +356,4 @@ impl TunnelError {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_hop_is_named_once() {
-        let timeout = TunnelError::Timeout {
-            peer: Peer::new("mute", "127.0.0.1", 2222),
-            stage: Stage::Handshake,
-            after: Duration::from_secs(1),
-        };
-        assert_eq!(
-            TunnelError::at_hop(2, "mute", timeout).to_string(),
-            "hop 2 (mute): 127.0.0.1:2222: timed out after 1s during SSH handshake"
-        );
-        // A hop written as `user@host:port` is already named by its address.
-        let refused = TunnelError::AuthRefused {
-            user: "pi".to_string(),
-            peer: Peer::new("pi@gateway.example", "gateway.example", 22),
-            tried: vec![],
-        };
-        assert_eq!(
-            TunnelError::at_hop(1, "pi@gateway.example", refused).to_string(),
-            "hop 1 (pi@gateway.example): authentication refused for pi@gateway.example:22 (tried: no keys)"
-        );
-    }
-
-    #[test]
-    fn a_peer_is_named_by_its_label_unless_the_label_holds_its_address() {
-        assert_eq!(
-            Peer::new("db", "10.0.0.5", 2222).to_string(),
-            "db (10.0.0.5:2222)"
-        );
-        assert_eq!(
-            Peer::new("pi@gateway.example", "gateway.example", 22).to_string(),
-            "gateway.example:22"
-        );
-        let v6 = Peer::new("v6", "::1", 22);
-        assert_eq!(v6.address, "[::1]:22");
-        assert_eq!(v6.to_string(), "v6 ([::1]:22)");
-        let mut inner = v6;
-        inner.address_only();
-        assert_eq!(inner.to_string(), "[::1]:22");
-    }
-}
+mod tests;

@@ -6,6 +6,7 @@
 //!
 //! The modules are layered, and imports run one way, downward (`.ci/check-structure` checks it):
 //! - `private_file`: reading files that must be private; `dates`: certificate times in words;
+//!   `quiet`: the log level of an attempt's steps;
 //! - `known_hosts`, `identity`, `certificate` (user certificates, paired with identities),
 //!   `socks` (the protocol and its users file), `algorithms`: each with its own error type;
 //! - `error`: why a tunnel failed, wrapping the errors above;
@@ -24,10 +25,14 @@ mod handler;
 pub mod identity;
 pub mod known_hosts;
 pub mod private_file;
+mod quiet;
 mod routes;
 pub mod socks;
 mod tcp;
 
 pub use algorithms::Negotiated;
 pub use connection::{Connection, Progress, ProgressFn};
-pub use error::{ChannelOpenError, FailureKind, Peer, RemoteForwardError, Stage, TunnelError};
+pub use error::{
+    ChannelOpenError, FailureKind, Lookup, Peer, Reach, RemoteForwardError, Stage, TunnelError,
+};
+pub use quiet::quietly;

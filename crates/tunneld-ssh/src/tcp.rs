@@ -2,18 +2,19 @@
 //! socket for a long-lived tunnel.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use dns_lookup::{AddrInfoHints, LookupErrorKind, SockType};
 use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::error::{Peer, Stage, TunnelError};
+use crate::error::{Lookup, Peer, Stage, TunnelError};
 
 /// The shortest time any one address gets, so that a host with many addresses does not split
 /// the budget into slivers that no handshake could meet.
@@ -35,19 +36,13 @@ pub(crate) async fn connect_tcp(
     deadline: Instant,
     budget: Duration,
 ) -> Result<TcpStream, TunnelError> {
-    let addrs: Vec<SocketAddr> =
-        tokio::time::timeout_at(deadline, tokio::net::lookup_host((host, port)))
-            .await
-            .map_err(|_| TunnelError::Timeout {
-                peer: peer.clone(),
-                stage: Stage::Connect,
-                after: budget,
-            })?
-            .map_err(|source| TunnelError::Resolve {
-                host: host.to_string(),
-                source,
-            })?
-            .collect();
+    let addrs = tokio::time::timeout_at(deadline, resolve(host, port))
+        .await
+        .map_err(|_| TunnelError::Timeout {
+            peer: peer.clone(),
+            stage: Stage::Connect,
+            after: budget,
+        })??;
 
     let mut attempts = Vec::new();
     for (index, addr) in addrs.iter().enumerate() {
@@ -74,6 +69,44 @@ pub(crate) async fn connect_tcp(
     Err(TunnelError::Connect {
         peer: peer.clone(),
         attempts,
+    })
+}
+
+/// The addresses of `host`, from the system's resolver (getaddrinfo, so /etc/hosts and
+/// nsswitch.conf count as they do for ssh). It blocks, so it runs on a blocking thread; an
+/// address literal needs no lookup.
+///
+/// The failure keeps getaddrinfo's code: a name that does not exist and a DNS server that does
+/// not answer are retried very differently, and the message text is no way to tell them apart.
+async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, TunnelError> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let name = host.to_owned();
+    let looked_up = tokio::task::spawn_blocking(move || {
+        let hints = AddrInfoHints {
+            socktype: SockType::Stream.into(),
+            ..AddrInfoHints::default()
+        };
+        dns_lookup::getaddrinfo(Some(&name), Some(&port.to_string()), Some(hints)).map(|found| {
+            // An entry of a family that is not IP cannot be dialled; skip it.
+            found
+                .filter_map(|info| info.ok().map(|info| info.sockaddr))
+                .collect::<Vec<_>>()
+        })
+    })
+    .await
+    .map_err(|source| TunnelError::TaskFailed {
+        what: "resolving a host name",
+        source,
+    })?;
+    looked_up.map_err(|err| TunnelError::Resolve {
+        host: host.to_string(),
+        lookup: match err.kind() {
+            LookupErrorKind::NoName | LookupErrorKind::NoData => Lookup::NoSuchName,
+            _ => Lookup::NoAnswer,
+        },
+        source: err.into(),
     })
 }
 

@@ -99,6 +99,7 @@ pub(crate) fn tunnel(local: &[LocalForward], remote: &[RemoteForward]) -> Tunnel
         backoff: Backoff {
             min: Duration::from_secs(1),
             max: Duration::from_secs(20),
+            max_network: Duration::from_secs(5),
         },
         exit_on_forward_failure: false,
     }

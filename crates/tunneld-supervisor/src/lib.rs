@@ -7,6 +7,7 @@
 pub mod backoff;
 mod board;
 mod connector;
+mod failure_log;
 #[cfg(test)]
 mod fixtures;
 pub mod health;

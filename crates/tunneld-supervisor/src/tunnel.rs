@@ -7,28 +7,25 @@
 //! ExitOnForwardFailure does.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, info, info_span};
 use tunneld_config::Tunnel;
 use tunneld_ssh::forward::{ForwardContext, PipeLimits, serve_remote};
 use tunneld_ssh::{Connection, Progress, TunnelError};
 
-use crate::backoff::{Backoff, jitter_below, jitter_unit};
+use crate::backoff::{Backoff, jitter_unit};
 use crate::board::Board;
 use crate::connector::Connector;
+use crate::failure_log::FailureLog;
 use crate::health::{HEARTBEAT, Liveness};
 use crate::listeners;
 use crate::remote::{self, OnRefusal};
 use crate::state::{ListenerState, TunnelState};
-
-/// The pause between attempts that never reached the server (see `TunnelError::server_unreached`).
-const UNREACHED_RETRY: Duration = Duration::from_secs(1);
 
 /// What a tunnel's task is given by the supervisor.
 pub(crate) struct Wiring {
@@ -49,11 +46,16 @@ pub(crate) async fn run(tunnel: Arc<Tunnel>, wiring: Wiring) {
         &tunnel,
     ));
     Supervised {
-        backoff: Backoff::new(tunnel.backoff.min, tunnel.backoff.max),
+        backoff: Backoff::new(
+            tunnel.backoff.min,
+            tunnel.backoff.max,
+            tunnel.backoff.max_network,
+        ),
         tunnel,
         wiring,
         board,
         failures: 0,
+        log: FailureLog::default(),
     }
     .run()
     .instrument(span)
@@ -67,6 +69,7 @@ struct Supervised {
     board: Arc<Board>,
     backoff: Backoff,
     failures: u32,
+    log: FailureLog,
 }
 
 impl Supervised {
@@ -146,7 +149,10 @@ impl Supervised {
                     },
                 });
             };
-            let establish = self.wiring.connector.connect(&self.tunnel, &progress);
+            let establish = tunneld_ssh::quietly(
+                self.log.quiet(),
+                self.wiring.connector.connect(&self.tunnel, &progress),
+            );
             let attempt = tokio::select! {
                 () = self.wiring.cancel.cancelled() => return,
                 attempt = establish => attempt,
@@ -162,7 +168,7 @@ impl Supervised {
             };
 
             let up_at = Instant::now();
-            self.failures = 0;
+            self.recovered();
             connection_tx.send_replace(Some(connection.clone()));
             let listening = self.board.listeners();
             for (forward, status) in self.tunnel.local.iter().zip(&listening) {
@@ -227,21 +233,9 @@ impl Supervised {
     async fn fail(&mut self, err: &TunnelError) -> bool {
         self.failures += 1;
         let permanent = err.is_permanent();
-        let delay = if err.server_unreached() {
-            // Nothing reached the server: probing again costs it nothing, and the sooner we
-            // try, the sooner the tunnel is back once the network is.
-            jitter_below(UNREACHED_RETRY.min(self.tunnel.backoff.max), jitter_unit())
-        } else {
-            self.backoff.next_delay(permanent, jitter_unit())
-        };
+        let (cost, delay) = self.backoff.next_delay(err, jitter_unit());
+        self.log.failed(err, cost, delay);
         let reason = err.to_string();
-        warn!(
-            error = %reason,
-            error_kind = %err.kind(),
-            permanent,
-            retry_in = ?delay,
-            "tunnel down; reconnecting"
-        );
         self.publish(TunnelState::BackingOff {
             reason,
             kind: err.kind(),
@@ -258,6 +252,12 @@ impl Supervised {
                 true
             }
         }
+    }
+
+    /// The tunnel is up again.
+    fn recovered(&mut self) {
+        self.failures = 0;
+        self.log.recovered();
     }
 
     fn publish(&self, state: TunnelState) {

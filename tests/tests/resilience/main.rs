@@ -5,6 +5,8 @@
 //! - `link_faults`: sshd killed and restarted, a black-holed link (no RST), a frozen link with
 //!   data in flight, the server's session SIGSTOPped: each detected and replaced by a new
 //!   connection.
+//! - `outage`: sshd down for longer than `backoff_max`, at start-up and after the tunnel was
+//!   up: back within `backoff_max_network` of sshd's return.
 //! - `permanent_failures`: authentication refused and a changed host key, retried at the cap.
 //! - `soak`: 50 kill/restart cycles, with the fds and RSS of the binary measured.
 //! - `isolation`: a healthy tunnel beside a broken one, and a client that arrives while the
@@ -23,6 +25,7 @@ mod support;
 
 mod isolation;
 mod link_faults;
+mod outage;
 mod permanent_failures;
 mod shutdown;
 mod soak;
@@ -65,6 +68,8 @@ struct TunnelSpec<'a> {
     forward_port: u16,
     target_port: u16,
     backoff_max: &'a str,
+    /// `backoff_max_network`, when the test sets it (else the built-in, within backoff_max).
+    backoff_max_network: Option<&'a str>,
     connect_timeout: &'a str,
     /// Another private key instead of the one sshd authorizes.
     identity: Option<PathBuf>,
@@ -81,6 +86,7 @@ impl<'a> TunnelSpec<'a> {
             forward_port: free_port(),
             target_port,
             backoff_max: "1s",
+            backoff_max_network: None,
             connect_timeout: "10s",
             identity: None,
             trusted_key: None,
@@ -113,6 +119,7 @@ impl<'a> TunnelSpec<'a> {
              backoff_min = \"100ms\"\n\
              backoff_max = \"{bmax}\"\n\
              connect_timeout = \"{ct}\"\n\
+             {network}\
              local = [\"{fport}:127.0.0.1:{tport}\"]\n\n",
             name = self.name,
             via = self.via_port,
@@ -123,6 +130,11 @@ impl<'a> TunnelSpec<'a> {
             kamax = KEEPALIVE_MAX,
             bmax = self.backoff_max,
             ct = self.connect_timeout,
+            network = self
+                .backoff_max_network
+                .map_or(String::new(), |cap| format!(
+                    "backoff_max_network = \"{cap}\"\n"
+                )),
             fport = self.forward_port,
             tport = self.target_port,
         )

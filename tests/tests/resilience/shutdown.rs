@@ -70,7 +70,12 @@ fn sigterm_while_backing_off_with_connections_open_exits_0_within_2s() {
     let port = spec.forward_port;
     let config = config_file(dir.path(), &[&spec]);
     drop(spec);
-    let mut tunneld = run_binary(&config);
+    // A failure that repeats is logged once at info; its repeats are at debug, and they are
+    // what tells this test that several attempts have failed.
+    let mut tunneld = TunneldProcess::spawn(
+        &["run", "--config", config.to_str().unwrap()],
+        &[("RUST_LOG", "info,tunneld_supervisor=debug")],
+    );
     tunneld.expect_log("tunnel up", STATE_TIMEOUT);
     let payload = random_bytes(10_000, 8);
     assert_eq!(try_echo(port, &payload, STATE_TIMEOUT).unwrap(), payload);
@@ -135,7 +140,12 @@ fn sigterm_does_not_wait_out_clients_waiting_for_a_down_tunnel() {
     let port = spec.forward_port;
     let config = config_file(dir.path(), &[&spec]);
     drop(spec);
-    let mut tunneld = run_binary(&config);
+    // A failure that repeats is logged once at info; its repeats are at debug, and they are
+    // what tells this test that several attempts have failed.
+    let mut tunneld = TunneldProcess::spawn(
+        &["run", "--config", config.to_str().unwrap()],
+        &[("RUST_LOG", "info,tunneld_supervisor=debug")],
+    );
     tunneld.expect_log("tunnel up", STATE_TIMEOUT);
     sshd.kill();
     tunneld.expect_log("tunnel down", STATE_TIMEOUT);

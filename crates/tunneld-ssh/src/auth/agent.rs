@@ -8,7 +8,7 @@ use russh::keys::agent::AgentIdentity;
 use russh::keys::agent::client::AgentClient;
 use russh::keys::ssh_key::{Certificate, PublicKey};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::debug;
 use tunneld_config::Hop;
 
 use super::signer::AgentKey;
@@ -16,6 +16,7 @@ use super::{accepted, offer_label, reminder, rsa_hash};
 use crate::certificate::{CertificateError, Origin, UserCertificate};
 use crate::error::{Peer, TunnelError};
 use crate::handler::ClientHandler;
+use crate::quiet::step;
 
 /// One offer made through the agent.
 enum Offer<'a> {
@@ -47,7 +48,7 @@ impl AgentAttempt<'_> {
     ) -> Result<bool, TunnelError> {
         let (hop, peer) = (self.hop, self.peer);
         let Some(socket) = std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from) else {
-            warn!(peer = %peer, "use_agent is set but SSH_AUTH_SOCK is not");
+            step!(warn, peer = %peer, "use_agent is set but SSH_AUTH_SOCK is not");
             self.warn_unpaired(false);
             return Ok(false);
         };
@@ -124,11 +125,11 @@ impl AgentAttempt<'_> {
                 Some(true) => {
                     match used {
                         Some(certificate) => {
-                            info!(peer = %peer, user = %hop.user, certificate = %name, agent = %socket.display(), "authenticated with a certificate through the agent");
+                            step!(info, peer = %peer, user = %hop.user, certificate = %name, agent = %socket.display(), "authenticated with a certificate through the agent");
                             reminder::watch(name, peer.clone(), &certificate, self.ended.clone());
                         }
                         None => {
-                            info!(peer = %peer, user = %hop.user, key = %name, agent = %socket.display(), "authenticated with an agent key");
+                            step!(info, peer = %peer, user = %hop.user, key = %name, agent = %socket.display(), "authenticated with an agent key");
                         }
                     }
                     return Ok(true);
@@ -202,6 +203,6 @@ fn warn_unpaired(peer: &Peer, unpaired: &[&UserCertificate], asked_agent: bool) 
             fingerprint: file.key_fingerprint(),
             asked_agent,
         };
-        warn!(peer = %peer, error = %error, "cannot use certificate");
+        step!(warn, peer = %peer, error = %error, "cannot use certificate");
     }
 }

@@ -2,19 +2,21 @@
 //! handshake with its host key check, and authentication.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
 use tunneld_config::{Hop, Keepalive};
 
+use super::heard::Heard;
 use super::{Progress, ProgressFn, Session};
 use crate::algorithms;
 use crate::auth;
 use crate::error::{Peer, Stage, TunnelError};
 use crate::handler::{ClientHandler, HandlerError, ServerIdentity, Shared};
 use crate::known_hosts::KnownHosts;
+use crate::quiet::step;
 use crate::routes::Routes;
 use crate::tcp;
 
@@ -48,7 +50,7 @@ impl Dial<'_> {
         let peer = Peer::of(hop);
         (self.progress)(Progress::Connecting { peer: peer.clone() });
         let deadline = Instant::now() + hop.connect_timeout;
-        info!(peer = %peer, "connecting");
+        step!(info, peer = %peer, "connecting");
         let tcp = tcp::connect_tcp(
             &hop.hostname,
             hop.port,
@@ -68,7 +70,7 @@ impl Dial<'_> {
         let peer = Peer::of(hop);
         (self.progress)(Progress::Connecting { peer: peer.clone() });
         let deadline = Instant::now() + hop.connect_timeout;
-        info!(peer = %peer, via = %previous.peer, "connecting through jump host");
+        step!(info, peer = %peer, via = %previous.peer, "connecting through jump host");
         let channel = tokio::time::timeout_at(
             deadline,
             previous.handle.channel_open_direct_tcpip(
@@ -155,16 +157,26 @@ impl Dial<'_> {
             ended.clone(),
             self.chain_ended.clone(),
         );
+        // Until the server's first byte, no SSH server has taken part: a failure then is the
+        // network's (a proxy or port forward in front of a server that is down), however late.
+        let (stream, heard) = Heard::new(stream);
         let connected = tokio::time::timeout_at(
             deadline,
             russh::client::connect_stream(config, stream, handler),
         )
-        .await
-        .map_err(|_| timeout(Stage::Handshake))?;
+        .await;
+        let heard = heard.load(Ordering::Relaxed);
         let mut handle = match connected {
-            Ok(handle) => handle,
-            Err(HandlerError::HostKey(err)) => return Err(TunnelError::HostKey(err)),
-            Err(HandlerError::Russh(source)) => return Err(TunnelError::Protocol { peer, source }),
+            Err(_) if heard => return Err(timeout(Stage::Handshake)),
+            Err(_) => return Err(timeout(Stage::Version)),
+            Ok(Ok(handle)) => handle,
+            Ok(Err(HandlerError::HostKey(err))) => return Err(TunnelError::HostKey(err)),
+            Ok(Err(HandlerError::Russh(source))) if heard => {
+                return Err(TunnelError::Protocol { peer, source });
+            }
+            Ok(Err(HandlerError::Russh(source))) => {
+                return Err(TunnelError::ClosedBeforeVersion { peer, source });
+            }
         };
         (self.progress)(Progress::Authenticating { peer: peer.clone() });
         tokio::time::timeout_at(

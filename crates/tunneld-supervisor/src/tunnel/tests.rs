@@ -4,9 +4,10 @@
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use tunneld_config::{Backoff, Config, Hop, HostKeyPolicy, Keepalive};
-use tunneld_ssh::{FailureKind, Peer, ProgressFn, Stage};
+use tunneld_ssh::{FailureKind, Lookup, Peer, ProgressFn, Stage};
 
 use super::*;
 use crate::Supervisor;
@@ -15,6 +16,8 @@ use crate::health::DEFAULT_GRACE;
 
 const MIN: Duration = Duration::from_secs(2);
 const MAX: Duration = Duration::from_secs(20);
+/// The short cap, for failures before SSH.
+const NET: Duration = Duration::from_secs(5);
 
 /// A connector whose attempts fail as scripted; once the script runs out, they hang.
 struct Scripted {
@@ -64,7 +67,11 @@ fn config() -> Config {
                 interval: Some(Duration::from_secs(15)),
                 max: 3,
             },
-            backoff: Backoff { min: MIN, max: MAX },
+            backoff: Backoff {
+                min: MIN,
+                max: MAX,
+                max_network: NET,
+            },
             exit_on_forward_failure: false,
         }],
     }
@@ -250,4 +257,73 @@ async fn a_listener_that_cannot_be_bound_fails_the_tunnel_only_with_exit_on_forw
         }
         assert!(supervisor.shutdown(Duration::from_secs(1)).await);
     }
+}
+
+/// TCP refused: the server's host is up, its sshd is not.
+fn connection_refused() -> TunnelError {
+    TunnelError::Connect {
+        peer: peer(),
+        attempts: vec![(
+            std::net::SocketAddr::from(([192, 0, 2, 5], 22)),
+            std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        )],
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_outage_of_any_length_is_retried_under_the_short_cap_and_a_missing_name_at_the_long_one()
+{
+    // A long outage: sshd refuses for 60 attempts, far longer than the long cap.
+    let mut script: VecDeque<TunnelError> = (0..60).map(|_| connection_refused()).collect();
+    // Then DNS: no answer for now (the network's), and a name that does not exist (a fix).
+    let resolve = |lookup| TunnelError::Resolve {
+        host: "db.example".to_owned(),
+        lookup,
+        source: std::io::Error::other("lookup"),
+    };
+    script.push_back(resolve(Lookup::NoAnswer));
+    script.push_back(resolve(Lookup::NoSuchName));
+    script.push_back(resolve(Lookup::NoSuchName));
+    let connector = Arc::new(Scripted {
+        failures: Mutex::new(script),
+        attempts: Mutex::new(Vec::new()),
+    });
+    let supervisor = Supervisor::start_with(
+        &config(),
+        CancellationToken::new(),
+        connector.clone(),
+        DEFAULT_GRACE,
+    );
+    let mut state = supervisor.state("t").unwrap();
+
+    let mut waits = Vec::new();
+    for failures in 1..=63 {
+        let published = backing_off(&mut state, failures).await;
+        waits.push((published.kind, published.permanent, published.retry_in));
+    }
+    let (refused, dns) = waits.split_at(60);
+    // Doubling from the minimum (2 s, 4 s), then at the 5 s cap: 80-100% of it, never above.
+    assert!(
+        refused[0].2 >= MIN && refused[0].2 <= MIN.mul_f64(1.5),
+        "{refused:?}"
+    );
+    for (kind, permanent, wait) in &refused[2..] {
+        assert_eq!((*kind, *permanent), (FailureKind::Network, false));
+        assert!(*wait >= NET.mul_f64(0.8) && *wait <= NET, "{wait:?}");
+    }
+    // Each attempt started when its wait was over: the server's return is noticed within NET.
+    let attempts = connector.attempts.lock().unwrap().clone();
+    for (pair, (_, _, wait)) in attempts.windows(2).zip(refused) {
+        assert!(
+            pair[1] - pair[0] >= *wait && pair[1] - pair[0] <= *wait + Duration::from_millis(1)
+        );
+    }
+    let (no_answer, missing) = (dns[0], &dns[1..]);
+    assert_eq!(no_answer.0, FailureKind::Network);
+    assert!(no_answer.2 <= NET, "{no_answer:?}");
+    for (kind, permanent, wait) in missing {
+        assert_eq!((*kind, *permanent), (FailureKind::Config, true));
+        assert!(*wait >= MAX.mul_f64(0.8) && *wait <= MAX, "{wait:?}");
+    }
+    assert!(supervisor.shutdown(Duration::from_secs(1)).await);
 }
