@@ -2,6 +2,10 @@
 //! another process that appends under the lock, and accept-new racing the rewrite. Nothing
 //! written by either may be lost.
 
+// A failed unwrap is a failed test; `allow-unwrap-in-tests` does not reach the helper functions
+// outside `#[test]`s.
+#![allow(clippy::unwrap_used)]
+
 use std::fs::File;
 use std::path::Path;
 use std::process::{Command, Stdio};
