@@ -76,8 +76,9 @@ pub struct Updated {
 
 impl KnownHosts {
     /// The announced keys that an update would add for `host:port`, which the server must
-    /// prove it holds before [`KnownHosts::update_host_keys`] writes them; or why the
-    /// announcement changes nothing. Reads the learned file as it is now, without the lock.
+    /// prove it holds before [`KnownHosts::update_host_keys`] writes them (empty when there
+    /// are only keys to remove); or why the announcement changes nothing. Reads the learned
+    /// file as it is now, without the lock.
     pub fn host_keys_to_prove(
         &self,
         host: &str,
@@ -96,6 +97,10 @@ impl KnownHosts {
             verified.key_data(),
             &key_data(announced),
         )?;
+        if plan.add.is_empty() && plan.remove.is_empty() {
+            // The usual case: no need to take the lock.
+            return Err(Skipped("no key to add or remove".to_owned()));
+        }
         Ok(plan
             .add
             .into_iter()
