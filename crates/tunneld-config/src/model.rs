@@ -73,6 +73,10 @@ pub struct Hop {
     pub global_known_hosts: PathBuf,
     /// What to do with a host key that known_hosts does not have.
     pub host_key_policy: HostKeyPolicy,
+    /// Like OpenSSH's `UpdateHostKeys`: after a login verified by a key of the learned
+    /// `known_hosts`, record the host keys the server announces there and drop the ones it no
+    /// longer offers, so that a server that rotates its keys does not lock tunneld out.
+    pub update_host_keys: bool,
     /// Bound on TCP connect + SSH handshake + authentication for this hop.
     pub connect_timeout: Duration,
     /// Whether to negotiate zlib compression.

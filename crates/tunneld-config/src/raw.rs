@@ -25,6 +25,7 @@ pub(crate) struct Common<'a> {
     pub(crate) known_hosts: Option<&'a Spanned<String>>,
     pub(crate) global_known_hosts: Option<&'a Spanned<String>>,
     pub(crate) host_key_policy: Option<&'a Spanned<String>>,
+    pub(crate) update_host_keys: Option<&'a Spanned<bool>>,
     pub(crate) keepalive_interval: Option<&'a Spanned<RawDuration>>,
     pub(crate) keepalive_max: Option<&'a Spanned<i64>>,
     pub(crate) connect_timeout: Option<&'a Spanned<RawDuration>>,
@@ -52,6 +53,7 @@ macro_rules! section {
             known_hosts: Opt<String>,
             global_known_hosts: Opt<String>,
             host_key_policy: Opt<String>,
+            update_host_keys: Opt<bool>,
             keepalive_interval: Opt<RawDuration>,
             keepalive_max: Opt<i64>,
             connect_timeout: Opt<RawDuration>,
@@ -76,6 +78,7 @@ macro_rules! section {
                     known_hosts: self.known_hosts.as_ref(),
                     global_known_hosts: self.global_known_hosts.as_ref(),
                     host_key_policy: self.host_key_policy.as_ref(),
+                    update_host_keys: self.update_host_keys.as_ref(),
                     keepalive_interval: self.keepalive_interval.as_ref(),
                     keepalive_max: self.keepalive_max.as_ref(),
                     connect_timeout: self.connect_timeout.as_ref(),
@@ -229,7 +232,7 @@ mod tests {
             error("tunnels = { db = { host = \"h\", lokal = [] } }\n"),
             "t.toml:1:32: tunnels.db.lokal: unknown field `lokal`, expected one of `user`, \
              `identity_files`, `certificate_files`, `use_agent`, `known_hosts`, `global_known_hosts`, \
-             `host_key_policy`, `keepalive_interval`, `keepalive_max`, `connect_timeout`, `backoff_min`, \
+             `host_key_policy`, `update_host_keys`, `keepalive_interval`, `keepalive_max`, `connect_timeout`, `backoff_min`, \
              `backoff_max`, `backoff_max_network`, `compression`, `ciphers`, `exit_on_forward_failure`, `rekey_limit`, `host`, `jump`, \
              `local`, `remote`, `dynamic`"
         );

@@ -326,6 +326,10 @@ impl<'a> Resolver<'a> {
             host_key_policy: pick
                 .get(|s| s.host_key_policy)
                 .unwrap_or(HostKeyPolicy::Strict),
+            // On by default, as OpenSSH turns UpdateHostKeys on for its default
+            // UserKnownHostsFile: the learned file is tunneld's own state, and the keys an
+            // operator pins go in global_known_hosts, which switches updates off for that host.
+            update_host_keys: pick.get(|s| s.update_host_keys).unwrap_or(true),
             connect_timeout: pick
                 .get(|s| s.connect_timeout)
                 .unwrap_or(DEFAULT_CONNECT_TIMEOUT),

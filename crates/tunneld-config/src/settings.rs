@@ -42,6 +42,7 @@ pub(crate) struct Settings {
     pub(crate) known_hosts: Option<PathBuf>,
     pub(crate) global_known_hosts: Option<PathBuf>,
     pub(crate) host_key_policy: Option<HostKeyPolicy>,
+    pub(crate) update_host_keys: Option<bool>,
     /// `Some(None)`: keepalives turned off with `"0s"`.
     pub(crate) keepalive_interval: Option<Option<Duration>>,
     pub(crate) keepalive_max: Option<u32>,
@@ -179,6 +180,7 @@ pub(crate) fn check(
         known_hosts,
         global_known_hosts,
         host_key_policy,
+        update_host_keys: common.update_host_keys.map(|b| *b.get_ref()),
         keepalive_interval,
         keepalive_max,
         connect_timeout: common

@@ -22,6 +22,7 @@ const TRANSLATED: &[(&str, Form)] = &[
     ("serveralivecountmax", Form::Int("keepalive_max", None)),
     ("connecttimeout", Form::Seconds("connect_timeout")),
     ("compression", Form::Bool("compression")),
+    ("updatehostkeys", Form::Bool("update_host_keys")),
     ("ciphers", Form::List("ciphers", None)),
     ("userknownhostsfile", Form::Str("known_hosts", None)),
     (

@@ -84,6 +84,7 @@ fn hop(label: &str, hostname: &str, user: &str, key: IdentityFile) -> Hop {
         known_hosts: PathBuf::from("/var/lib/tunneld/known_hosts"),
         global_known_hosts: PathBuf::from("/etc/tunneld/known_hosts"),
         host_key_policy: HostKeyPolicy::Strict,
+        update_host_keys: true,
         connect_timeout: Duration::from_secs(10),
         compression: false,
         ciphers: ciphers(),

@@ -46,7 +46,7 @@ fn unknown_key() {
         1,
         "tunnels.db.lokal",
         "unknown field `lokal`, expected one of `user`, `identity_files`, `certificate_files`, `use_agent`, \
-         `known_hosts`, `global_known_hosts`, `host_key_policy`, `keepalive_interval`, \
+         `known_hosts`, `global_known_hosts`, `host_key_policy`, `update_host_keys`, `keepalive_interval`, \
          `keepalive_max`, `connect_timeout`, `backoff_min`, `backoff_max`, `backoff_max_network`, `compression`, `ciphers`, \
          `exit_on_forward_failure`, `rekey_limit`, `host`, `jump`, `local`, `remote`, `dynamic`",
     );
@@ -56,7 +56,7 @@ fn unknown_key() {
         1,
         "hosts.b.hostnme",
         "unknown field `hostnme`, expected one of `user`, `identity_files`, `certificate_files`, `use_agent`, \
-         `known_hosts`, `global_known_hosts`, `host_key_policy`, `keepalive_interval`, \
+         `known_hosts`, `global_known_hosts`, `host_key_policy`, `update_host_keys`, `keepalive_interval`, \
          `keepalive_max`, `connect_timeout`, `backoff_min`, `backoff_max`, `backoff_max_network`, `compression`, `ciphers`, \
          `exit_on_forward_failure`, `rekey_limit`, `hostname`, `port`, `jump`",
     );
@@ -306,7 +306,7 @@ fn jump_in_defaults() {
         11,
         "defaults.x",
         "unknown field `x`, expected one of `user`, `identity_files`, `certificate_files`, `use_agent`, \
-         `known_hosts`, `global_known_hosts`, `host_key_policy`, `keepalive_interval`, \
+         `known_hosts`, `global_known_hosts`, `host_key_policy`, `update_host_keys`, `keepalive_interval`, \
          `keepalive_max`, `connect_timeout`, `backoff_min`, `backoff_max`, `backoff_max_network`, `compression`, `ciphers`, \
          `exit_on_forward_failure`, `rekey_limit`",
     );

@@ -116,6 +116,14 @@ fn every_key_follows_the_precedence() {
         ],
         |t| t.target.host_key_policy,
     );
+    // OpenSSH's UpdateHostKeys is on for its default UserKnownHostsFile; tunneld's learned file
+    // is that file's equivalent.
+    check_precedence(
+        "update_host_keys",
+        ["false", "true", "false"],
+        [false, true, false, true],
+        |t| t.target.update_host_keys,
+    );
     check_precedence(
         "connect_timeout",
         ["\"1s\"", "\"2s\"", "\"3s\""],

@@ -48,7 +48,8 @@ pub type ProgressFn = dyn Fn(Progress) + Send + Sync;
 
 /// One SSH session to one server.
 struct Session {
-    handle: Handle<ClientHandler>,
+    /// The only strong reference: the handler holds a weak one.
+    handle: Arc<Handle<ClientHandler>>,
     shared: Arc<Shared>,
     ended: CancellationToken,
     /// Remote forward routes (the target session only).

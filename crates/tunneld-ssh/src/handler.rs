@@ -1,17 +1,20 @@
-//! The russh client `Handler`: verifies the host key, records what was negotiated, and refuses
-//! every channel the server opens that this tunnel did not ask for.
+//! The russh client `Handler`: verifies the host key, records what was negotiated, refuses
+//! every channel the server opens that this tunnel did not ask for, and follows the host keys
+//! that an OpenSSH server announces after login (`host_keys.rs`).
 
-use std::sync::{Arc, Mutex};
+mod host_keys;
 
-use russh::client::{ChannelOpenHandle, DisconnectReason, Msg, Session};
-use russh::keys::PublicKeyOrCertificate;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use russh::client::{ChannelOpenHandle, DisconnectReason, Handle, Msg, Session};
+use russh::keys::{PublicKey, PublicKeyOrCertificate};
 use russh::{Channel, ChannelOpenFailure};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{debug, info, warn};
 use tunneld_config::HostKeyPolicy;
 
 use crate::algorithms::{Negotiated, compression_name};
-use crate::known_hosts::{HostKeyError, KnownHosts};
+use crate::known_hosts::{HostKeyError, KnownHosts, VerifiedBy};
 use crate::routes::Routes;
 
 /// What the handler learns that the connection needs to know.
@@ -25,6 +28,21 @@ pub(crate) struct Shared {
     /// ("Connection refused") tells them apart. Opens failing at the very same moment may see
     /// each other's text: the SOCKS reply code is all it decides.
     pub(crate) last_open_failure: Mutex<Option<String>>,
+    /// The session's handle, once authenticated, for asking the server to prove the host keys
+    /// it announced. Weak: a strong handle owned by the handler would keep the session running
+    /// after the connection let go of it.
+    handle: OnceLock<Weak<Handle<ClientHandler>>>,
+    /// Wakes whoever waits for `handle`.
+    handle_set: tokio::sync::Notify,
+}
+
+impl Shared {
+    /// Makes the session's handle available to the handler (see `handle`).
+    pub(crate) fn set_handle(&self, handle: &Arc<Handle<ClientHandler>>) {
+        if self.handle.set(Arc::downgrade(handle)).is_ok() {
+            self.handle_set.notify_one();
+        }
+    }
 }
 
 /// Why a session ended, as reported to `Handler::disconnected`.
@@ -58,6 +76,8 @@ pub(crate) struct ServerIdentity {
     /// algorithms).
     pub(crate) known_hosts: Arc<KnownHosts>,
     pub(crate) policy: HostKeyPolicy,
+    /// Whether to follow the host keys the server announces after login (`update_host_keys`).
+    pub(crate) update_host_keys: bool,
 }
 
 pub(crate) struct ClientHandler {
@@ -66,6 +86,11 @@ pub(crate) struct ClientHandler {
     /// The remote forwards requested on this session; `None` on a jump hop, which carries no
     /// forwards of its own and refuses every forwarded connection.
     routes: Option<Arc<Routes>>,
+    /// How the server's key was trusted, and the key: what an update of its host keys starts
+    /// from.
+    trusted: Option<(VerifiedBy, PublicKey)>,
+    /// Whether the server has announced its host keys already (OpenSSH sends them once).
+    announced: bool,
     /// Cancelled when russh drops the handler, which it does when the session loop ends.
     /// `disconnected` is not always called (pitfall 8), a drop always happens.
     _ended: DropGuard,
@@ -85,6 +110,8 @@ impl ClientHandler {
             server,
             shared,
             routes,
+            trusted: None,
+            announced: false,
             _ended: ended.drop_guard(),
             _chain_ended: chain_ended.drop_guard(),
         }
@@ -129,11 +156,16 @@ impl russh::client::Handler for ClientHandler {
         // runtime's threads.
         let span = tracing::Span::current();
         let verdict = tokio::task::spawn_blocking(move || {
-            span.in_scope(|| known.verify(policy, &host, port, &key))
+            span.in_scope(|| known.verify(policy, &host, port, &key).map(|by| (by, key)))
         })
         .await;
         match verdict {
-            Ok(Ok(_)) => Ok(true),
+            Ok(Ok((by, key))) => {
+                if let PublicKeyOrCertificate::PublicKey { key, .. } = key {
+                    self.trusted = Some((by, key));
+                }
+                Ok(true)
+            }
             Ok(Err(err)) => Err(HandlerError::HostKey(err)),
             Err(join) => Err(HandlerError::Russh(russh::Error::IO(
                 std::io::Error::other(format!("host key check did not complete: {join}")),
@@ -268,6 +300,15 @@ impl russh::client::Handler for ClientHandler {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         self.refuse("x11", reply).await;
+        Ok(())
+    }
+
+    async fn openssh_ext_host_keys_announced(
+        &mut self,
+        keys: Vec<PublicKey>,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        host_keys::announced(self, keys);
         Ok(())
     }
 

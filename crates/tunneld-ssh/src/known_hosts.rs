@@ -20,14 +20,17 @@
 //!   with the file and the line;
 //! - a malformed line is skipped with a warning, never a failure of the whole file.
 //!
-//! [`verify`] is what a connection calls; [`learn`] is how `accept-new` records a key. Both do
-//! blocking file I/O (and `learn` waits for a lock): call them from `spawn_blocking`.
+//! [`verify`] is what a connection calls; [`learn`] is how `accept-new` records a key;
+//! [`KnownHosts::update_host_keys`] follows a server that rotates its keys (`update.rs`). They do
+//! blocking file I/O (and the writers wait for a lock): call them from `spawn_blocking`.
 
 mod cert;
 mod error;
 mod learn;
+mod lock;
 mod pattern;
 mod read;
+mod update;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -41,6 +44,7 @@ pub use error::{CertificateProblem, HostKeyError};
 pub use learn::learn;
 pub use pattern::lookup_name;
 use read::{parse_lines, read_lines};
+pub use update::{Change, Skipped, Updated};
 pub use verify::{VerifiedBy, verify};
 
 /// The parsed lines of a hop's known_hosts files: the learned file's, then the global file's.

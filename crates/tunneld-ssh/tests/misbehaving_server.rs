@@ -276,6 +276,7 @@ impl TestServer {
             known_hosts: self.known_hosts(),
             global_known_hosts: self.dir.path().join("global_known_hosts"),
             host_key_policy: HostKeyPolicy::Strict,
+            update_host_keys: true,
             connect_timeout,
             compression: false,
             ciphers: vec![],

@@ -26,6 +26,7 @@ fn hop(port: u16, connect_timeout: Duration) -> Hop {
         known_hosts: PathBuf::from("/nonexistent/known_hosts"),
         global_known_hosts: PathBuf::from("/nonexistent/global_known_hosts"),
         host_key_policy: HostKeyPolicy::Strict,
+        update_host_keys: true,
         connect_timeout,
         compression: false,
         ciphers: Vec::new(),

@@ -80,6 +80,7 @@ pub(crate) fn tunnel(local: &[LocalForward], remote: &[RemoteForward]) -> Tunnel
         known_hosts: PathBuf::from("/nonexistent/known_hosts"),
         global_known_hosts: PathBuf::from("/nonexistent/global_known_hosts"),
         host_key_policy: HostKeyPolicy::Strict,
+        update_host_keys: true,
         connect_timeout: Duration::from_secs(10),
         compression: false,
         ciphers: Vec::new(),

@@ -151,6 +151,7 @@ impl Dial<'_> {
                 port: hop.port,
                 known_hosts: known,
                 policy: hop.host_key_policy,
+                update_host_keys: hop.update_host_keys,
             },
             shared.clone(),
             routes.clone(),
@@ -185,6 +186,10 @@ impl Dial<'_> {
         )
         .await
         .map_err(|_| timeout(Stage::Authentication))??;
+        // The handler reaches the session through a weak reference, to have the server prove
+        // the host keys it announces after login (`handler/host_keys.rs`).
+        let handle = Arc::new(handle);
+        shared.set_handle(&handle);
         Ok(Session {
             handle,
             shared,

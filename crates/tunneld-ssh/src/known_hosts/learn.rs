@@ -1,10 +1,10 @@
 //! accept-new: recording a host key in a known_hosts file that several processes may share.
 //!
-//! The entry is appended under an exclusive lock on the known_hosts file itself, after reading
-//! and checking the file again under that lock: two processes learning the same host write it
-//! once, and one that finds a different key written meanwhile refuses. Appending (rather than a
-//! temporary file renamed over the old one) keeps the file's inode, so the lock is on the file
-//! that every process opens, and the owner, mode, ACLs and a symlinked known_hosts survive.
+//! The entry is appended under an exclusive lock on the known_hosts file itself (`lock.rs`),
+//! after reading and checking the file again under that lock: two processes learning the same
+//! host write it once, and one that finds a different key written meanwhile refuses. Appending
+//! (rather than a temporary file renamed over the old one) keeps the file's inode, owner, mode
+//! and ACLs; only removing a line needs a rewrite, which `update.rs` does by a rename.
 
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -14,6 +14,7 @@ use std::path::Path;
 use russh::keys::PublicKey;
 use russh::keys::ssh_key::public::KeyData;
 
+use super::lock::lock_current;
 use super::{HostKeyError, KnownHosts, lookup_name};
 
 /// Where a learned key ended up.
@@ -52,15 +53,18 @@ pub(super) fn learn_key(path: &Path, name: &str, key: &KeyData) -> Result<Learne
     let existed = path.symlink_metadata().is_ok();
     // O_APPEND: every write lands at the end of the file whatever the offset, and one write
     // puts the whole line there, so a reader that does not lock sees no interleaving.
-    let mut file = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .mode(0o644)
-        .open(path)
-        .map_err(write_error)?;
-    // Released when `file` is closed at the end of this function, on every path.
-    file.lock().map_err(write_error)?;
+    // Released when `file` is closed at the end of this function, on every path. The lock is
+    // on the file the path names once we hold it: a host key update may have renamed a new
+    // file over the one we opened first.
+    let mut file = lock_current(
+        path,
+        OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(0o644),
+    )
+    .map_err(write_error)?;
 
     let mut content = Vec::new();
     file.read_to_end(&mut content)
@@ -116,7 +120,7 @@ fn create_parent(path: &Path) -> io::Result<()> {
 
 /// fsync of the parent directory. Failure is only logged: the entry is written, and at worst a
 /// crash in the next moments loses a key that accept-new will learn again.
-fn sync_parent(path: &Path) {
+pub(super) fn sync_parent(path: &Path) {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
