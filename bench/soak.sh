@@ -73,6 +73,7 @@ def http(c):
     with c, quiet():
         f = c.makefile("rb")
         line = f.readline()
+        if not line: return  # cut before the request arrived
         while f.readline() not in (b"\r\n", b"\n", b""): pass
         n = int(line.split()[1].strip(b"/"))
         c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % n + body(n))
