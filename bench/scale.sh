@@ -24,8 +24,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tunnels="${1:-200}"
 maxstartups="${2:-400:30:800}"
-cargo build --quiet --release --bin tunneld
-target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+# TUNNELD_BIN, as in the tests, runs another binary (one already built) instead of building.
+if [ -z "${TUNNELD_BIN:-}" ]; then
+    cargo build --quiet --release --bin tunneld
+    TUNNELD_BIN="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/tunneld"
+fi
 
 work="$(mktemp -d /tmp/tunneld-scale.XXXXXX)"
 pids=()
@@ -37,7 +40,7 @@ cleanup() {
 }
 trap cleanup EXIT
 # A private copy: the target directory may be shared, and another build could replace it.
-cp "$target_dir/release/tunneld" "$work/tunneld"
+cp "$TUNNELD_BIN" "$work/tunneld"
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "nothing on $1" >&2; return 1; }
 

@@ -20,15 +20,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration="${1:-1200}"
-cargo build --quiet --release --bin tunneld
-target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+# TUNNELD_BIN, as in the tests, runs another binary (one already built) instead of building.
+if [ -z "${TUNNELD_BIN:-}" ]; then
+    cargo build --quiet --release --bin tunneld
+    TUNNELD_BIN="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/tunneld"
+fi
 
 work="$(mktemp -d /tmp/tunneld-soak.XXXXXX)"
 cleanup() { rm -rf "$work"; }
 trap cleanup EXIT
 # A private copy: the target directory may be shared, and another build could replace the
 # binary under a 20-minute run.
-cp "$target_dir/release/tunneld" "$work/tunneld"
+cp "$TUNNELD_BIN" "$work/tunneld"
 ssh-keygen -q -t ed25519 -N '' -f "$work/host"; ssh-keygen -q -t ed25519 -N '' -f "$work/client"
 cp "$work/client.pub" "$work/authorized_keys"
 [ "$(id -u)" = 0 ] && mkdir -p /run/sshd
