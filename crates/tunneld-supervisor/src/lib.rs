@@ -14,6 +14,7 @@ pub mod health;
 mod listeners;
 mod remote;
 mod retries;
+mod startup;
 mod state;
 mod tunnel;
 
@@ -82,13 +83,16 @@ impl Supervisor {
             connector,
             grace,
         };
-        for tunnel in &config.tunnels {
-            supervisor.spawn(tunnel.clone());
+        // Not all at once: sshd's MaxStartups would drop most of a large batch (`startup.rs`).
+        let count = config.tunnels.len();
+        for (index, tunnel) in config.tunnels.iter().enumerate() {
+            supervisor.spawn(tunnel.clone(), startup::delay(index, count));
         }
         supervisor
     }
 
-    fn spawn(&mut self, tunnel: Tunnel) {
+    /// Starts `tunnel`'s task; its first attempt waits `first_attempt_after`.
+    fn spawn(&mut self, tunnel: Tunnel, first_attempt_after: Duration) {
         let tunnel = Arc::new(tunnel);
         let (state_tx, state_rx) = watch::channel(TunnelState::Starting);
         let cancel = self.shutdown.child_token();
@@ -100,6 +104,7 @@ impl Supervisor {
             connector: self.connector.clone(),
             liveness: liveness.clone(),
             retry_now: retry_now.clone(),
+            first_attempt_after,
         };
         self.tracker.spawn(tunnel::run(tunnel.clone(), wiring));
         self.tunnels.insert(
@@ -200,14 +205,17 @@ impl Supervisor {
             }
         }
         let count = changes.len();
-        for change in changes {
-            match change {
-                Change::Added(tunnel) | Change::Changed(tunnel) => {
-                    info!(tunnel = %tunnel.name, "reload: starting");
-                    self.spawn(tunnel);
-                }
-                Change::Removed(_) => {}
-            }
+        let starting: Vec<Tunnel> = changes
+            .into_iter()
+            .filter_map(|change| match change {
+                Change::Added(tunnel) | Change::Changed(tunnel) => Some(tunnel),
+                Change::Removed(_) => None,
+            })
+            .collect();
+        let batch = starting.len();
+        for (index, tunnel) in starting.into_iter().enumerate() {
+            info!(tunnel = %tunnel.name, "reload: starting");
+            self.spawn(tunnel, startup::delay(index, batch));
         }
         count
     }

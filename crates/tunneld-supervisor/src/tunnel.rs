@@ -7,6 +7,7 @@
 //! ExitOnForwardFailure does.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
@@ -35,6 +36,9 @@ pub(crate) struct Wiring {
     pub(crate) liveness: Arc<Liveness>,
     /// Cuts a backoff short (a reload retries failing tunnels at once).
     pub(crate) retry_now: Arc<Notify>,
+    /// The wait before the first attempt, so that tunnels started together do not all dial at
+    /// once (`startup.rs`). Listeners are bound before it.
+    pub(crate) first_attempt_after: Duration,
 }
 
 /// Runs `tunnel` until cancelled, publishing its state.
@@ -84,7 +88,7 @@ impl Supervised {
             cancel: self.wiring.cancel.clone(),
         };
 
-        if self.bind_and_serve(&forwards, &ctx).await {
+        if self.bind_and_serve(&forwards, &ctx).await && self.wait_for_turn().await {
             self.connect_loop(&connection_tx, &forwards, &ctx).await;
         }
 
@@ -117,6 +121,18 @@ impl Supervised {
                     }
                 }
             }
+        }
+    }
+
+    /// Waits out the start-up spread (`startup.rs`). False when cancelled.
+    async fn wait_for_turn(&self) -> bool {
+        let wait = self.wiring.first_attempt_after;
+        if wait.is_zero() {
+            return true;
+        }
+        tokio::select! {
+            () = self.wiring.cancel.cancelled() => false,
+            () = tokio::time::sleep(wait) => true,
         }
     }
 

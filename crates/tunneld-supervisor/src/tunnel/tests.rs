@@ -328,3 +328,55 @@ async fn an_outage_of_any_length_is_retried_under_the_short_cap_and_a_missing_na
     }
     assert!(supervisor.shutdown(Duration::from_secs(1)).await);
 }
+
+/// 200 tunnels to one server: their first attempts are spread (sshd's MaxStartups would drop
+/// most of them if they all dialled at once), every one within a few seconds; a reload that
+/// changes one of them dials it again at once.
+#[tokio::test(start_paused = true)]
+async fn tunnels_started_together_dial_one_at_a_time_within_a_few_seconds() {
+    let connector = Arc::new(Scripted {
+        failures: Mutex::new(VecDeque::new()),
+        attempts: Mutex::new(Vec::new()),
+    });
+    let mut config = config();
+    let one = config.tunnels.pop().unwrap();
+    config.tunnels = (0..200)
+        .map(|i| Tunnel {
+            name: format!("t{i:03}"),
+            ..one.clone()
+        })
+        .collect();
+    let start = Instant::now();
+    let mut supervisor = Supervisor::start_with(
+        &config,
+        CancellationToken::new(),
+        connector.clone(),
+        DEFAULT_GRACE,
+    );
+    tokio::time::sleep(crate::startup::SPREAD_MAX + Duration::from_millis(1)).await;
+    let attempts = connector.attempts.lock().unwrap().clone();
+    assert_eq!(attempts.len(), 200, "every tunnel has dialled");
+    assert_eq!(attempts[0], start, "the first at once");
+    for pair in attempts.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= crate::startup::SPACING,
+            "{:?} apart",
+            pair[1] - pair[0]
+        );
+    }
+    assert!(attempts[199] - start <= crate::startup::SPREAD_MAX);
+    // Still within its attempt: patiently waiting for its turn is not wedged.
+    assert!(supervisor.report().healthy());
+
+    config.tunnels[7].keepalive.max = 4;
+    let reloaded = Instant::now();
+    assert_eq!(supervisor.apply(&config).await, 1);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let attempts = connector.attempts.lock().unwrap().clone();
+    assert_eq!(attempts.len(), 201);
+    assert_eq!(
+        attempts[200], reloaded,
+        "a reload of one tunnel dials it at once"
+    );
+    assert!(supervisor.shutdown(Duration::from_secs(1)).await);
+}
