@@ -5,7 +5,8 @@
 //! [`load`] reads a file, [`parse`] checks text, [`diff`] compares two configurations for a
 //! reload. Every error is a [`ConfigError`] that reads `PATH:LINE:COLUMN: KEY: problem
 //! (expected)`. [`load_with_findings`] also returns what `tunneld check` has to judge with more
-//! than the file ([`Finding`]).
+//! than the file ([`Finding`]), and [`judge`] turns them into `check`'s verdict, given how names
+//! resolve.
 //!
 //! Relative paths in the file (`identity_files`, `known_hosts`, `global_known_hosts`,
 //! `auth_file`) are taken relative to the directory of the configuration file; `~` is not
@@ -29,6 +30,7 @@ mod settings;
 mod ssh_config;
 mod toml_error;
 mod tunnel;
+mod verdicts;
 
 use std::path::{Path, PathBuf};
 
@@ -39,6 +41,7 @@ pub use findings::{
 };
 pub use model::*;
 pub use settings::SUPPORTED_CIPHERS;
+pub use verdicts::{Resolve, Verdicts, judge};
 
 /// The built-in defaults that depend on the machine.
 #[derive(Clone, Debug, PartialEq, Eq)]

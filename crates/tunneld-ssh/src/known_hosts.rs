@@ -135,8 +135,10 @@ impl KnownHosts {
         Ok(known)
     }
 
-    /// Parses the content of a learned file. `path` is for messages.
-    fn parse(path: &Path, content: &[u8]) -> KnownHosts {
+    /// Parses the content of a learned file, as [`KnownHosts::load`] does once it has read it
+    /// (malformed lines skipped with a warning). `path` is for messages. Public so that the
+    /// parser can be fuzzed without files.
+    pub fn parse(path: &Path, content: &[u8]) -> KnownHosts {
         KnownHosts {
             learned: path.to_owned(),
             global: None,

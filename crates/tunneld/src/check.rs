@@ -3,7 +3,6 @@
 //! listeners and remote ports that cannot all be had).
 
 mod certificates;
-mod findings;
 mod resolve;
 
 use std::path::{Path, PathBuf};
@@ -23,7 +22,9 @@ pub(crate) fn check(path: &Path) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let verdicts = findings::judge(path, &findings, &mut resolve::Lookup::default());
+    let mut lookup = resolve::Lookup::default();
+    let verdicts =
+        tunneld_config::judge(path, &findings, &mut |host| lookup.addresses(host).to_vec());
     let credentials_dir = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
     let mut problems = verdicts.problems.len();
     for tunnel in &config.tunnels {

@@ -1,26 +1,33 @@
-//! Judging what the file leaves to `check` ([`Finding`]): a name close to a `[hosts]` entry is an
-//! error when it does not resolve and a warning when it does; remote forwards on one port are
-//! an error when their tunnels reach one server, found by resolving the first hop.
+//! Judging what the file leaves to `tunneld check` ([`Finding`]): a name close to a `[hosts]`
+//! entry is an error when it does not resolve and a warning when it does; remote forwards on one
+//! port are an error when their tunnels reach one server, found by resolving the first hop.
+//!
+//! The caller resolves names (`tunneld check` asks this machine's resolver), so that judging
+//! stays pure: the same findings and answers give the same verdicts, which the tests and the
+//! fuzz target rely on.
 
+use std::net::IpAddr;
 use std::path::Path;
 
-use tunneld_config::{
+use crate::findings::{
     Finding, GatewayPorts, NearHostName, RemotePortClash, ResolvedBy, describe_route as describe,
 };
 
-use super::resolve::Lookup;
+/// Resolves a host name as tunneld would when it dials it: its addresses, empty when it does not
+/// resolve.
+pub type Resolve<'a> = dyn FnMut(&str) -> Vec<IpAddr> + 'a;
 
-/// What `check` says about the findings.
+/// What `tunneld check` says about the findings.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(super) struct Verdicts {
+pub struct Verdicts {
     /// Lines for stderr; each fails the check.
-    pub(super) problems: Vec<String>,
+    pub problems: Vec<String>,
     /// Warning lines, each with the tunnel it is printed under (`None`: after the tunnels).
-    pub(super) warnings: Vec<(Option<String>, String)>,
+    pub warnings: Vec<(Option<String>, String)>,
 }
 
 /// Judges `findings` of the file at `path`, resolving names with `lookup`.
-pub(super) fn judge(path: &Path, findings: &[Finding], lookup: &mut Lookup) -> Verdicts {
+pub fn judge(path: &Path, findings: &[Finding], lookup: &mut Resolve<'_>) -> Verdicts {
     let mut verdicts = Verdicts::default();
     for finding in findings {
         let place = format!("{}:{}", path.display(), finding.at());
@@ -50,11 +57,11 @@ pub(super) fn judge(path: &Path, findings: &[Finding], lookup: &mut Lookup) -> V
 }
 
 /// A warning, or (`Err`) a problem: the name does not resolve where tunneld resolves it.
-fn near_host_name(near: &NearHostName, lookup: &mut Lookup) -> Result<String, String> {
+fn near_host_name(near: &NearHostName, lookup: &mut Resolve<'_>) -> Result<String, String> {
     let (written, suggestion) = (&near.written, &near.suggestion);
     let not_entry = format!("{written:?} is not a [hosts] name");
     match near.resolved_by {
-        ResolvedBy::ThisMachine if lookup.addresses(written).is_empty() => Err(format!(
+        ResolvedBy::ThisMachine if lookup(written).is_empty() => Err(format!(
             "{not_entry}, and it does not resolve as a host name: did you mean {suggestion}? \
              (expected a [hosts] name, or a host name that resolves)"
         )),
@@ -74,7 +81,10 @@ fn near_host_name(near: &NearHostName, lookup: &mut Lookup) -> Result<String, St
 
 /// `None` when the two forwards are on different servers; else a warning, or (`Err`) a problem
 /// when they clash whatever the server's `GatewayPorts`.
-fn remote_port(clash: &RemotePortClash, lookup: &mut Lookup) -> Option<Result<String, String>> {
+fn remote_port(
+    clash: &RemotePortClash,
+    lookup: &mut Resolve<'_>,
+) -> Option<Result<String, String>> {
     let server = same_server(clash, lookup)?;
     let other = if clash.tunnel == clash.other_tunnel {
         format!(
@@ -109,7 +119,7 @@ fn remote_port(clash: &RemotePortClash, lookup: &mut Lookup) -> Option<Result<St
 }
 
 /// How the two routes are known to reach one server, in words; `None` if they are not.
-fn same_server(clash: &RemotePortClash, lookup: &mut Lookup) -> Option<String> {
+fn same_server(clash: &RemotePortClash, lookup: &mut Resolve<'_>) -> Option<String> {
     if clash.same_route {
         return Some(describe(&clash.route));
     }
@@ -118,10 +128,9 @@ fn same_server(clash: &RemotePortClash, lookup: &mut Lookup) -> Option<String> {
     if first.1 != other_first.1 || rest != other_rest {
         return None;
     }
-    let addresses = lookup.addresses(&first.0).to_vec();
-    let common = lookup
-        .addresses(&other_first.0)
-        .iter()
+    let addresses = lookup(&first.0);
+    let common = lookup(&other_first.0)
+        .into_iter()
         .find(|address| addresses.contains(address))?;
     Some(format!(
         "{} and {} resolve to {common}",
@@ -132,19 +141,34 @@ fn same_server(clash: &RemotePortClash, lookup: &mut Lookup) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use tunneld_config::{Environment, parse_with_findings};
+    use crate::{Environment, parse_with_findings};
 
     use super::*;
 
-    /// The verdicts on `text`, with names resolved by this machine: only `localhost`, addresses
-    /// and names under `.invalid`, none of which leaves the machine.
+    /// A resolver as this machine's usually answers: addresses are themselves, `localhost` is
+    /// both loopback addresses, and nothing else resolves (the tests' other names end in
+    /// `.invalid`).
+    fn resolve(host: &str) -> Vec<IpAddr> {
+        match host.parse::<IpAddr>() {
+            Ok(address) => vec![address],
+            Err(_) if host.eq_ignore_ascii_case("localhost") => {
+                vec![
+                    IpAddr::from([127, 0, 0, 1]),
+                    IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
+                ]
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// The verdicts on `text`, with names resolved by [`resolve`].
     fn verdicts(text: &str) -> Verdicts {
         let env = Environment {
             user: "runner".to_owned(),
         };
         let path = Path::new("t.toml");
         let (_, findings) = parse_with_findings(path, text, &env).expect("loads");
-        judge(path, &findings, &mut Lookup::default())
+        judge(path, &findings, &mut resolve)
     }
 
     fn warning(tunnel: Option<&str>, text: &str) -> (Option<String>, String) {
