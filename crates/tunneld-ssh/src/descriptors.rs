@@ -159,7 +159,8 @@ pub fn report_exhausted(listen: &str, exhausted: Exhausted, error: Option<&std::
 pub fn report_resumed(listen: &str, paused: Duration) {
     let mut reports = REPORTS.lock().unwrap_or_else(PoisonError::into_inner);
     let due = reports.last.is_none_or(|t| Instant::now() - t >= LOG_EVERY);
-    if !reports.announce_resume && !(due && reports.suppressed > 0) {
+    let summary_due = due && reports.suppressed > 0;
+    if !(reports.announce_resume || summary_due) {
         return;
     }
     reports.announce_resume = false;
