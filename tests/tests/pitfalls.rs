@@ -31,8 +31,8 @@ use tunneld_ssh::forward::{PipeEnd, PipeLimits, pipe};
 
 const LOG_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The log line of a listener that ran out of descriptors (forward/local.rs).
-const EXHAUSTED_LOG: &str = "cannot accept: out of resources; pausing this listener";
+/// The log line of a listener that reached the open file limit (crates/tunneld-ssh/src/descriptors.rs).
+const EXHAUSTED_LOG: &str = "open file limit reached (RLIMIT_NOFILE 64,";
 
 fn run(config: &Path) -> TunneldProcess {
     TunneldProcess::spawn(&["run", "--config", config.to_str().unwrap()], &[])

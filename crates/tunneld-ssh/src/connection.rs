@@ -21,6 +21,7 @@ use tracing::info;
 use tunneld_config::{Hop, Keepalive};
 
 use crate::algorithms::Negotiated;
+use crate::descriptors;
 use crate::error::{Peer, TunnelError};
 use crate::handler::{ClientHandler, Shared};
 use crate::routes::{IncomingForward, Routes};
@@ -74,6 +75,9 @@ pub struct Connection {
     channel_open_timeout: Duration,
     /// Cancelled when any session of the chain ends (the target's, or a jump host's).
     chain_ended: CancellationToken,
+    /// The chain's one socket (to the first hop; the others run inside its channels), counted
+    /// so that forwarded connections leave room for it.
+    _descriptor: descriptors::Slot,
 }
 
 impl Connection {
@@ -127,6 +131,7 @@ impl Connection {
             keepalive: *keepalive,
             channel_open_timeout: target.connect_timeout,
             chain_ended,
+            _descriptor: descriptors::hold(),
         })
     }
 

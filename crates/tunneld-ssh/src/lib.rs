@@ -7,6 +7,7 @@
 //! The modules are layered, and imports run one way, downward (`.ci/check-structure` checks it):
 //! - `private_file`: reading files that must be private; `dates`: certificate times in words;
 //!   `quiet`: the log level of an attempt's steps;
+//!   `descriptors`: the process's budget of file descriptors;
 //! - `known_hosts`, `identity`, `certificate` (user certificates, paired with identities),
 //!   `socks` (the protocol and its users file), `algorithms`: each with its own error type;
 //! - `error`: why a tunnel failed, wrapping the errors above;
@@ -19,6 +20,7 @@ mod auth;
 pub mod certificate;
 mod connection;
 mod dates;
+pub mod descriptors;
 mod error;
 pub mod forward;
 mod handler;

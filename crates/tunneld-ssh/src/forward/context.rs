@@ -11,10 +11,11 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::pipe::PipeLimits;
 use crate::connection::Connection;
+use crate::descriptors;
 
 /// The current SSH connection of a tunnel, `None` while it is down. Listeners watch it so that
 /// they can outlive any one connection.
@@ -58,7 +59,12 @@ pub(crate) fn waited(since: Instant) -> String {
 }
 
 /// Accepts on `listener` until cancelled and runs `serve` for each client as a tracked task.
-/// Running out of descriptors pauses the loop instead of spinning (see `accept_error_pause`).
+///
+/// Each client takes a descriptor from the process's budget (crate::descriptors) before it is
+/// accepted. At the limit the listener pauses: clients wait in the kernel's backlog (and are
+/// served in order once connections close) instead of being accepted and dropped, which would
+/// itself cost a descriptor per client and look like a failed target. The pause ends when any
+/// counted descriptor is given back, or after [`PAUSE`] at most: never a busy loop.
 pub(crate) async fn accept_loop<F, Fut>(
     listener: TcpListener,
     spec: &str,
@@ -68,68 +74,83 @@ pub(crate) async fn accept_loop<F, Fut>(
     F: FnMut(TcpStream, SocketAddr, ForwardContext) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let _listener_slot = descriptors::hold();
     let listen = listener
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_else(|_| spec.to_string());
-    let mut exhaustion = ExhaustionLog::default();
+    let mut paused_since: Option<Instant> = None;
     loop {
+        let slot = match descriptors::try_take() {
+            Ok(slot) => slot,
+            Err(exhausted) => {
+                if paused_since.is_none() {
+                    paused_since = Some(Instant::now());
+                    descriptors::report_exhausted(&listen, exhausted, None);
+                }
+                if !pause(&ctx.cancel).await {
+                    return;
+                }
+                continue;
+            }
+        };
         let accepted = tokio::select! {
             () = ctx.cancel.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
         match accepted {
             Ok((stream, client)) => {
-                ctx.tracker.spawn(serve(stream, client, ctx.clone()));
+                if let Some(since) = paused_since.take() {
+                    descriptors::report_resumed(&listen, since.elapsed());
+                }
+                let forwarded = serve(stream, client, ctx.clone());
+                ctx.tracker.spawn(async move {
+                    let _slot = slot;
+                    forwarded.await;
+                });
             }
-            Err(err) => {
-                if !accept_error_pause(&err, &listen, &mut exhaustion, &ctx.cancel).await {
+            Err(err) if out_of_descriptors(&err) => {
+                // Uncounted descriptors (or another process's, for ENFILE) used up the rest.
+                drop(slot);
+                if paused_since.is_none() {
+                    paused_since = Some(Instant::now());
+                    let exhausted = descriptors::Exhausted {
+                        held: descriptors::held(),
+                        limit: descriptors::limit(),
+                        reserve: descriptors::reserve(descriptors::limit()),
+                    };
+                    descriptors::report_exhausted(&listen, exhausted, Some(&err));
+                }
+                if !pause(&ctx.cancel).await {
                     return;
                 }
+            }
+            Err(err) => {
+                // A client that reset before accept: nothing to wait for.
+                debug!(listen, error = %err, "accept failed");
             }
         }
     }
 }
 
-/// Rate-limits the "out of file descriptors" warning: one line, then one summary a minute.
-#[derive(Default)]
-struct ExhaustionLog {
-    last: Option<Instant>,
-    suppressed: u64,
-}
+/// The longest a listener at the limit waits before looking again.
+const PAUSE: Duration = Duration::from_millis(500);
 
-/// Handles an accept error. Running out of file descriptors is logged and retried after a pause
-/// (never a busy loop); other errors (a client that reset before accept) are passed over.
-/// Returns false when cancelled meanwhile.
-async fn accept_error_pause(
-    err: &io::Error,
-    listen: &str,
-    log: &mut ExhaustionLog,
-    cancel: &CancellationToken,
-) -> bool {
-    let exhausted = matches!(
+/// Whether an accept error means the process (or the system) is out of descriptors or memory.
+fn out_of_descriptors(err: &io::Error) -> bool {
+    matches!(
         nix::errno::Errno::from_raw(err.raw_os_error().unwrap_or(0)),
         nix::errno::Errno::EMFILE
             | nix::errno::Errno::ENFILE
             | nix::errno::Errno::ENOBUFS
             | nix::errno::Errno::ENOMEM
-    );
-    let pause = if exhausted {
-        let now = Instant::now();
-        if log.last.is_none_or(|t| now - t >= Duration::from_secs(60)) {
-            warn!(listen, error = %err, suppressed = log.suppressed, "cannot accept: out of resources; pausing this listener");
-            log.last = Some(now);
-            log.suppressed = 0;
-        } else {
-            log.suppressed += 1;
-        }
-        Duration::from_millis(500)
-    } else {
-        debug!(listen, error = %err, "accept failed");
-        Duration::from_millis(10)
-    };
+    )
+}
+
+/// Waits for a descriptor to be given back (at most [`PAUSE`]). Returns false when cancelled.
+async fn pause(cancel: &CancellationToken) -> bool {
     tokio::select! {
         () = cancel.cancelled() => false,
-        () = tokio::time::sleep(pause) => true,
+        () = descriptors::freed(PAUSE) => true,
     }
 }

@@ -11,6 +11,7 @@ use tracing::{Instrument, debug, info_span, warn};
 
 use super::context::ForwardContext;
 use super::pipe::pipe;
+use crate::descriptors;
 use crate::routes::IncomingForward;
 
 /// Connects each forwarded connection to its target and pipes it, until cancelled.
@@ -40,6 +41,16 @@ async fn forward_one(incoming: IncomingForward, ctx: ForwardContext) {
         ..
     } = incoming;
     let target = format!("{}:{}", forward.host, forward.host_port);
+    // A server's client cannot be made to wait as a listener's can: at the limit it is refused,
+    // as ssh refuses a channel whose socket it cannot open.
+    let slot = match descriptors::try_take() {
+        Ok(slot) => slot,
+        Err(exhausted) => {
+            descriptors::report_exhausted(&target, exhausted, None);
+            reply.reject(ChannelOpenFailure::ResourceShortage).await;
+            return;
+        }
+    };
     let connect = TcpStream::connect((forward.host.as_str(), forward.host_port));
     let stream = tokio::select! {
         () = ctx.cancel.cancelled() => return,
@@ -63,5 +74,6 @@ async fn forward_one(incoming: IncomingForward, ctx: ForwardContext) {
     reply.accept().await;
     debug!(target = %target, "forwarding");
     let report = pipe(stream, channel, ctx.limits, &ctx.cancel).await;
+    drop(slot);
     debug!(sent = report.sent, received = report.received, end = ?report.end, "forwarded connection ended");
 }
