@@ -57,6 +57,10 @@ pub enum PipeEnd {
     Closed,
     /// The SSH session went away under the connection; the client was reset.
     Lost,
+    /// The client went away (a write to it failed) while the server was still sending: the
+    /// channel is closed, since nothing more can be delivered and the server would otherwise
+    /// stream into it for as long as its source does.
+    ClientGone,
     /// The server did not close the channel within `close_limit` of the last sign of life.
     CloseTimedOut,
     /// Shutdown interrupted it.
@@ -94,7 +98,6 @@ pub async fn pipe(
     };
     let mut up_done = false;
     let mut server_eof = false;
-    let mut client_gone = false;
     let mut pending: VecDeque<Bytes> = VecDeque::new();
     let mut pending_bytes = 0usize;
     // The last sign of life once one side has finished; the close limit counts from it.
@@ -118,7 +121,7 @@ pub async fn pipe(
                     if quiet_since.is_some() {
                         quiet_since = Some(Instant::now());
                     }
-                    if !client_gone && !data.is_empty() {
+                    if !data.is_empty() {
                         pending_bytes += data.len();
                         pending.push_back(data);
                     }
@@ -126,15 +129,13 @@ pub async fn pipe(
                 Some(ChannelMsg::Eof) => {
                     server_eof = true;
                     quiet_since = Some(Instant::now());
-                    if pending.is_empty() && !client_gone {
+                    if pending.is_empty() {
                         let _ = tcp_write.shutdown().await;
                     }
                 }
                 Some(ChannelMsg::Close) => {
-                    if !client_gone {
-                        flush_all(&mut tcp_write, &mut pending, limits.close_limit).await;
-                        let _ = tcp_write.shutdown().await;
-                    }
+                    flush_all(&mut tcp_write, &mut pending, limits.close_limit).await;
+                    let _ = tcp_write.shutdown().await;
                     return report;
                 }
                 None => {
@@ -156,10 +157,10 @@ pub async fn pipe(
                     }
                 }
                 Err(err) => {
-                    debug!(error = %err, "writing to the client failed");
-                    client_gone = true;
-                    pending.clear();
-                    pending_bytes = 0;
+                    debug!(error = %err, "writing to the client failed; closing the channel");
+                    report.end = PipeEnd::ClientGone;
+                    give_up(from_server.take(), &to_server).await;
+                    return report;
                 }
             },
 
