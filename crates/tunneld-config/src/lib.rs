@@ -13,6 +13,7 @@
 //! expanded.
 
 mod address;
+mod daemon;
 mod diff;
 mod duration;
 mod error;
@@ -34,6 +35,7 @@ mod verdicts;
 
 use std::path::{Path, PathBuf};
 
+pub use daemon::Daemon;
 pub use diff::{Change, diff};
 pub use error::ConfigError;
 pub use findings::{
@@ -128,8 +130,10 @@ fn resolve_file(
     findings.extend(near_names::find(&source, raw, &resolver.hosts, &tunnels));
     findings.sort_by_key(|finding| (finding.at().line, finding.at().column));
     tunnels.sort_by(|a, b| a.tunnel.name.cmp(&b.tunnel.name));
+    let daemon = daemon::resolve(&source, raw.daemon.as_ref(), base_dir)?;
     let config = Config {
         path: source.path.to_path_buf(),
+        daemon,
         tunnels: tunnels.into_iter().map(|t| t.tunnel).collect(),
     };
     Ok((config, findings))

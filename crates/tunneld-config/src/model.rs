@@ -8,11 +8,15 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::daemon::Daemon;
+
 /// A whole configuration file, checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// The file it was read from (for messages).
     pub path: PathBuf,
+    /// The `[daemon]` table.
+    pub daemon: Daemon,
     /// Every tunnel of the file, sorted by name.
     pub tunnels: Vec<Tunnel>,
 }

@@ -120,10 +120,19 @@ section! {
     }
 }
 
+/// `[daemon]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDaemon {
+    pub(crate) control_socket: Opt<String>,
+    pub(crate) metrics_listen: Opt<String>,
+}
+
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawFile {
+    pub(crate) daemon: Opt<RawDaemon>,
     pub(crate) defaults: Opt<RawDefaults>,
     pub(crate) hosts: Opt<BTreeMap<Spanned<String>, Spanned<RawHost>>>,
     pub(crate) tunnels: Opt<BTreeMap<Spanned<String>, Spanned<RawTunnel>>>,

@@ -63,8 +63,8 @@ fn unknown_key() {
     let err = error("[tunnel.db]\nhost = \"x\"\n");
     assert_eq!(
         err.to_string(),
-        "db.toml:4:2: tunnel: unknown field `tunnel`, expected one of `defaults`, `hosts`, \
-         `tunnels`"
+        "db.toml:4:2: tunnel: unknown field `tunnel`, expected one of `daemon`, `defaults`, \
+         `hosts`, `tunnels`"
     );
 }
 

@@ -14,6 +14,7 @@ pub mod health;
 mod listeners;
 mod remote;
 mod retries;
+mod snapshot;
 mod startup;
 mod state;
 mod tunnel;
@@ -32,6 +33,9 @@ use crate::health::Liveness;
 
 pub use connector::{Attempt, Connector, SshConnector};
 pub use health::Report;
+pub use snapshot::{
+    ForwardKind, ForwardSnapshot, ForwardStateName, LastError, Snapshot, StateName, TunnelSnapshot,
+};
 pub use state::{ListenerState, ListenerStatus, RemoteState, RemoteStatus, TunnelState};
 
 /// How long a reload waits for a stopped tunnel to release its listeners.
@@ -132,6 +136,17 @@ impl Supervisor {
         self.tunnels.get(name).map(|handle| handle.state.clone())
     }
 
+    /// Every tunnel as it is now: what `tunneld status` and the metrics show.
+    pub fn snapshot(&self) -> Snapshot {
+        let now = std::time::SystemTime::now();
+        let tunnels = self
+            .tunnels
+            .values()
+            .map(|handle| snapshot::of(&handle.tunnel, &handle.state.borrow(), now))
+            .collect();
+        Snapshot { tunnels }
+    }
+
     /// The tunnels being run, as configured.
     pub fn tunnels(&self) -> impl Iterator<Item = &Tunnel> {
         self.tunnels.values().map(|handle| handle.tunnel.as_ref())
@@ -177,6 +192,7 @@ impl Supervisor {
     pub async fn apply(&mut self, new: &Config) -> usize {
         let old = Config {
             path: new.path.clone(),
+            daemon: new.daemon.clone(),
             tunnels: self.tunnels().cloned().collect(),
         };
         let changes = diff(&old, new);

@@ -57,6 +57,7 @@ fn config() -> Config {
     };
     Config {
         path: PathBuf::from("/etc/tunneld/tunneld.toml"),
+        daemon: tunneld_config::Daemon::default(),
         tunnels: vec![Tunnel {
             name: "t".to_owned(),
             target,

@@ -1,0 +1,330 @@
+//! What a running daemon shows of itself, read at one instant: the one source that `tunneld
+//! status` (the control socket) and the Prometheus metrics both read, so that they never
+//! disagree.
+//!
+//! Plain values only; the wire formats (JSON on the control socket, the metrics exposition) are
+//! the business of whoever serves them.
+
+use std::time::{Duration, SystemTime};
+
+use tunneld_config::Tunnel;
+use tunneld_ssh::FailureKind;
+
+use crate::state::{ListenerState, RemoteState, TunnelState, not_up};
+
+/// Every tunnel of the daemon, in name order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    /// One entry per running tunnel, sorted by name.
+    pub tunnels: Vec<TunnelSnapshot>,
+}
+
+/// One tunnel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TunnelSnapshot {
+    /// The tunnel's name.
+    pub name: String,
+    /// Where it is in its life.
+    pub state: StateName,
+    /// When it entered that state.
+    pub since: SystemTime,
+    /// The current SSH connection's id while up or degraded; a new connection gets a new id.
+    pub connection: Option<u64>,
+    /// The server: the one connected to, or the one being dialled.
+    pub peer: Option<String>,
+    /// Why it is not up, in words (the backoff's reason, or each forward that is not up).
+    pub reason: Option<String>,
+    /// While backing off: how long until the next attempt.
+    pub retry_in: Option<Duration>,
+    /// The most recent failure, kept after the tunnel recovers.
+    pub last_error: Option<LastError>,
+    /// How many times a failure made the tunnel connect again, by the failure's class.
+    pub reconnects: Vec<(FailureKind, u64)>,
+    /// The round trip of the last keepalive that was answered.
+    pub keepalive_rtt: Option<Duration>,
+    /// When the last connection came up.
+    pub last_connect: Option<SystemTime>,
+    /// Each forward, in the order of the configuration: local, then remote, then dynamic.
+    pub forwards: Vec<ForwardSnapshot>,
+}
+
+impl TunnelSnapshot {
+    /// All reconnects, whatever their class.
+    pub fn reconnects_total(&self) -> u64 {
+        self.reconnects.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// The state of a tunnel, as `tunneld status` and the metrics name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum StateName {
+    /// Every forward is up.
+    Up,
+    /// Connected; some forwards are not up.
+    Degraded,
+    /// Dialling (or about to: listeners are bound before the first attempt).
+    Connecting,
+    /// The host key was accepted; authenticating.
+    Authenticating,
+    /// Waiting before the next attempt.
+    BackingOff,
+    /// Stopped for good.
+    Stopped,
+}
+
+impl StateName {
+    /// Every state, in this order (metrics publish one series per state).
+    pub const ALL: [StateName; 6] = [
+        StateName::Up,
+        StateName::Degraded,
+        StateName::Connecting,
+        StateName::Authenticating,
+        StateName::BackingOff,
+        StateName::Stopped,
+    ];
+
+    /// The name on the wire: `up`, `degraded`, `connecting`, `authenticating`, `backing-off`,
+    /// `stopped`. Never renamed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateName::Up => "up",
+            StateName::Degraded => "degraded",
+            StateName::Connecting => "connecting",
+            StateName::Authenticating => "authenticating",
+            StateName::BackingOff => "backing-off",
+            StateName::Stopped => "stopped",
+        }
+    }
+}
+
+/// A failure, as `last_error` shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LastError {
+    /// What went wrong, in words.
+    pub message: String,
+    /// Its class (its name on the wire is `FailureKind`'s Display: `network`, `auth`, ...).
+    pub kind: FailureKind,
+    /// When it happened.
+    pub at: SystemTime,
+}
+
+/// Which way a forward goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ForwardKind {
+    /// `local` (ssh -L).
+    Local,
+    /// `remote` (ssh -R).
+    Remote,
+    /// `dynamic` (ssh -D).
+    Dynamic,
+}
+
+impl ForwardKind {
+    /// `local`, `remote` or `dynamic`. Never renamed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForwardKind::Local => "local",
+            ForwardKind::Remote => "remote",
+            ForwardKind::Dynamic => "dynamic",
+        }
+    }
+}
+
+/// The state of one forward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForwardStateName {
+    /// Serving: the listener is bound (local, dynamic), or the server listens (remote).
+    Up,
+    /// Asked of the server; no answer yet (remote).
+    Requesting,
+    /// Not serving for now, and retried: a listener that cannot be bound, a remote port still
+    /// held or refused.
+    Retrying,
+    /// Not serving because the tunnel is not connected (remote forwards live on a connection).
+    Down,
+}
+
+impl ForwardStateName {
+    /// `up`, `requesting`, `retrying` or `down`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForwardStateName::Up => "up",
+            ForwardStateName::Requesting => "requesting",
+            ForwardStateName::Retrying => "retrying",
+            ForwardStateName::Down => "down",
+        }
+    }
+}
+
+/// One forward of a tunnel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ForwardSnapshot {
+    /// Which way it goes.
+    pub kind: ForwardKind,
+    /// The forward as written in the configuration.
+    pub spec: String,
+    /// Where it really listens: the bound addresses of a local or dynamic listener, or the
+    /// server's address and port for a remote forward (the port the server allocated, for
+    /// port 0). Empty while not listening.
+    pub listen: Vec<String>,
+    /// Its state.
+    pub state: ForwardStateName,
+    /// Why it is not up, in words.
+    pub reason: Option<String>,
+    /// Forwarded connections open now.
+    pub active: u64,
+    /// Forwarded connections since the daemon started (or the tunnel last changed in a reload).
+    pub connections_total: u64,
+    /// Bytes the forward's clients sent into the tunnel.
+    pub bytes_in: u64,
+    /// Bytes that came back out to them.
+    pub bytes_out: u64,
+}
+
+/// A tunnel as its published state shows it. Counters are zero and `since` is approximate here:
+/// this is the part that the state alone can tell.
+pub(crate) fn of(tunnel: &Tunnel, state: &TunnelState, now: SystemTime) -> TunnelSnapshot {
+    let (name, connection, peer, since, reason, retry_in) = match state {
+        TunnelState::Starting => (StateName::Connecting, None, None, now, None, None),
+        TunnelState::Connecting { peer, .. } => (
+            StateName::Connecting,
+            None,
+            Some(peer.clone()),
+            now,
+            None,
+            None,
+        ),
+        TunnelState::Authenticating { peer, .. } => (
+            StateName::Authenticating,
+            None,
+            Some(peer.clone()),
+            now,
+            None,
+            None,
+        ),
+        TunnelState::Up {
+            connection,
+            peer,
+            since,
+            ..
+        } => (
+            StateName::Up,
+            Some(*connection),
+            Some(peer.clone()),
+            *since,
+            None,
+            None,
+        ),
+        TunnelState::Degraded {
+            connection,
+            peer,
+            since,
+            remote,
+            listeners,
+            ..
+        } => {
+            let (why, _) = not_up(remote, listeners);
+            let reason = (!why.is_empty()).then(|| why.join("; "));
+            (
+                StateName::Degraded,
+                Some(*connection),
+                Some(peer.clone()),
+                *since,
+                reason,
+                None,
+            )
+        }
+        TunnelState::BackingOff {
+            reason, retry_at, ..
+        } => {
+            let left = retry_at.saturating_duration_since(tokio::time::Instant::now());
+            (
+                StateName::BackingOff,
+                None,
+                None,
+                now,
+                Some(reason.clone()),
+                Some(left),
+            )
+        }
+        TunnelState::Stopped => (StateName::Stopped, None, None, now, None, None),
+    };
+    TunnelSnapshot {
+        name: tunnel.name.clone(),
+        state: name,
+        since,
+        connection,
+        peer,
+        reason,
+        retry_in,
+        last_error: None,
+        reconnects: Vec::new(),
+        keepalive_rtt: None,
+        last_connect: None,
+        forwards: forwards(tunnel, state),
+    }
+}
+
+/// Each forward's state as the published state tells it.
+fn forwards(tunnel: &Tunnel, state: &TunnelState) -> Vec<ForwardSnapshot> {
+    let (remote, listeners) = match state {
+        TunnelState::Up {
+            remote, listeners, ..
+        }
+        | TunnelState::Degraded {
+            remote, listeners, ..
+        } => (remote.as_slice(), Some(listeners.as_slice())),
+        _ => (&[][..], None),
+    };
+    let blank = |kind, spec: &str| ForwardSnapshot {
+        kind,
+        spec: spec.to_owned(),
+        listen: Vec::new(),
+        state: ForwardStateName::Down,
+        reason: None,
+        active: 0,
+        connections_total: 0,
+        bytes_in: 0,
+        bytes_out: 0,
+    };
+    let listener = |kind, spec: &str, index: usize| {
+        let mut forward = blank(kind, spec);
+        match listeners.and_then(|l| l.get(index)).map(|l| &l.state) {
+            Some(ListenerState::Retrying { reason }) => {
+                forward.state = ForwardStateName::Retrying;
+                forward.reason = Some(reason.clone());
+            }
+            // Listeners are bound once and outlive connections: up unless known otherwise.
+            Some(ListenerState::Listening) | None => forward.state = ForwardStateName::Up,
+        }
+        forward
+    };
+    let mut out = Vec::new();
+    for (index, forward) in tunnel.local.iter().enumerate() {
+        out.push(listener(ForwardKind::Local, &forward.spec, index));
+    }
+    for (index, forward) in tunnel.remote.iter().enumerate() {
+        let mut snapshot = blank(ForwardKind::Remote, &forward.spec);
+        match remote.get(index).map(|r| &r.state) {
+            Some(RemoteState::Listening { port }) => {
+                snapshot.state = ForwardStateName::Up;
+                snapshot.listen = vec![format!("{}:{port}", forward.bind)];
+            }
+            Some(RemoteState::Requesting) => snapshot.state = ForwardStateName::Requesting,
+            Some(RemoteState::Waiting { reason } | RemoteState::Refused { reason }) => {
+                snapshot.state = ForwardStateName::Retrying;
+                snapshot.reason = Some(reason.clone());
+            }
+            None => {}
+        }
+        out.push(snapshot);
+    }
+    for (index, forward) in tunnel.dynamic.iter().enumerate() {
+        out.push(listener(
+            ForwardKind::Dynamic,
+            &forward.spec,
+            tunnel.local.len() + index,
+        ));
+    }
+    out
+}
