@@ -35,6 +35,7 @@ pub use connector::{Attempt, Connector, SshConnector};
 pub use health::Report;
 pub use snapshot::{
     ForwardKind, ForwardSnapshot, ForwardStateName, LastError, Snapshot, StateName, TunnelSnapshot,
+    Viewer,
 };
 pub use state::{ListenerState, ListenerStatus, RemoteState, RemoteStatus, TunnelState};
 
@@ -54,6 +55,8 @@ struct TunnelHandle {
 /// Runs every tunnel of a configuration.
 pub struct Supervisor {
     tunnels: BTreeMap<String, TunnelHandle>,
+    /// What the running tunnels show of themselves, readable from other tasks.
+    viewer: Viewer,
     tracker: TaskTracker,
     shutdown: CancellationToken,
     connector: Arc<dyn Connector>,
@@ -82,6 +85,7 @@ impl Supervisor {
     ) -> Supervisor {
         let mut supervisor = Supervisor {
             tunnels: BTreeMap::new(),
+            viewer: Viewer::default(),
             tracker: TaskTracker::new(),
             shutdown,
             connector,
@@ -111,6 +115,10 @@ impl Supervisor {
             first_attempt_after,
         };
         self.tracker.spawn(tunnel::run(tunnel.clone(), wiring));
+        self.viewer.insert(snapshot::View {
+            tunnel: tunnel.clone(),
+            state: state_rx.clone(),
+        });
         self.tunnels.insert(
             tunnel.name.clone(),
             TunnelHandle {
@@ -138,13 +146,13 @@ impl Supervisor {
 
     /// Every tunnel as it is now: what `tunneld status` and the metrics show.
     pub fn snapshot(&self) -> Snapshot {
-        let now = std::time::SystemTime::now();
-        let tunnels = self
-            .tunnels
-            .values()
-            .map(|handle| snapshot::of(&handle.tunnel, &handle.state.borrow(), now))
-            .collect();
-        Snapshot { tunnels }
+        self.viewer.snapshot()
+    }
+
+    /// A handle that takes [`Supervisor::snapshot`]s from any task (the control socket, the
+    /// metrics server) while the supervisor itself stays with the main loop. It follows reloads.
+    pub fn viewer(&self) -> Viewer {
+        self.viewer.clone()
     }
 
     /// The tunnels being run, as configured.
@@ -178,6 +186,7 @@ impl Supervisor {
     pub fn stop_tunnel(&mut self, name: &str) -> bool {
         match self.tunnels.remove(name) {
             Some(handle) => {
+                self.viewer.remove(name);
                 handle.cancel.cancel();
                 true
             }
@@ -204,6 +213,7 @@ impl Supervisor {
                 Change::Added(_) => continue,
             };
             if let Some(handle) = self.tunnels.remove(name) {
+                self.viewer.remove(name);
                 info!(tunnel = %name, "reload: stopping");
                 handle.cancel.cancel();
                 stopping.push(handle.state);

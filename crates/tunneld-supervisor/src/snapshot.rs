@@ -5,12 +5,52 @@
 //! Plain values only; the wire formats (JSON on the control socket, the metrics exposition) are
 //! the business of whoever serves them.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
 
 use tunneld_config::Tunnel;
 use tunneld_ssh::FailureKind;
 
 use crate::state::{ListenerState, RemoteState, TunnelState, not_up};
+
+/// What the supervisor shares of one running tunnel with whoever takes snapshots.
+#[derive(Clone)]
+pub(crate) struct View {
+    pub(crate) tunnel: Arc<Tunnel>,
+    pub(crate) state: watch::Receiver<TunnelState>,
+}
+
+/// Takes [`Snapshot`]s of the running tunnels from any task (`Supervisor::viewer`).
+#[derive(Clone, Default)]
+pub struct Viewer {
+    views: Arc<RwLock<BTreeMap<String, View>>>,
+}
+
+impl Viewer {
+    /// Every running tunnel as it is now, in name order.
+    pub fn snapshot(&self) -> Snapshot {
+        let now = SystemTime::now();
+        let views = self.views.read().unwrap_or_else(PoisonError::into_inner);
+        let tunnels = views
+            .values()
+            .map(|view| of(&view.tunnel, &view.state.borrow(), now))
+            .collect();
+        Snapshot { tunnels }
+    }
+
+    pub(crate) fn insert(&self, view: View) {
+        let mut views = self.views.write().unwrap_or_else(PoisonError::into_inner);
+        views.insert(view.tunnel.name.clone(), view);
+    }
+
+    pub(crate) fn remove(&self, name: &str) {
+        let mut views = self.views.write().unwrap_or_else(PoisonError::into_inner);
+        views.remove(name);
+    }
+}
 
 /// Every tunnel of the daemon, in name order.
 #[derive(Clone, Debug, PartialEq)]
