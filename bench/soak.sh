@@ -78,7 +78,9 @@ def http(c):
         line = f.readline()
         if not line: return  # cut before the request arrived
         while f.readline() not in (b"\r\n", b"\n", b""): pass
-        n = int(line.split()[1].strip(b"/"))
+        parts = line.split()
+        if len(parts) < 2: return  # cut in the middle of the request line
+        n = int(parts[1].strip(b"/"))
         c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % n + body(n))
 serve_forever(listen(echo_port), echo)
 serve_forever(listen(http_port), http)
