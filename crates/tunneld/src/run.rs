@@ -1,4 +1,5 @@
-//! `tunneld run`: every tunnel in the foreground until SIGTERM/SIGINT; SIGHUP reloads.
+//! `tunneld run`: every tunnel in the foreground until SIGTERM/SIGINT; SIGHUP reloads, SIGUSR1
+//! reconnects every tunnel.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -52,6 +53,8 @@ async fn serve(path: &Path, config: tunneld_config::Config) -> anyhow::Result<()
     let mut terminate = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let mut hangup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    // autossh's habit: SIGUSR1 drops every connection and connects again now.
+    let mut user1 = signal(SignalKind::user_defined1()).context("installing SIGUSR1 handler")?;
 
     let shutdown = CancellationToken::new();
     info!(
@@ -74,6 +77,11 @@ async fn serve(path: &Path, config: tunneld_config::Config) -> anyhow::Result<()
                 let refused = reload(path, &mut supervisor).await;
                 notifier.reloaded(refused);
             }
+            _ = user1.recv() => {
+                info!("SIGUSR1: reconnecting every tunnel");
+                // An empty list is every tunnel, which cannot name an unknown one.
+                let _ = supervisor.reconnect(&[]);
+            }
             _ = ticker.tick() => notifier.tick(&supervisor.report()),
         }
     }
@@ -91,8 +99,13 @@ async fn reload(path: &Path, supervisor: &mut Supervisor) -> Option<String> {
     info!(config = %path.display(), "SIGHUP: reloading");
     match tunneld_config::load(path) {
         Ok(config) => {
-            let changes = supervisor.apply(&config).await;
-            info!(changes, "reloaded");
+            let applied = supervisor.apply(&config).await;
+            info!(
+                added = ?applied.added,
+                removed = ?applied.removed,
+                restarted = ?applied.restarted,
+                "reloaded"
+            );
             None
         }
         Err(err) => {
