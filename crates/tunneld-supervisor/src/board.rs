@@ -12,10 +12,10 @@ use tunneld_ssh::Negotiated;
 
 use crate::health::Liveness;
 use crate::record::Record;
-use crate::snapshot::name_of;
 use crate::state::{
     ListenerState, ListenerStatus, RemoteState, RemoteStatus, TunnelState, all_up, not_up,
 };
+use crate::state_name::name_of;
 
 /// The writer of one tunnel's [`TunnelState`].
 pub(crate) struct Board {

@@ -19,6 +19,7 @@ mod retries;
 mod snapshot;
 mod startup;
 mod state;
+mod state_name;
 mod tunnel;
 
 use std::collections::BTreeMap;

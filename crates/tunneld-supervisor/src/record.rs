@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use tunneld_ssh::{FailureKind, TunnelError};
 
-use crate::snapshot::{LastError, StateName};
+use crate::state_name::{LastError, StateName};
 
 /// One tunnel's history, shared between its task and whoever takes snapshots.
 #[derive(Debug)]

@@ -16,6 +16,8 @@ use tunneld_ssh::FailureKind;
 
 use crate::record::{History, Record};
 use crate::state::{ListenerState, RemoteState, TunnelState, not_up};
+use crate::state_name::name_of;
+pub use crate::state_name::{LastError, StateName};
 
 /// What the supervisor shares of one running tunnel with whoever takes snapshots.
 #[derive(Clone)]
@@ -102,59 +104,6 @@ impl TunnelSnapshot {
     }
 }
 
-/// The state of a tunnel, as `tunneld status` and the metrics name it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum StateName {
-    /// Every forward is up.
-    Up,
-    /// Connected; some forwards are not up.
-    Degraded,
-    /// Dialling (or about to: listeners are bound before the first attempt).
-    Connecting,
-    /// The host key was accepted; authenticating.
-    Authenticating,
-    /// Waiting before the next attempt.
-    BackingOff,
-    /// Stopped for good.
-    Stopped,
-}
-
-impl StateName {
-    /// Every state, in this order (metrics publish one series per state).
-    pub const ALL: [StateName; 6] = [
-        StateName::Up,
-        StateName::Degraded,
-        StateName::Connecting,
-        StateName::Authenticating,
-        StateName::BackingOff,
-        StateName::Stopped,
-    ];
-
-    /// The name on the wire: `up`, `degraded`, `connecting`, `authenticating`, `backing-off`,
-    /// `stopped`. Never renamed.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StateName::Up => "up",
-            StateName::Degraded => "degraded",
-            StateName::Connecting => "connecting",
-            StateName::Authenticating => "authenticating",
-            StateName::BackingOff => "backing-off",
-            StateName::Stopped => "stopped",
-        }
-    }
-}
-
-/// A failure, as `last_error` shows it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LastError {
-    /// What went wrong, in words.
-    pub message: String,
-    /// Its class (its name on the wire is `FailureKind`'s Display: `network`, `auth`, ...).
-    pub kind: FailureKind,
-    /// When it happened.
-    pub at: SystemTime,
-}
-
 /// Which way a forward goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ForwardKind {
@@ -226,18 +175,6 @@ pub struct ForwardSnapshot {
     pub bytes_in: u64,
     /// Bytes that came back out to them.
     pub bytes_out: u64,
-}
-
-/// The name of a published state.
-pub(crate) fn name_of(state: &TunnelState) -> StateName {
-    match state {
-        TunnelState::Starting | TunnelState::Connecting { .. } => StateName::Connecting,
-        TunnelState::Authenticating { .. } => StateName::Authenticating,
-        TunnelState::Up { .. } => StateName::Up,
-        TunnelState::Degraded { .. } => StateName::Degraded,
-        TunnelState::BackingOff { .. } => StateName::BackingOff,
-        TunnelState::Stopped => StateName::Stopped,
-    }
 }
 
 /// A tunnel as its published state and its history show it. Forward counters are the forwards'
