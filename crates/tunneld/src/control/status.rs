@@ -7,9 +7,9 @@ use tunneld_supervisor::{ForwardSnapshot, Snapshot, TunnelSnapshot};
 
 use crate::metrics_state::MetricsState;
 
-/// RFC 3339, to the second, in UTC.
+/// RFC 3339 in UTC, to the millisecond (two states a second apart must not look the same).
 pub(crate) fn rfc3339(at: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(at).to_string()
+    humantime::format_rfc3339_millis(at).to_string()
 }
 
 /// The status object of `snapshot`'s tunnels.
