@@ -50,8 +50,12 @@ fn tunnel_line(t: &TunnelStatus, now: SystemTime) -> String {
             let _ = write!(line, "; retry in {}s", seconds.ceil());
         }
     }
-    if t.reconnects > 0 {
-        let _ = write!(line, " [{} reconnects]", t.reconnects);
+    match t.reconnects {
+        0 => {}
+        1 => line.push_str(" [1 reconnect]"),
+        n => {
+            let _ = write!(line, " [{n} reconnects]");
+        }
     }
     line
 }
@@ -128,6 +132,50 @@ pub(crate) fn reload(reply: &ReloadReply) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tunnel_not_up_says_why_and_when_it_retries() {
+        let now = humantime::parse_rfc3339("2026-11-26T14:00:08Z").unwrap();
+        let reply = StatusReply {
+            version: 1,
+            tunnels: vec![TunnelStatus {
+                name: "web".to_owned(),
+                state: "backing-off".to_owned(),
+                since: "2026-11-26T14:00:00.000Z".to_owned(),
+                connection: None,
+                peer: None,
+                reason: Some("cannot connect to web:22: refused".to_owned()),
+                retry_in_seconds: Some(11.2),
+                last_error: None,
+                reconnects: 1,
+                reconnects_by_kind: [("network".to_owned(), 1)].into(),
+                last_connect: None,
+                keepalive_rtt_seconds: None,
+                forwards: vec![ForwardStatus {
+                    kind: "remote".to_owned(),
+                    spec: "0:localhost:80".to_owned(),
+                    listen: Vec::new(),
+                    state: "down".to_owned(),
+                    reason: None,
+                    active: 0,
+                    connections_total: 2,
+                    bytes_in: 780,
+                    bytes_out: 12_288,
+                }],
+            }],
+            metrics: Some(tunneld_control::Metrics {
+                listen: None,
+                address: Some("127.0.0.1:9469".to_owned()),
+                error: Some("address in use".to_owned()),
+            }),
+        };
+        assert_eq!(
+            status(&reply, now),
+            "web backing-off for 8s: cannot connect to web:22: refused; retry in 12s [1 reconnect]\n\
+             \x20 remote 0:localhost:80 down, 0 active, 2 total, 780 B in, 12.0 KiB out\n\
+             metrics: cannot listen on 127.0.0.1:9469: address in use\n"
+        );
+    }
 
     #[test]
     fn sizes_and_durations_read_well() {
