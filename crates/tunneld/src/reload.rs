@@ -52,8 +52,15 @@ impl Outcome {
 }
 
 /// Reads the file at `path` again and restarts only what changed. An invalid file changes
-/// nothing. `served` is where the control socket is, which only a restart can move.
-pub(crate) async fn reload(path: &Path, served: &Path, supervisor: &mut Supervisor) -> Outcome {
+/// nothing. `asked_by` says who asked (for the log: "reloading (SIGHUP)"); `served` is where the
+/// control socket is, which only a restart can move.
+pub(crate) async fn reload(
+    path: &Path,
+    asked_by: &str,
+    served: &Path,
+    supervisor: &mut Supervisor,
+) -> Outcome {
+    info!(config = %path.display(), "reloading ({asked_by})");
     let config = match tunneld_config::load(path) {
         Ok(config) => config,
         Err(err) => {

@@ -93,9 +93,8 @@ async fn serve(path: &Path, config: tunneld_config::Config) -> anyhow::Result<()
             _ = terminate.recv() => { info!("SIGTERM: stopping"); break; }
             _ = interrupt.recv() => { info!("SIGINT: stopping"); break; }
             _ = hangup.recv() => {
-                info!(config = %path.display(), "SIGHUP: reloading");
                 notifier.reloading();
-                let outcome = reload(path, &served, &mut supervisor).await;
+                let outcome = reload(path, "SIGHUP", &served, &mut supervisor).await;
                 notifier.reloaded(outcome.error());
             }
             Some(ask) = asks.recv() => match ask {
@@ -110,9 +109,8 @@ async fn serve(path: &Path, config: tunneld_config::Config) -> anyhow::Result<()
                     let _ = reply.send(line);
                 }
                 Ask::Reload { reply } => {
-                    info!(config = %path.display(), "reloading, as asked on the control socket");
                     notifier.reloading();
-                    let outcome = reload(path, &served, &mut supervisor).await;
+                    let outcome = reload(path, "control socket", &served, &mut supervisor).await;
                     notifier.reloaded(outcome.error());
                     let _ = reply.send(outcome.reply_line());
                 }
