@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Seeds the fuzz corpora from the repository's examples and tests, reproducibly.
 
-    fuzz/seed.py            # writes fuzz/corpus/{config,known_hosts,socks_proto}/seed-*
+    fuzz/seed.py            # writes fuzz/corpus/{config,known_hosts,socks_proto,control_request}/seed-*
 
 - config: every examples/*.toml, and every TOML-looking string literal of
   crates/tunneld-config/tests/*.rs (with `{NAME}` of the file's `const NAME: &str` filled in,
@@ -11,6 +11,7 @@
   plus a line hashed as `ssh-keygen -H` hashes, each behind a first line naming a host and port
   that those tests look up (the target's input format: `HOST [PORT]\\nFILE`).
 - socks_proto: a few well-formed conversations (the target also starts well from nothing).
+- control_request: every request line of docs/control.md's examples, and a few refused ones.
 
 Seeds are named by their content's hash, so running this again adds nothing new. The corpora are
 not committed (see fuzz/README.md); minimise them with `-merge=1` after a run.
@@ -159,7 +160,21 @@ def socks_seeds():
     return len(seeds)
 
 
+def control_seeds():
+    text = (ROOT / "docs" / "control.md").read_text()
+    seeds = {line.encode() for line in re.findall(r'^(\{"version":1,"command".*\})$', text, re.M)}
+    seeds |= {
+        b'{"version":2,"command":"status"}',
+        b'{"version":1,"command":"reconnect","tunnels":[],"all":false}',
+        b'{"version":1,"command":"status","tunnels":["a\\u00e9\\n"],"extra":null}',
+    }
+    for seed in seeds:
+        write("control_request", seed)
+    return len(seeds)
+
+
 if __name__ == "__main__":
     print(f"config: {config_seeds()} seeds")
     print(f"known_hosts: {known_hosts_seeds()} seeds")
     print(f"socks_proto: {socks_seeds()} seeds")
+    print(f"control_request: {control_seeds()} seeds")

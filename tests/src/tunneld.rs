@@ -131,6 +131,10 @@ pub struct TunneldProcess {
     /// The threads collecting stdout and stderr; joined once the process has exited, so that
     /// its last lines are in `logs` before `wait_exit` returns.
     readers: Vec<std::thread::JoinHandle<()>>,
+    /// Its `$RUNTIME_DIRECTORY`, where `tunneld run` puts its control socket, unless the test
+    /// gave one: tests run as root, and without it every daemon of a `tunneld.toml` would
+    /// claim `/run/tunneld/tunneld.sock` (the second one refuses to start).
+    runtime_dir: Option<tempfile::TempDir>,
 }
 
 impl TunneldProcess {
@@ -141,7 +145,17 @@ impl TunneldProcess {
 
     /// Runs `program` the same way.
     pub fn spawn_program(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(program)
+        let runtime_dir = (!env.iter().any(|(name, _)| *name == "RUNTIME_DIRECTORY")).then(|| {
+            tempfile::Builder::new()
+                .prefix("tunneld-run-")
+                .tempdir()
+                .expect("create a runtime directory")
+        });
+        let mut command = Command::new(program);
+        if let Some(dir) = &runtime_dir {
+            command.env("RUNTIME_DIRECTORY", dir.path());
+        }
+        let mut child = command
             .args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -163,7 +177,14 @@ impl TunneldProcess {
             readers,
             status: None,
             logs,
+            runtime_dir,
         }
+    }
+
+    /// The `$RUNTIME_DIRECTORY` it was given by [`TunneldProcess::spawn_program`], if the test
+    /// did not give one.
+    pub fn runtime_dir(&self) -> Option<&Path> {
+        self.runtime_dir.as_ref().map(tempfile::TempDir::path)
     }
 
     /// The pid.

@@ -412,11 +412,12 @@ fn session(c: &Container, user: &str, when: &str) -> String {
     })
 }
 
-/// How many times the instance's tunneld has logged that it reloads.
+/// How many times the instance's tunneld has logged that it reloads ("reloading (SIGHUP)", or
+/// "reloading (control socket)" for `systemctl reload`, which runs `tunneld reload`).
 fn reloads(c: &Container, unit: &str) -> usize {
     c.run(&format!("journalctl -u {unit} --no-pager -o cat"))
         .lines()
-        .filter(|l| l.contains("SIGHUP: reloading"))
+        .filter(|l| l.contains("reloading ("))
         .count()
 }
 

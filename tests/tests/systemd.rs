@@ -22,6 +22,9 @@ use harness::service::{
 };
 use harness::tunneld_bin;
 
+/// The forward of the second instance, tunneld@web.
+const WEB: u16 = 15433;
+
 /// Copies the regular files of `from` into `to` (created), permissions included.
 fn copy_files(from: &Path, to: &Path, ext: Option<&str>) {
     fs::create_dir_all(to).unwrap();
@@ -170,6 +173,36 @@ echo "after: $(timeout 10 head -c 16 <&3 | wc -c) bytes"
         |j| j.to_lowercase().contains("reload"),
     );
     lap("reload", &mut timings);
+
+    // The control socket: `tunneld status` of db answers, and still does after another
+    // instance sharing /run/tunneld (tunneld@web) stops.
+    assert_eq!(
+        c.run("stat -c '%a %U %G' /run/tunneld /run/tunneld/db.sock")
+            .trim(),
+        "750 tunneld tunneld\n660 tunneld tunneld"
+    );
+    let db_status = c.run("tunneld status --config /etc/tunneld/db.toml");
+    assert!(db_status.starts_with("db up for "), "{db_status}");
+    c.run(&format!(
+        "set -euo pipefail
+sed -e 's/tunnels.db/tunnels.web/' -e 's/15432:/{WEB}:/' /etc/tunneld/db.toml > /etc/tunneld/web.toml
+chown root:tunneld /etc/tunneld/web.toml
+chmod 0640 /etc/tunneld/web.toml
+systemctl start tunneld@web
+for i in $(seq 100); do tunneld status --config /etc/tunneld/web.toml >/dev/null && exit 0; sleep 0.2; done
+tunneld status --config /etc/tunneld/web.toml"
+    ));
+    c.run("systemctl stop tunneld@web; test ! -e /run/tunneld/web.sock");
+    let db_status = c.run("tunneld status --config /etc/tunneld/db.toml; echo \"exit $?\"");
+    assert!(
+        db_status.starts_with("db up for ") && db_status.ends_with("exit 0\n"),
+        "status of db after tunneld@web stopped:\n{db_status}"
+    );
+    let refused = c.run(
+        "runuser -u nobody -- tunneld status --config /etc/tunneld/db.toml 2>&1; echo \"exit $?\"",
+    );
+    assert!(refused.ends_with("exit 3\n"), "{refused}");
+    lap("control socket", &mut timings);
 
     // sshd stopped (the listener and the tunnel's session): StatusText says the tunnel is down.
     c.run("systemctl stop ssh.service; pkill -KILL -u tunnel || true");

@@ -11,14 +11,18 @@ use tunneld_config::Tunnel;
 use tunneld_ssh::Negotiated;
 
 use crate::health::Liveness;
+use crate::record::Record;
 use crate::state::{
     ListenerState, ListenerStatus, RemoteState, RemoteStatus, TunnelState, all_up, not_up,
 };
+use crate::state_name::name_of;
 
 /// The writer of one tunnel's [`TunnelState`].
 pub(crate) struct Board {
     state: watch::Sender<TunnelState>,
     liveness: Arc<Liveness>,
+    /// When the state's name last changed, and what the state alone does not say.
+    record: Arc<Record>,
     /// The remote forwards as written, in order.
     remote: Vec<String>,
     /// Listeners outlive connections, so their statuses are kept here between connections and
@@ -44,6 +48,7 @@ impl Board {
     pub(crate) fn new(
         state: watch::Sender<TunnelState>,
         liveness: Arc<Liveness>,
+        record: Arc<Record>,
         tunnel: &Tunnel,
     ) -> Self {
         let specs = tunnel.local.iter().map(|f| &f.spec);
@@ -57,6 +62,7 @@ impl Board {
         Board {
             state,
             liveness,
+            record,
             remote: tunnel.remote.iter().map(|f| f.spec.clone()).collect(),
             listeners: Mutex::new(listeners),
             announced: Mutex::new(Announced::Nothing),
@@ -67,12 +73,25 @@ impl Board {
     pub(crate) fn publish(&self, state: TunnelState) {
         self.liveness.entered();
         self.state.send_replace(state);
+        self.note_state();
+    }
+
+    /// Moves `since` when the published state's name changed.
+    fn note_state(&self) {
+        let name = name_of(&self.state.borrow());
+        self.record.entered(name, SystemTime::now());
+    }
+
+    /// The history that the state alone does not tell.
+    pub(crate) fn record(&self) -> &Record {
+        &self.record
     }
 
     /// The connection came up: every remote forward is yet to be asked for, and each listener is
     /// as it was. Publishes `Up` or `Degraded` accordingly.
     pub(crate) fn connected(&self, connection: u64, peer: String, negotiated: Negotiated) {
         self.liveness.entered();
+        self.record.connected(SystemTime::now());
         *lock(&self.announced) = Announced::Nothing;
         self.state.send_modify(|state| {
             let remote = self
@@ -145,6 +164,7 @@ impl Board {
     /// forwards that failed changes; a remote forward that has merely not been answered yet is
     /// neither.
     fn announce(&self) {
+        self.note_state();
         let mut announced = lock(&self.announced);
         let (now, connection, forwards_up) = match &*self.state.borrow() {
             TunnelState::Up { connection, .. } => (Announced::Up, *connection, String::new()),

@@ -131,6 +131,11 @@ pub(crate) fn remote_forward() -> RemoteForward {
 /// A board for `tunnel`, and a receiver of what it publishes.
 pub(crate) fn board(tunnel: &Tunnel) -> (Arc<Board>, watch::Receiver<TunnelState>) {
     let (state, watcher) = watch::channel(TunnelState::Starting);
-    let board = Board::new(state, Arc::new(Liveness::new()), tunnel);
+    let board = Board::new(
+        state,
+        Arc::new(Liveness::new()),
+        Arc::new(crate::record::Record::new(std::time::SystemTime::now())),
+        tunnel,
+    );
     (Arc::new(board), watcher)
 }

@@ -12,16 +12,19 @@ mod failure_log;
 mod fixtures;
 pub mod health;
 mod listeners;
+mod outcome;
+mod record;
 mod remote;
 mod retries;
 mod snapshot;
 mod startup;
 mod state;
+mod state_name;
 mod tunnel;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -30,9 +33,11 @@ use tracing::{info, warn};
 use tunneld_config::{Change, Config, Tunnel, diff};
 
 use crate::health::Liveness;
+use crate::record::Record;
 
 pub use connector::{Attempt, Connector, SshConnector};
 pub use health::Report;
+pub use outcome::{Applied, UnknownTunnels};
 pub use snapshot::{
     ForwardKind, ForwardSnapshot, ForwardStateName, LastError, Snapshot, StateName, TunnelSnapshot,
     Viewer,
@@ -50,6 +55,8 @@ struct TunnelHandle {
     cancel: CancellationToken,
     liveness: Arc<Liveness>,
     retry_now: Arc<Notify>,
+    /// Bumped to make the tunnel connect again now (`Supervisor::reconnect`).
+    reconnect: watch::Sender<u64>,
 }
 
 /// Runs every tunnel of a configuration.
@@ -106,18 +113,23 @@ impl Supervisor {
         let cancel = self.shutdown.child_token();
         let liveness = Arc::new(Liveness::new());
         let retry_now = Arc::new(Notify::new());
+        let (reconnect, reconnect_rx) = watch::channel(0);
+        let record = Arc::new(Record::new(SystemTime::now()));
         let wiring = tunnel::Wiring {
             state: state_tx,
             cancel: cancel.clone(),
             connector: self.connector.clone(),
             liveness: liveness.clone(),
             retry_now: retry_now.clone(),
+            reconnect: reconnect_rx,
+            record: record.clone(),
             first_attempt_after,
         };
         self.tracker.spawn(tunnel::run(tunnel.clone(), wiring));
         self.viewer.insert(snapshot::View {
             tunnel: tunnel.clone(),
             state: state_rx.clone(),
+            record,
         });
         self.tunnels.insert(
             tunnel.name.clone(),
@@ -127,6 +139,7 @@ impl Supervisor {
                 cancel,
                 liveness,
                 retry_now,
+                reconnect,
             },
         );
     }
@@ -182,6 +195,25 @@ impl Supervisor {
         health::report(&views, self.grace, tokio::time::Instant::now())
     }
 
+    /// Drops the connections of the tunnels named (every tunnel, for an empty list) and connects
+    /// them again now; a tunnel backing off retries at once, one that is connecting carries on.
+    /// Listeners stay bound: they outlive connections. Returns the names, or, when a name is not
+    /// a running tunnel, an error naming it (and nothing is reconnected).
+    pub fn reconnect(&self, names: &[String]) -> Result<Vec<String>, UnknownTunnels> {
+        let names: Vec<String> = if names.is_empty() {
+            self.tunnels.keys().cloned().collect()
+        } else {
+            outcome::known(names, &self.tunnels)?
+        };
+        for name in &names {
+            if let Some(handle) = self.tunnels.get(name) {
+                info!(tunnel = %name, "reconnect asked for");
+                handle.reconnect.send_modify(|n| *n = n.wrapping_add(1));
+            }
+        }
+        Ok(names)
+    }
+
     /// Stops one tunnel (for a reload that removed or changed it).
     pub fn stop_tunnel(&mut self, name: &str) -> bool {
         match self.tunnels.remove(name) {
@@ -196,15 +228,16 @@ impl Supervisor {
 
     /// Applies a reloaded configuration: tunnels that were removed or changed are stopped (and
     /// their listeners released) before changed and added ones start; unchanged tunnels keep
-    /// running untouched, connection and forwarded connections included. Returns the number of
-    /// changes.
-    pub async fn apply(&mut self, new: &Config) -> usize {
+    /// running untouched, connection and forwarded connections included. Returns which tunnels
+    /// were added, removed, restarted and left alone.
+    pub async fn apply(&mut self, new: &Config) -> Applied {
         let old = Config {
             path: new.path.clone(),
             daemon: new.daemon.clone(),
             tunnels: self.tunnels().cloned().collect(),
         };
         let changes = diff(&old, new);
+        let applied = Applied::of(&changes, new);
         let mut stopping = Vec::new();
         for change in &changes {
             let name = match change {
@@ -230,7 +263,6 @@ impl Supervisor {
                 handle.retry_now.notify_one();
             }
         }
-        let count = changes.len();
         let starting: Vec<Tunnel> = changes
             .into_iter()
             .filter_map(|change| match change {
@@ -243,7 +275,7 @@ impl Supervisor {
             info!(tunnel = %tunnel.name, "reload: starting");
             self.spawn(tunnel, startup::delay(index, batch));
         }
-        count
+        applied
     }
 
     /// Cancels everything and waits for every tunnel, listener and forwarded connection to

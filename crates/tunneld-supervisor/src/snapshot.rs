@@ -14,13 +14,17 @@ use tokio::sync::watch;
 use tunneld_config::Tunnel;
 use tunneld_ssh::FailureKind;
 
+use crate::record::{History, Record};
 use crate::state::{ListenerState, RemoteState, TunnelState, not_up};
+use crate::state_name::name_of;
+pub use crate::state_name::{LastError, StateName};
 
 /// What the supervisor shares of one running tunnel with whoever takes snapshots.
 #[derive(Clone)]
 pub(crate) struct View {
     pub(crate) tunnel: Arc<Tunnel>,
     pub(crate) state: watch::Receiver<TunnelState>,
+    pub(crate) record: Arc<Record>,
 }
 
 /// Takes [`Snapshot`]s of the running tunnels from any task (`Supervisor::viewer`).
@@ -36,7 +40,12 @@ impl Viewer {
         let views = self.views.read().unwrap_or_else(PoisonError::into_inner);
         let tunnels = views
             .values()
-            .map(|view| of(&view.tunnel, &view.state.borrow(), now))
+            .map(|view| {
+                // The history first: a state published in between is newer than its `since`,
+                // and `of` then counts it as entered now.
+                let history = view.record.read();
+                of(&view.tunnel, &view.state.borrow(), &history, now)
+            })
             .collect();
         Snapshot { tunnels }
     }
@@ -93,59 +102,6 @@ impl TunnelSnapshot {
     pub fn reconnects_total(&self) -> u64 {
         self.reconnects.iter().map(|(_, n)| n).sum()
     }
-}
-
-/// The state of a tunnel, as `tunneld status` and the metrics name it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum StateName {
-    /// Every forward is up.
-    Up,
-    /// Connected; some forwards are not up.
-    Degraded,
-    /// Dialling (or about to: listeners are bound before the first attempt).
-    Connecting,
-    /// The host key was accepted; authenticating.
-    Authenticating,
-    /// Waiting before the next attempt.
-    BackingOff,
-    /// Stopped for good.
-    Stopped,
-}
-
-impl StateName {
-    /// Every state, in this order (metrics publish one series per state).
-    pub const ALL: [StateName; 6] = [
-        StateName::Up,
-        StateName::Degraded,
-        StateName::Connecting,
-        StateName::Authenticating,
-        StateName::BackingOff,
-        StateName::Stopped,
-    ];
-
-    /// The name on the wire: `up`, `degraded`, `connecting`, `authenticating`, `backing-off`,
-    /// `stopped`. Never renamed.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StateName::Up => "up",
-            StateName::Degraded => "degraded",
-            StateName::Connecting => "connecting",
-            StateName::Authenticating => "authenticating",
-            StateName::BackingOff => "backing-off",
-            StateName::Stopped => "stopped",
-        }
-    }
-}
-
-/// A failure, as `last_error` shows it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LastError {
-    /// What went wrong, in words.
-    pub message: String,
-    /// Its class (its name on the wire is `FailureKind`'s Display: `network`, `auth`, ...).
-    pub kind: FailureKind,
-    /// When it happened.
-    pub at: SystemTime,
 }
 
 /// Which way a forward goes.
@@ -221,73 +177,47 @@ pub struct ForwardSnapshot {
     pub bytes_out: u64,
 }
 
-/// A tunnel as its published state shows it. Counters are zero and `since` is approximate here:
-/// this is the part that the state alone can tell.
-pub(crate) fn of(tunnel: &Tunnel, state: &TunnelState, now: SystemTime) -> TunnelSnapshot {
-    let (name, connection, peer, since, reason, retry_in) = match state {
-        TunnelState::Starting => (StateName::Connecting, None, None, now, None, None),
-        TunnelState::Connecting { peer, .. } => (
-            StateName::Connecting,
-            None,
-            Some(peer.clone()),
-            now,
-            None,
-            None,
-        ),
-        TunnelState::Authenticating { peer, .. } => (
-            StateName::Authenticating,
-            None,
-            Some(peer.clone()),
-            now,
-            None,
-            None,
-        ),
+/// A tunnel as its published state and its history show it. Forward counters are the forwards'
+/// business (`forwards`).
+pub(crate) fn of(
+    tunnel: &Tunnel,
+    state: &TunnelState,
+    history: &History,
+    now: SystemTime,
+) -> TunnelSnapshot {
+    let name = name_of(state);
+    let (connection, peer, reason, retry_in) = match state {
+        TunnelState::Starting | TunnelState::Stopped => (None, None, None, None),
+        TunnelState::Connecting { peer, .. } | TunnelState::Authenticating { peer, .. } => {
+            (None, Some(peer.clone()), None, None)
+        }
         TunnelState::Up {
-            connection,
-            peer,
-            since,
-            ..
-        } => (
-            StateName::Up,
-            Some(*connection),
-            Some(peer.clone()),
-            *since,
-            None,
-            None,
-        ),
+            connection, peer, ..
+        } => (Some(*connection), Some(peer.clone()), None, None),
         TunnelState::Degraded {
             connection,
             peer,
-            since,
             remote,
             listeners,
             ..
         } => {
             let (why, _) = not_up(remote, listeners);
             let reason = (!why.is_empty()).then(|| why.join("; "));
-            (
-                StateName::Degraded,
-                Some(*connection),
-                Some(peer.clone()),
-                *since,
-                reason,
-                None,
-            )
+            (Some(*connection), Some(peer.clone()), reason, None)
         }
         TunnelState::BackingOff {
             reason, retry_at, ..
         } => {
             let left = retry_at.saturating_duration_since(tokio::time::Instant::now());
-            (
-                StateName::BackingOff,
-                None,
-                None,
-                now,
-                Some(reason.clone()),
-                Some(left),
-            )
+            (None, None, Some(reason.clone()), Some(left))
         }
-        TunnelState::Stopped => (StateName::Stopped, None, None, now, None, None),
+    };
+    // The history's `since` belongs to the state it last noted; a state published after the
+    // history was read was entered just now.
+    let since = if history.state == name {
+        history.since
+    } else {
+        now
     };
     TunnelSnapshot {
         name: tunnel.name.clone(),
@@ -297,10 +227,10 @@ pub(crate) fn of(tunnel: &Tunnel, state: &TunnelState, now: SystemTime) -> Tunne
         peer,
         reason,
         retry_in,
-        last_error: None,
-        reconnects: Vec::new(),
+        last_error: history.last_error.clone(),
+        reconnects: history.reconnects.clone(),
         keepalive_rtt: None,
-        last_connect: None,
+        last_connect: history.last_connect,
         forwards: forwards(tunnel, state),
     }
 }

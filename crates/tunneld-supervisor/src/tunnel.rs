@@ -25,6 +25,7 @@ use crate::connector::Connector;
 use crate::failure_log::FailureLog;
 use crate::health::{HEARTBEAT, Liveness};
 use crate::listeners;
+use crate::record::Record;
 use crate::remote::{self, OnRefusal};
 use crate::state::{ListenerState, TunnelState};
 
@@ -36,6 +37,11 @@ pub(crate) struct Wiring {
     pub(crate) liveness: Arc<Liveness>,
     /// Cuts a backoff short (a reload retries failing tunnels at once).
     pub(crate) retry_now: Arc<Notify>,
+    /// Bumped by the operator's `reconnect`: drop the connection (or cut the backoff short) and
+    /// connect again now.
+    pub(crate) reconnect: watch::Receiver<u64>,
+    /// The history that snapshots show; the board keeps it.
+    pub(crate) record: Arc<Record>,
     /// The wait before the first attempt, so that tunnels started together do not all dial at
     /// once (`startup.rs`). Listeners are bound before it.
     pub(crate) first_attempt_after: Duration,
@@ -47,6 +53,7 @@ pub(crate) async fn run(tunnel: Arc<Tunnel>, wiring: Wiring) {
     let board = Arc::new(Board::new(
         wiring.state.clone(),
         wiring.liveness.clone(),
+        wiring.record.clone(),
         &tunnel,
     ));
     Supervised {
@@ -150,11 +157,9 @@ impl Supervised {
                 attempt: attempt_no,
                 peer: first_hop.label.clone(),
             });
-            let state = self.wiring.state.clone();
-            let liveness = self.wiring.liveness.clone();
+            let board = self.board.clone();
             let progress = move |step: Progress| {
-                liveness.entered();
-                state.send_replace(match step {
+                board.publish(match step {
                     Progress::Connecting { peer } => TunnelState::Connecting {
                         attempt: attempt_no,
                         peer: peer.to_string(),
@@ -192,6 +197,8 @@ impl Supervised {
                     info!(forward = %forward.spec, "forwarding");
                 }
             }
+            // A reconnect asked for while connecting is served by this very connection.
+            self.wiring.reconnect.borrow_and_update();
             let peer = connection.peer().to_string();
             let negotiated = connection.negotiated().clone();
             self.board.connected(connection.id(), peer, negotiated);
@@ -225,13 +232,18 @@ impl Supervised {
                         connection.disconnect("tunneld is stopping").await;
                         return;
                     }
-                    ended = connection.closed() => break ended,
+                    ended = connection.closed() => break Some(ended),
+                    Ok(()) = self.wiring.reconnect.changed() => {
+                        info!(connection = connection.id(), "reconnecting now, as asked");
+                        connection.disconnect("reconnecting, as the operator asked").await;
+                        break None;
+                    }
                     Some(kept) = keepers.join_next() => {
                         if let Ok(Err(refused)) = kept {
                             // Only with exit_on_forward_failure: a forward the server will not
                             // grant fails the whole tunnel.
                             connection.disconnect("a remote forward was refused").await;
-                            break refused;
+                            break Some(refused);
                         }
                     }
                 }
@@ -239,7 +251,10 @@ impl Supervised {
             keepers.abort_all();
             connection_tx.send_replace(None);
             self.backoff.connection_lasted(up_at.elapsed());
-            if !self.fail(&ended).await {
+            // Asked for, not a failure: no backoff, not counted as a reconnect by failure.
+            if let Some(ended) = ended
+                && !self.fail(&ended).await
+            {
                 return;
             }
         }
@@ -251,6 +266,9 @@ impl Supervised {
         let permanent = err.is_permanent();
         let (cost, delay) = self.backoff.next_delay(err, jitter_unit());
         self.log.failed(err, cost, delay);
+        self.board
+            .record()
+            .failed(err, std::time::SystemTime::now());
         let reason = err.to_string();
         self.publish(TunnelState::BackingOff {
             reason,
@@ -265,6 +283,10 @@ impl Supervised {
             () = tokio::time::sleep(delay) => true,
             () = self.wiring.retry_now.notified() => {
                 info!("retrying now");
+                true
+            }
+            Ok(()) = self.wiring.reconnect.changed() => {
+                info!("retrying now, as asked");
                 true
             }
         }

@@ -35,6 +35,58 @@ pub(crate) enum Command {
         #[arg(long, short, default_value = DEFAULT_CONFIG, value_name = "PATH")]
         config: PathBuf,
     },
+    /// Show each tunnel and forward of the running daemon. Exit status: 0 when every tunnel is
+    /// up, 1 when some is not, 3 when no daemon answers.
+    Status {
+        #[command(flatten)]
+        daemon: Daemon,
+        /// Print one JSON object (docs/control.md) instead of lines.
+        #[arg(long)]
+        json: bool,
+        /// Only these tunnels.
+        #[arg(value_name = "TUNNEL")]
+        tunnels: Vec<String>,
+    },
+    /// Drop the named tunnels' connections and connect them again now (SIGUSR1 does it for
+    /// all). Listeners stay bound.
+    Reconnect {
+        #[command(flatten)]
+        daemon: Daemon,
+        /// Every tunnel.
+        #[arg(long, conflicts_with = "tunnels")]
+        all: bool,
+        /// The tunnels.
+        #[arg(value_name = "TUNNEL", required_unless_present = "all")]
+        tunnels: Vec<String>,
+    },
+    /// Read the configuration file again, as SIGHUP does, and say what changed. Exit status 78,
+    /// and nothing changed, when the file is invalid.
+    Reload {
+        #[command(flatten)]
+        daemon: Daemon,
+    },
+}
+
+/// Which running daemon a command asks.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Daemon {
+    /// The configuration file of the daemon to ask: its control socket is found from it.
+    #[arg(long, short, default_value = DEFAULT_CONFIG, value_name = "PATH")]
+    pub(crate) config: PathBuf,
+    /// The daemon's control socket, instead of finding it from the configuration.
+    #[arg(long, value_name = "PATH", conflicts_with = "config")]
+    pub(crate) socket: Option<PathBuf>,
+}
+
+impl Daemon {
+    /// Where to find it.
+    pub(crate) fn target(self) -> crate::control::client::Target {
+        use crate::control::client::Target;
+        match self.socket {
+            Some(socket) => Target::Socket(socket),
+            None => Target::Config(self.config),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -62,9 +114,12 @@ Host keys you pinned (\fBglobal_known_hosts\fR); tunneld never writes it.
 Host keys learned with \fBhost_key_policy = "accept-new"\fR (\fBknown_hosts\fR).
 .SH EXIT STATUS
 0 after a clean stop or for a valid file; 78 when the configuration is missing, unreadable or
-invalid (systemd does not restart on it); 1 for any other fatal error.
+invalid (systemd does not restart on it); 1 for any other fatal error. \fBtunneld status\fR exits
+1 when some tunnel is not up; \fBstatus\fR, \fBreconnect\fR and \fBreload\fR exit 3 when no daemon
+answers, and 2 when it refuses the request (an unknown tunnel).
 .SH SEE ALSO
-\fBtunneld-run\fR(8), \fBtunneld-check\fR(8), \fBsystemctl\fR(1), \fBjournalctl\fR(1), \fBssh_config\fR(5).
+\fBtunneld-run\fR(8), \fBtunneld-check\fR(8), \fBtunneld-status\fR(8), \fBtunneld-reconnect\fR(8),
+\fBtunneld-reload\fR(8), \fBsystemctl\fR(1), \fBjournalctl\fR(1), \fBssh_config\fR(5).
 The configuration reference, troubleshooting guide and examples are in
 \fI/usr/share/doc/tunneld/\fR.
 "#;

@@ -3,9 +3,11 @@
 
 mod check;
 mod cli;
+mod control;
 mod logging;
 mod metrics_state;
 mod notify;
+mod reload;
 mod run;
 
 use std::process::ExitCode;
@@ -21,5 +23,15 @@ fn main() -> ExitCode {
     match cli.command {
         cli::Command::Run { config } => run::run(&config),
         cli::Command::Check { config } => check::check(&config),
+        cli::Command::Status {
+            daemon,
+            json,
+            tunnels,
+        } => control::client::status(&daemon.target(), json, tunnels),
+        // `--all` is the empty list: clap requires one or the other.
+        cli::Command::Reconnect {
+            daemon, tunnels, ..
+        } => control::client::reconnect(&daemon.target(), tunnels),
+        cli::Command::Reload { daemon } => control::client::reload(&daemon.target()),
     }
 }

@@ -1,4 +1,5 @@
-//! `tunneld run`: every tunnel in the foreground until SIGTERM/SIGINT; SIGHUP reloads.
+//! `tunneld run`: every tunnel in the foreground until SIGTERM/SIGINT; SIGHUP reloads, SIGUSR1
+//! reconnects every tunnel.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -6,12 +7,18 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
+use tunneld_control::{ErrorKind, ReconnectReply, VERSION, encode_reply};
 use tunneld_supervisor::Supervisor;
 
 use crate::EXIT_CONFIG;
+use crate::control::server::{self, Ask};
+use crate::control::{self, Env};
+use crate::metrics_state::MetricsState;
 use crate::notify::Notifier;
+use crate::reload::reload;
 
 /// How long tunnels, listeners and forwarded connections get to finish after SIGTERM. The
 /// contract is a clean stop within 2 s; leave room for the runtime itself.
@@ -52,6 +59,13 @@ async fn serve(path: &Path, config: tunneld_config::Config) -> anyhow::Result<()
     let mut terminate = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let mut hangup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    // autossh's habit: SIGUSR1 drops every connection and connects again now.
+    let mut user1 = signal(SignalKind::user_defined1()).context("installing SIGUSR1 handler")?;
+
+    // Before anything else: a second daemon for the same socket must not touch the listeners.
+    let placement = control::placement(&config, &Env::current()).map_err(anyhow::Error::msg)?;
+    let control_socket = server::bind(&placement)?;
+    let served = control_socket.path().to_path_buf();
 
     let shutdown = CancellationToken::new();
     info!(
@@ -61,6 +75,15 @@ async fn serve(path: &Path, config: tunneld_config::Config) -> anyhow::Result<()
         "starting"
     );
     let mut supervisor = Supervisor::start(&config, shutdown.clone());
+    // Where metrics are served, as the metrics server publishes it; shown by `tunneld status`.
+    let (_metrics_state, metrics_rx) = watch::channel(MetricsState::Off);
+    let (asks_tx, mut asks) = mpsc::channel(4);
+    let control_task = tokio::spawn(control_socket.serve(
+        supervisor.viewer(),
+        metrics_rx,
+        asks_tx,
+        shutdown.clone(),
+    ));
     let mut notifier = Notifier::from_env();
     let mut ticker = tokio::time::interval(notifier.tick_every());
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -71,8 +94,31 @@ async fn serve(path: &Path, config: tunneld_config::Config) -> anyhow::Result<()
             _ = interrupt.recv() => { info!("SIGINT: stopping"); break; }
             _ = hangup.recv() => {
                 notifier.reloading();
-                let refused = reload(path, &mut supervisor).await;
-                notifier.reloaded(refused);
+                let outcome = reload(path, "SIGHUP", &served, &mut supervisor).await;
+                notifier.reloaded(outcome.error());
+            }
+            Some(ask) = asks.recv() => match ask {
+                Ask::Reconnect { tunnels, reply } => {
+                    let line = match supervisor.reconnect(&tunnels) {
+                        Ok(reconnected) => encode_reply(&ReconnectReply {
+                            version: VERSION,
+                            reconnected,
+                        }),
+                        Err(unknown) => server::error(ErrorKind::UnknownTunnel, unknown.to_string()),
+                    };
+                    let _ = reply.send(line);
+                }
+                Ask::Reload { reply } => {
+                    notifier.reloading();
+                    let outcome = reload(path, "control socket", &served, &mut supervisor).await;
+                    notifier.reloaded(outcome.error());
+                    let _ = reply.send(outcome.reply_line());
+                }
+            },
+            _ = user1.recv() => {
+                info!("SIGUSR1: reconnecting every tunnel");
+                // An empty list is every tunnel, which cannot name an unknown one.
+                let _ = supervisor.reconnect(&[]);
             }
             _ = ticker.tick() => notifier.tick(&supervisor.report()),
         }
@@ -81,25 +127,10 @@ async fn serve(path: &Path, config: tunneld_config::Config) -> anyhow::Result<()
     if !supervisor.shutdown(SHUTDOWN_GRACE).await {
         warn!("stopping anyway");
     }
+    // Stopped with the supervisor's token; it removes its socket.
+    let _ = control_task.await;
     info!("stopped");
     Ok(())
-}
-
-/// Reads the file again and restarts only what changed. An invalid file changes nothing; the
-/// error is returned (for STATUS=) and logged.
-async fn reload(path: &Path, supervisor: &mut Supervisor) -> Option<String> {
-    info!(config = %path.display(), "SIGHUP: reloading");
-    match tunneld_config::load(path) {
-        Ok(config) => {
-            let changes = supervisor.apply(&config).await;
-            info!(changes, "reloaded");
-            None
-        }
-        Err(err) => {
-            error!("reload failed, keeping the running configuration: {err}");
-            Some(err.to_string())
-        }
-    }
 }
 
 /// A daemon that forwards many connections needs many descriptors; the soft limit is often

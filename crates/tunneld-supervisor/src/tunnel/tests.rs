@@ -10,9 +10,9 @@ use tunneld_config::{Backoff, Config, Hop, HostKeyPolicy, Keepalive};
 use tunneld_ssh::{FailureKind, Lookup, Peer, ProgressFn, Stage};
 
 use super::*;
-use crate::Supervisor;
 use crate::connector::Attempt;
 use crate::health::DEFAULT_GRACE;
+use crate::{StateName, Supervisor};
 
 const MIN: Duration = Duration::from_secs(2);
 const MAX: Duration = Duration::from_secs(20);
@@ -371,7 +371,10 @@ async fn tunnels_started_together_dial_one_at_a_time_within_a_few_seconds() {
 
     config.tunnels[7].keepalive.max = 4;
     let reloaded = Instant::now();
-    assert_eq!(supervisor.apply(&config).await, 1);
+    let applied = supervisor.apply(&config).await;
+    assert_eq!(applied.restarted, vec!["t007".to_owned()]);
+    assert_eq!(applied.unchanged.len(), 199);
+    assert!(applied.added.is_empty() && applied.removed.is_empty());
     tokio::time::sleep(Duration::from_millis(1)).await;
     let attempts = connector.attempts.lock().unwrap().clone();
     assert_eq!(attempts.len(), 201);
@@ -379,5 +382,58 @@ async fn tunnels_started_together_dial_one_at_a_time_within_a_few_seconds() {
         attempts[200], reloaded,
         "a reload of one tunnel dials it at once"
     );
+    assert!(supervisor.shutdown(Duration::from_secs(1)).await);
+}
+
+/// The operator's `reconnect` cuts a backoff short; every failure is counted by its class, and
+/// the last one is kept with its time; an unknown name is refused and nothing is reconnected.
+#[tokio::test(start_paused = true)]
+async fn reconnect_retries_a_backing_off_tunnel_at_once_and_failures_are_counted() {
+    let connector = Arc::new(Scripted {
+        failures: Mutex::new(VecDeque::from([dropped(), dropped(), refused()])),
+        attempts: Mutex::new(Vec::new()),
+    });
+    let supervisor = Supervisor::start_with(
+        &config(),
+        CancellationToken::new(),
+        connector.clone(),
+        DEFAULT_GRACE,
+    );
+    let mut state = supervisor.state("t").unwrap();
+    backing_off(&mut state, 1).await;
+    let first = supervisor.snapshot().tunnels[0].clone();
+    assert_eq!(first.state, StateName::BackingOff);
+    assert!(first.retry_in.is_some_and(|left| left >= MIN));
+
+    let unknown = supervisor.reconnect(&["t".to_owned(), "nope".to_owned()]);
+    assert_eq!(unknown.unwrap_err().unknown, vec!["nope".to_owned()]);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        connector.attempts.lock().unwrap().len(),
+        1,
+        "nothing was reconnected"
+    );
+
+    let asked = Instant::now();
+    assert_eq!(supervisor.reconnect(&[]), Ok(vec!["t".to_owned()]));
+    backing_off(&mut state, 2).await;
+    assert_eq!(
+        connector.attempts.lock().unwrap()[1],
+        asked,
+        "retried at once"
+    );
+    supervisor.reconnect(&["t".to_owned()]).unwrap();
+    backing_off(&mut state, 3).await;
+
+    let snapshot = supervisor.snapshot().tunnels[0].clone();
+    assert_eq!(
+        snapshot.reconnects,
+        vec![(FailureKind::Network, 2), (FailureKind::Auth, 1)]
+    );
+    assert_eq!(snapshot.reconnects_total(), 3);
+    let last = snapshot.last_error.expect("the last failure");
+    assert_eq!(last.kind, FailureKind::Auth);
+    assert_eq!(last.message, refused().to_string());
+    assert_eq!(snapshot.last_connect, None);
     assert!(supervisor.shutdown(Duration::from_secs(1)).await);
 }
