@@ -34,11 +34,16 @@ fn env(name: &str, default: usize) -> usize {
 }
 
 /// Full-duplex streams: each one's bytes go out and come back through an echo at once.
-fn duplex() -> (usize, u64) {
-    (
-        env("TUNNELD_HEAVY_STREAMS", 4),
-        env("TUNNELD_HEAVY_MIB", 64) as u64 * (1 << 20),
-    )
+/// Compression runs at zlib's speed, a tenth of the others': the full matrix may give it
+/// smaller streams (`TUNNELD_HEAVY_COMPRESSED_MIB`).
+fn duplex(compressed: bool) -> (usize, u64) {
+    let mib = env("TUNNELD_HEAVY_MIB", 64);
+    let mib = if compressed {
+        env("TUNNELD_HEAVY_COMPRESSED_MIB", mib)
+    } else {
+        mib
+    };
+    (env("TUNNELD_HEAVY_STREAMS", 4), mib as u64 * (1 << 20))
 }
 
 /// One-direction streams: many channels busy at once when a key exchange starts, each with a
@@ -195,7 +200,7 @@ where
     Fut: Future<Output = TcpStream>,
 {
     let (streams, len) = match load {
-        Load::Duplex { .. } => duplex(),
+        Load::Duplex { .. } => duplex(what.ends_with("compressed")),
         Load::Upload | Load::Download => one_way(),
     };
     let started = Instant::now();
