@@ -3,6 +3,7 @@
 
 mod check;
 mod cli;
+mod import;
 mod logging;
 mod metrics_state;
 mod notify;
@@ -21,5 +22,11 @@ fn main() -> ExitCode {
     match cli.command {
         cli::Command::Run { config } => run::run(&config),
         cli::Command::Check { config } => check::check(&config),
+        cli::Command::ImportSshConfig { file, hosts } => {
+            import::ssh_config(file.as_deref(), &hosts)
+        }
+        cli::Command::ImportSshLine { name, command } => {
+            import::ssh_command(&command, name.as_deref())
+        }
     }
 }

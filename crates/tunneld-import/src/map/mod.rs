@@ -1,0 +1,314 @@
+//! One host's options as tunneld keys: a `[hosts.NAME]` table's lines and a tunnel's forwards.
+//! Every applied option is either mapped or shown as a comment that says why it is not.
+
+use std::collections::HashSet;
+
+use crate::evaluate::Options;
+use crate::files::Line;
+use crate::paths::{self, Tokens};
+use crate::render::{Item, toml_string};
+use crate::{Local, NOT_DONE};
+
+/// The identity files ssh tries when a host names none, in ssh's order.
+const DEFAULT_IDENTITIES: &[&str] = &[
+    "id_rsa",
+    "id_ecdsa",
+    "id_ecdsa_sk",
+    "id_ed25519",
+    "id_ed25519_sk",
+    "id_xmss",
+    "id_dsa",
+];
+
+/// Keywords whose handling is elsewhere (the builder: `ProxyJump`/`ProxyCommand`) or that
+/// mapping reads here.
+const MAPPED: &[&str] = &[
+    "hostname",
+    "port",
+    "user",
+    "identityfile",
+    "certificatefile",
+    "proxyjump",
+    "proxycommand",
+    "localforward",
+    "remoteforward",
+    "dynamicforward",
+    "serveraliveinterval",
+    "serveralivecountmax",
+    "compression",
+    "ciphers",
+    "stricthostkeychecking",
+    "userknownhostsfile",
+    "globalknownhostsfile",
+    "connecttimeout",
+    "exitonforwardfailure",
+    "updatehostkeys",
+];
+
+/// What ssh users look for that tunneld leaves out on purpose, with the reason in a few words.
+const DELIBERATE: &[(&str, &str)] = &[
+    (
+        "forwardx11",
+        "X11 forwarding: a headless daemon has no display",
+    ),
+    (
+        "forwardx11trusted",
+        "X11 forwarding: a headless daemon has no display",
+    ),
+    ("forwardagent", "agent forwarding: use jump hosts instead"),
+    (
+        "passwordauthentication",
+        "password login: tunneld runs unattended, with keys",
+    ),
+    (
+        "kbdinteractiveauthentication",
+        "keyboard-interactive login: tunneld runs unattended",
+    ),
+    (
+        "challengeresponseauthentication",
+        "keyboard-interactive login: tunneld runs unattended",
+    ),
+    (
+        "controlmaster",
+        "a ControlMaster shared with interactive sessions",
+    ),
+    (
+        "controlpath",
+        "a ControlMaster shared with interactive sessions",
+    ),
+    (
+        "controlpersist",
+        "a ControlMaster shared with interactive sessions",
+    ),
+];
+
+/// Option values that ask for what tunneld always does: said, not flagged.
+const ALREADY: &[(&str, &str)] = &[
+    ("sessiontype", "none"),
+    ("requesttty", "no"),
+    ("stdinnull", "yes"),
+    ("forkafterauthentication", "yes"),
+    ("batchmode", "yes"),
+    ("identitiesonly", "yes"),
+    ("forwardagent", "no"),
+    ("forwardx11", "no"),
+    ("passwordauthentication", "no"),
+    ("kbdinteractiveauthentication", "no"),
+];
+
+/// One host, mapped.
+#[derive(Default)]
+pub(crate) struct Mapped {
+    /// Lines of its `[hosts.NAME]` table.
+    pub(crate) host: Vec<Item>,
+    /// Lines of its `[tunnels.NAME]` table: forwards and their comments.
+    pub(crate) forwards: Vec<Item>,
+    /// Whether any forward was mapped.
+    pub(crate) has_forwards: bool,
+    /// Warnings, also written as comments.
+    pub(crate) warnings: Vec<String>,
+}
+
+/// Maps `options` of the host `alias` (the builder has done `ProxyJump`).
+pub(crate) fn host(alias: &str, options: &Options, local: &Local) -> Mapped {
+    let mut out = Mapped::default();
+    let hostname = options
+        .value("hostname")
+        .map_or_else(|| alias.to_owned(), |name| paths::percent_h(name, alias))
+        .to_lowercase();
+    out.key("hostname", toml_string(&hostname));
+    let mut port = 22;
+    if let Some(line) = options.first("port") {
+        match one(line)
+            .and_then(|p| p.parse::<u16>().ok())
+            .filter(|p| *p > 0)
+        {
+            Some(p) => {
+                port = p;
+                out.key("port", p.to_string());
+            }
+            None => out.unmapped(line, "not a port number"),
+        }
+    }
+    let user = options.value("user").unwrap_or(&local.user).to_owned();
+    out.key("user", toml_string(&user));
+    let tokens = Tokens {
+        local,
+        hostname: &hostname,
+        alias,
+        user: &user,
+        port,
+    };
+    out.identities(options, &tokens);
+    out.paths(options.all("certificatefile"), "certificate_files", &tokens);
+    out.settings(options, &tokens);
+    for (kind, keyword) in [
+        ("local", "localforward"),
+        ("remote", "remoteforward"),
+        ("dynamic", "dynamicforward"),
+    ] {
+        out.forwards(kind, options.all(keyword));
+    }
+    out.rest(options);
+    out
+}
+
+impl Mapped {
+    fn key(&mut self, key: &str, value: String) {
+        self.host.push(Item::Key(key.to_owned(), value));
+    }
+
+    fn note(&mut self, text: String) {
+        self.host.push(Item::Comment(text));
+    }
+
+    fn unmapped(&mut self, line: &Line, why: &str) {
+        self.note(format!(
+            "{} ({}): not imported: {why}",
+            line.text(),
+            line.at
+        ));
+    }
+
+    fn warn(&mut self, text: String) {
+        self.note(format!("warning: {text}"));
+        self.warnings.push(text);
+    }
+
+    /// A path that the service could not read under `ProtectHome=yes`.
+    fn check_home(&mut self, path: &std::path::Path, local: &Local, instead: &str) {
+        if paths::under_home(path, local) {
+            self.warn(format!(
+                "{} is under a home directory, which the systemd units' ProtectHome=yes \
+                 makes unreadable to the service: copy it to {instead} and change this path",
+                path.display()
+            ));
+        }
+    }
+
+    fn identities(&mut self, options: &Options, tokens: &Tokens<'_>) {
+        let named: Vec<&Line> = options.all("identityfile").collect();
+        if !named.is_empty() {
+            self.paths(named.into_iter(), "identity_files", tokens);
+            return;
+        }
+        let ssh_dir = tokens.local.home.join(".ssh");
+        let found: Vec<String> = DEFAULT_IDENTITIES
+            .iter()
+            .map(|name| ssh_dir.join(name))
+            .filter(|path| path.is_file())
+            .map(|path| path.display().to_string())
+            .collect();
+        if found.is_empty() {
+            self.note(format!(
+                "no IdentityFile: ssh would try {}/id_* (none exists) and the agent; put this \
+                 tunnel's key here (owned by tunneld, mode 0600)",
+                ssh_dir.display()
+            ));
+            let path = format!("/etc/tunneld/keys/{}", tokens.alias);
+            self.key("identity_files", list(&[path]));
+            return;
+        }
+        self.note("no IdentityFile: these are the default keys ssh would try".to_owned());
+        for path in &found {
+            self.check_home(path.as_ref(), tokens.local, "/etc/tunneld/keys/");
+        }
+        self.key("identity_files", list(&found));
+    }
+
+    fn paths<'a>(&mut self, lines: impl Iterator<Item = &'a Line>, key: &str, t: &Tokens<'_>) {
+        let mut values = Vec::new();
+        for line in lines {
+            match one(line).map(|path| paths::expand(path, t)) {
+                Some(Ok(path)) => {
+                    self.check_home(&path, t.local, "/etc/tunneld/keys/");
+                    values.push(path.display().to_string());
+                }
+                Some(Err(why)) => self.unmapped(line, &why),
+                None => self.unmapped(line, "expected one path"),
+            }
+        }
+        if !values.is_empty() {
+            self.key(key, list(&values));
+        }
+    }
+
+    fn forwards<'a>(&mut self, kind: &str, lines: impl Iterator<Item = &'a Line>) {
+        let mut specs = Vec::new();
+        for line in lines {
+            let spec = line.args.join(":");
+            match accepted(kind, &spec) {
+                Ok(()) => specs.push(spec),
+                Err(why) => self.forwards.push(Item::Comment(format!(
+                    "{} ({}): not imported: {why}",
+                    line.text(),
+                    line.at
+                ))),
+            }
+        }
+        if !specs.is_empty() {
+            self.has_forwards = true;
+            self.forwards.push(Item::Key(kind.to_owned(), list(&specs)));
+        }
+    }
+
+    /// Every applied option that nothing above took, once per keyword (ssh reads the first).
+    fn rest(&mut self, options: &Options) {
+        let mut seen = HashSet::new();
+        for line in &options.applied {
+            if MAPPED.contains(&line.lower.as_str()) || !seen.insert(line.lower.clone()) {
+                continue;
+            }
+            let value = one(line).unwrap_or_default().to_ascii_lowercase();
+            if ALREADY.contains(&(line.lower.as_str(), value.as_str())) {
+                self.note(format!(
+                    "{} ({}): tunneld always works this way",
+                    line.text(),
+                    line.at
+                ));
+                continue;
+            }
+            match DELIBERATE
+                .iter()
+                .find(|(keyword, _)| *keyword == line.lower)
+            {
+                Some((_, why)) => self.unmapped(line, &format!("{why}; see {NOT_DONE}")),
+                None => self.unmapped(line, "tunneld has no equivalent"),
+            }
+        }
+        for (why, line) in &options.undecided {
+            self.unmapped(line, &format!("its block was not judged: {why}"));
+        }
+    }
+}
+
+/// The single argument of a line.
+pub(crate) fn one(line: &Line) -> Option<&str> {
+    match line.args.as_slice() {
+        [arg] => Some(arg),
+        _ => None,
+    }
+}
+
+/// A TOML list of strings.
+pub(crate) fn list(values: &[String]) -> String {
+    let items: Vec<String> = values.iter().map(|v| toml_string(v)).collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// Whether tunneld takes `spec` as a forward of `kind`: its own parser decides, on a file that
+/// holds only that forward.
+fn accepted(kind: &str, spec: &str) -> Result<(), String> {
+    let text = format!(
+        "[tunnels.t]\nhost = \"h\"\nuse_agent = true\n{kind} = [{}]\n",
+        toml_string(spec)
+    );
+    let env = tunneld_config::Environment {
+        user: "u".to_owned(),
+    };
+    tunneld_config::parse(std::path::Path::new("import.toml"), &text, &env)
+        .map(|_| ())
+        .map_err(|err| err.message())
+}
+
+mod settings;
