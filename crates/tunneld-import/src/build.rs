@@ -84,9 +84,11 @@ pub(crate) fn from_config(
     }
     // Hosts that became jump hosts are there after all.
     without_forwards.retain(|alias| {
-        !builder
-            .entries
-            .contains_key(&(alias.clone(), Vec::new(), false))
+        ![false, true].iter().any(|skip| {
+            builder
+                .entries
+                .contains_key(&(alias.clone(), Vec::new(), *skip))
+        })
     });
     if !without_forwards.is_empty() {
         builder.header.push(format!(
@@ -349,6 +351,12 @@ impl<'a> Builder<'a> {
 
     fn finish(self) -> Import {
         let mut header = self.header;
+        header.push(
+            "Host keys: ssh trusts those of ~/.ssh/known_hosts; tunneld reads \
+             /etc/tunneld/known_hosts (keys you pin) and /var/lib/tunneld/known_hosts (keys it \
+             learned). ssh-keygen -F HOSTNAME -f ~/.ssh/known_hosts prints a server's lines."
+                .to_owned(),
+        );
         header.push(format!(
             "Check it with: tunneld check --config FILE. Comments mark what ssh does that \
              tunneld does not; see {}.",

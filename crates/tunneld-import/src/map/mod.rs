@@ -2,6 +2,7 @@
 //! Every applied option is either mapped or shown as a comment that says why it is not.
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 
 use crate::evaluate::Options;
 use crate::files::Line;
@@ -170,19 +171,30 @@ impl Mapped {
         ));
     }
 
-    fn warn(&mut self, text: String) {
-        self.note(format!("warning: {text}"));
-        self.warnings.push(text);
-    }
-
-    /// A path that the service could not read under `ProtectHome=yes`.
-    fn check_home(&mut self, path: &std::path::Path, local: &Local, instead: &str) {
-        if paths::under_home(path, local) {
-            self.warn(format!(
-                "{} is under a home directory, which the systemd units' ProtectHome=yes \
-                 makes unreadable to the service: copy it to {instead} and change this path",
-                path.display()
+    /// Paths that the service could not read under `ProtectHome=yes`: one comment for all of
+    /// them, one warning each (the same path in several hosts is one warning).
+    fn check_home(&mut self, paths: &[PathBuf], local: &Local, instead: &str) {
+        let under: Vec<String> = paths
+            .iter()
+            .filter(|path| paths::under_home(path, local))
+            .map(|path| path.display().to_string())
+            .collect();
+        let why = "under a home directory, which the systemd units' ProtectHome=yes makes \
+                   unreadable to the service";
+        for path in &under {
+            self.warnings.push(format!(
+                "{path} is {why}: copy it to {instead} and change the path"
             ));
+        }
+        match under.as_slice() {
+            [] => {}
+            [one] => self.note(format!(
+                "warning: {one} is {why}: copy it to {instead} and change this path"
+            )),
+            many => self.note(format!(
+                "warning: {} are {why}: copy them to {instead} and change these paths",
+                many.join(", ")
+            )),
         }
     }
 
@@ -210,9 +222,8 @@ impl Mapped {
             return;
         }
         self.note("no IdentityFile: these are the default keys ssh would try".to_owned());
-        for path in &found {
-            self.check_home(path.as_ref(), tokens.local, "/etc/tunneld/keys/");
-        }
+        let found_paths: Vec<PathBuf> = found.iter().map(PathBuf::from).collect();
+        self.check_home(&found_paths, tokens.local, "/etc/tunneld/keys/");
         self.key("identity_files", list(&found));
     }
 
@@ -220,15 +231,14 @@ impl Mapped {
         let mut values = Vec::new();
         for line in lines {
             match one(line).map(|path| paths::expand(path, t)) {
-                Some(Ok(path)) => {
-                    self.check_home(&path, t.local, "/etc/tunneld/keys/");
-                    values.push(path.display().to_string());
-                }
+                Some(Ok(path)) => values.push(path),
                 Some(Err(why)) => self.unmapped(line, &why),
                 None => self.unmapped(line, "expected one path"),
             }
         }
         if !values.is_empty() {
+            self.check_home(&values, t.local, "/etc/tunneld/keys/");
+            let values: Vec<String> = values.iter().map(|p| p.display().to_string()).collect();
             self.key(key, list(&values));
         }
     }

@@ -127,7 +127,7 @@ impl Mapped {
         match paths::expand(first, tokens) {
             Ok(path) => {
                 self.check_home(
-                    &path,
+                    std::slice::from_ref(&path),
                     tokens.local,
                     "/etc/tunneld/known_hosts (keys you pinned) or /var/lib/tunneld/known_hosts",
                 );
