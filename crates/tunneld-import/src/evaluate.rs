@@ -236,3 +236,6 @@ impl Walk<'_> {
 fn known(matched: bool) -> Active {
     if matched { Active::Yes } else { Active::No }
 }
+
+#[cfg(test)]
+mod tests;
