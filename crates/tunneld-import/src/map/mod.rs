@@ -21,30 +21,14 @@ const DEFAULT_IDENTITIES: &[&str] = &[
     "id_dsa",
 ];
 
-/// Keywords whose handling is elsewhere (the builder: `ProxyJump`/`ProxyCommand`) or that
-/// mapping reads here.
-const MAPPED: &[&str] = &[
-    "hostname",
-    "port",
-    "user",
-    "identityfile",
-    "certificatefile",
-    "proxyjump",
-    "proxycommand",
-    "localforward",
-    "remoteforward",
-    "dynamicforward",
-    "serveraliveinterval",
-    "serveralivecountmax",
-    "compression",
-    "ciphers",
-    "stricthostkeychecking",
-    "userknownhostsfile",
-    "globalknownhostsfile",
-    "connecttimeout",
-    "exitonforwardfailure",
-    "updatehostkeys",
-];
+/// Keywords mapped here that tunneld-config's table of equivalents does not pair with a key:
+/// their values need more than a change of form.
+const MAPPED_HERE: &[&str] = &["proxycommand", "stricthostkeychecking"];
+
+/// Whether this module maps `keyword` (lowercase).
+fn mapped(keyword: &str) -> bool {
+    MAPPED_HERE.contains(&keyword) || tunneld_config::ssh_config_key(keyword).is_some()
+}
 
 /// What ssh users look for that tunneld leaves out on purpose, with the reason in a few words.
 const DELIBERATE: &[(&str, &str)] = &[
@@ -117,7 +101,7 @@ pub(crate) fn host(alias: &str, options: &Options, local: &Local) -> Mapped {
         .value("hostname")
         .map_or_else(|| alias.to_owned(), |name| paths::percent_h(name, alias))
         .to_lowercase();
-    out.key("hostname", toml_string(&hostname));
+    out.set("hostname", toml_string(&hostname));
     let mut port = 22;
     if let Some(line) = options.first("port") {
         match one(line)
@@ -126,13 +110,13 @@ pub(crate) fn host(alias: &str, options: &Options, local: &Local) -> Mapped {
         {
             Some(p) => {
                 port = p;
-                out.key("port", p.to_string());
+                out.set("port", p.to_string());
             }
             None => out.unmapped(line, "not a port number"),
         }
     }
     let user = options.value("user").unwrap_or(&local.user).to_owned();
-    out.key("user", toml_string(&user));
+    out.set("user", toml_string(&user));
     let tokens = Tokens {
         local,
         hostname: &hostname,
@@ -141,14 +125,12 @@ pub(crate) fn host(alias: &str, options: &Options, local: &Local) -> Mapped {
         port,
     };
     out.identities(options, &tokens);
-    out.paths(options.all("certificatefile"), "certificate_files", &tokens);
+    out.paths(options.all("certificatefile"), "certificatefile", &tokens);
     out.settings(options, &tokens);
-    for (kind, keyword) in [
-        ("local", "localforward"),
-        ("remote", "remoteforward"),
-        ("dynamic", "dynamicforward"),
-    ] {
-        out.forwards(kind, options.all(keyword));
+    for keyword in ["localforward", "remoteforward", "dynamicforward"] {
+        if let Some(kind) = tunneld_config::ssh_config_key(keyword) {
+            out.forwards(kind, options.all(keyword));
+        }
     }
     out.rest(options);
     out
@@ -157,6 +139,15 @@ pub(crate) fn host(alias: &str, options: &Options, local: &Local) -> Mapped {
 impl Mapped {
     fn key(&mut self, key: &str, value: String) {
         self.host.push(Item::Key(key.to_owned(), value));
+    }
+
+    /// The value of ssh_config's `keyword`, under the key tunneld-config pairs with it (the
+    /// same table explains ssh_config lines pasted into a tunneld file).
+    pub(super) fn set(&mut self, keyword: &str, value: String) {
+        match tunneld_config::ssh_config_key(keyword) {
+            Some(key) => self.key(key, value),
+            None => self.note(format!("{keyword}: no tunneld key (a bug of the import)")),
+        }
     }
 
     fn note(&mut self, text: String) {
@@ -201,7 +192,7 @@ impl Mapped {
     fn identities(&mut self, options: &Options, tokens: &Tokens<'_>) {
         let named: Vec<&Line> = options.all("identityfile").collect();
         if !named.is_empty() {
-            self.paths(named.into_iter(), "identity_files", tokens);
+            self.paths(named.into_iter(), "identityfile", tokens);
             return;
         }
         let ssh_dir = tokens.local.home.join(".ssh");
@@ -218,16 +209,16 @@ impl Mapped {
                 ssh_dir.display()
             ));
             let path = format!("/etc/tunneld/keys/{}", tokens.alias);
-            self.key("identity_files", list(&[path]));
+            self.set("identityfile", list(&[path]));
             return;
         }
         self.note("no IdentityFile: these are the default keys ssh would try".to_owned());
         let found_paths: Vec<PathBuf> = found.iter().map(PathBuf::from).collect();
         self.check_home(&found_paths, tokens.local, "/etc/tunneld/keys/");
-        self.key("identity_files", list(&found));
+        self.set("identityfile", list(&found));
     }
 
-    fn paths<'a>(&mut self, lines: impl Iterator<Item = &'a Line>, key: &str, t: &Tokens<'_>) {
+    fn paths<'a>(&mut self, lines: impl Iterator<Item = &'a Line>, keyword: &str, t: &Tokens<'_>) {
         let mut values = Vec::new();
         for line in lines {
             match one(line).map(|path| paths::expand(path, t)) {
@@ -239,7 +230,7 @@ impl Mapped {
         if !values.is_empty() {
             self.check_home(&values, t.local, "/etc/tunneld/keys/");
             let values: Vec<String> = values.iter().map(|p| p.display().to_string()).collect();
-            self.key(key, list(&values));
+            self.set(keyword, list(&values));
         }
     }
 
@@ -266,7 +257,7 @@ impl Mapped {
     fn rest(&mut self, options: &Options) {
         let mut seen = HashSet::new();
         for line in &options.applied {
-            if MAPPED.contains(&line.lower.as_str()) || !seen.insert(line.lower.clone()) {
+            if mapped(&line.lower) || !seen.insert(line.lower.clone()) {
                 continue;
             }
             let value = one(line).unwrap_or_default().to_ascii_lowercase();
@@ -322,3 +313,37 @@ fn accepted(kind: &str, spec: &str) -> Result<(), String> {
 }
 
 mod settings;
+
+#[cfg(test)]
+mod tests {
+    /// Every keyword this module writes under tunneld-config's key has one.
+    #[test]
+    fn every_keyword_set_has_a_key() {
+        for keyword in [
+            "hostname",
+            "port",
+            "user",
+            "identityfile",
+            "certificatefile",
+            "proxyjump",
+            "localforward",
+            "remoteforward",
+            "dynamicforward",
+            "serveraliveinterval",
+            "serveralivecountmax",
+            "connecttimeout",
+            "compression",
+            "exitonforwardfailure",
+            "updatehostkeys",
+            "ciphers",
+            "userknownhostsfile",
+            "globalknownhostsfile",
+        ] {
+            assert!(super::mapped(keyword), "{keyword}");
+            assert!(
+                tunneld_config::ssh_config_key(keyword).is_some(),
+                "{keyword}"
+            );
+        }
+    }
+}

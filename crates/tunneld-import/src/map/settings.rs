@@ -12,30 +12,26 @@ impl Mapped {
     pub(super) fn settings(&mut self, options: &Options, tokens: &Tokens<'_>) {
         if let Some(line) = options.first("serveraliveinterval") {
             match one(line).and_then(seconds) {
-                Some(s) => self.key("keepalive_interval", toml_string(&format!("{s}s"))),
+                Some(s) => self.set("serveraliveinterval", toml_string(&format!("{s}s"))),
                 None => self.unmapped(line, "not a time"),
             }
         }
         if let Some(line) = options.first("serveralivecountmax") {
             match one(line).and_then(|n| n.parse::<u32>().ok()) {
-                Some(n) if n >= 1 => self.key("keepalive_max", n.to_string()),
+                Some(n) if n >= 1 => self.set("serveralivecountmax", n.to_string()),
                 _ => self.unmapped(line, "tunneld needs a whole number of at least 1"),
             }
         }
         if let Some(line) = options.first("connecttimeout") {
             match one(line).and_then(seconds) {
-                Some(s) if s > 0 => self.key("connect_timeout", toml_string(&format!("{s}s"))),
+                Some(s) if s > 0 => self.set("connecttimeout", toml_string(&format!("{s}s"))),
                 _ => self.unmapped(line, "tunneld needs a time longer than zero"),
             }
         }
-        for (keyword, key) in [
-            ("compression", "compression"),
-            ("exitonforwardfailure", "exit_on_forward_failure"),
-            ("updatehostkeys", "update_host_keys"),
-        ] {
+        for keyword in ["compression", "exitonforwardfailure", "updatehostkeys"] {
             if let Some(line) = options.first(keyword) {
                 match one(line).and_then(yes_no) {
-                    Some(value) => self.key(key, value.to_string()),
+                    Some(value) => self.set(keyword, value.to_string()),
                     None => self.unmapped(line, "tunneld takes yes or no only"),
                 }
             }
@@ -47,10 +43,10 @@ impl Mapped {
             self.host_key_policy(line);
         }
         if let Some(line) = options.first("userknownhostsfile") {
-            self.known_hosts(line, "known_hosts", tokens);
+            self.known_hosts(line, "userknownhostsfile", tokens);
         }
         if let Some(line) = options.first("globalknownhostsfile") {
-            self.known_hosts(line, "global_known_hosts", tokens);
+            self.known_hosts(line, "globalknownhostsfile", tokens);
         }
     }
 
@@ -77,7 +73,7 @@ impl Mapped {
         }
         if !known.is_empty() {
             let known: Vec<String> = known.into_iter().map(str::to_owned).collect();
-            self.key("ciphers", list(&known));
+            self.set("ciphers", list(&known));
         }
     }
 
@@ -106,7 +102,7 @@ impl Mapped {
         }
     }
 
-    fn known_hosts(&mut self, line: &Line, key: &str, tokens: &Tokens<'_>) {
+    fn known_hosts(&mut self, line: &Line, keyword: &str, tokens: &Tokens<'_>) {
         let Some(first) = line.args.first() else {
             return self.unmapped(line, "expected a path");
         };
@@ -131,7 +127,7 @@ impl Mapped {
                     tokens.local,
                     "/etc/tunneld/known_hosts (keys you pinned) or /var/lib/tunneld/known_hosts",
                 );
-                self.key(key, toml_string(&path.display().to_string()));
+                self.set(keyword, toml_string(&path.display().to_string()));
             }
             Err(why) => self.unmapped(line, &why),
         }
