@@ -574,3 +574,63 @@ fn an_autossh_unit_line_imports_with_its_own_options_as_comments() {
         assert_eq!(stderr.lines().count(), 2, "{stderr}");
     }
 }
+
+#[test]
+fn what_cannot_be_imported_is_said_not_dropped() {
+    let dir = harness::TestDir::new();
+    let key = KeyPair::generate(dir.path(), "id");
+    let config = dir.write(
+        "config",
+        format!(
+            "Host a/b\n  LocalForward 7000 h:7000\nHost a-b\n  LocalForward 7001 h:7001\n\
+             Host a/b a-b\n  HostName 192.0.2.3\n  IdentityFile {}\n  Port 99999\n  \
+             LocalForward 5432\n  DynamicForward x\n  ServerAliveCountMax 0\n  \
+             Ciphers +aes128-cbc\n  UserKnownHostsFile /dev/null\n  StrictHostKeyChecking ask\n  \
+             X11Forwarding yes\n",
+            key.private.display()
+        ),
+    );
+    let (status, toml, stderr) = tunneld(&["import-ssh-config", "-f", config.to_str().unwrap()]);
+    assert_eq!(status, Some(0), "{toml}{stderr}");
+    let path = config.display();
+    for expected in [
+        // Two aliases with one name: two tunnels, the second renamed.
+        "[tunnels.a-b]\nhost = \"a-b\"\n".to_owned(),
+        "[tunnels.a-b-2]\nhost = \"a-b-2\"\n".to_owned(),
+        format!("# Port 99999 ({path}:8): not imported: not a port number\n"),
+        format!(
+            "# LocalForward 5432 ({path}:9): not imported: \"5432\" is not \
+             [bind:]port:host:hostport\n"
+        ),
+        format!("# DynamicForward x ({path}:10): not imported: "),
+        "local = [\"7001:h:7001\"]\n".to_owned(),
+        format!(
+            "# ServerAliveCountMax 0 ({path}:11): not imported: tunneld needs a whole number of \
+             at least 1\n"
+        ),
+        format!("# Ciphers +aes128-cbc ({path}:12): not imported: changes OpenSSH's default list"),
+        format!("# UserKnownHostsFile /dev/null ({path}:13): not imported: it would make every"),
+        format!("# StrictHostKeyChecking ask ({path}:14): tunneld runs unattended and cannot ask"),
+        format!("# X11Forwarding yes ({path}:15): not imported: tunneld has no equivalent\n"),
+    ] {
+        assert!(
+            toml.contains(&expected),
+            "{expected:?} missing from\n{toml}"
+        );
+    }
+    let out = dir.write("imported.toml", &toml);
+    let (status, stdout, stderr) = tunneld(&["check", "--config", out.to_str().unwrap()]);
+    assert_eq!(status, Some(0), "{toml}\n{stdout}{stderr}");
+
+    // A Match without criteria is refused, as ssh refuses it, with the file and line.
+    let config = dir.write("bad", "Host db\n  LocalForward 1 h:1\nMatch\n");
+    let (status, toml, stderr) = tunneld(&["import-ssh-config", "-f", config.to_str().unwrap()]);
+    assert_eq!((status, toml.as_str()), (Some(1), ""));
+    assert_eq!(
+        stderr,
+        format!(
+            "tunneld: {}:3: Match needs criteria (all, host, originalhost, user, ...)\n",
+            config.display()
+        )
+    );
+}

@@ -80,7 +80,7 @@ pub(crate) fn from_config(
             }
         }
         let mapped = map::host(alias, &options, local);
-        if !mapped.has_forwards && all {
+        if !mapped.forward_lines && all {
             without_forwards.push(alias.clone());
             continue;
         }
@@ -198,15 +198,23 @@ impl<'a> Builder<'a> {
         let forwards = mapped.forwards.clone();
         let has_forwards = mapped.has_forwards;
         let host = self.entry(alias, Vec::new(), options, mapped, (0, true))?;
-        let name = name.map_or_else(|| sanitise(alias), str::to_owned);
+        let wanted = name.map_or_else(|| sanitise(alias), str::to_owned);
+        let mut name = wanted.clone();
+        let mut n = 1;
+        while self
+            .tables
+            .iter()
+            .any(|t| t.section == "tunnels" && t.name == name)
+        {
+            n += 1;
+            name = format!("{wanted}-{n}");
+        }
         let mut items = vec![Item::Key("host".to_owned(), toml_string(&host))];
         items.extend(notes.into_iter().map(Item::Comment));
         items.extend(forwards);
         if !has_forwards {
             items.push(Item::Comment(
-                "no LocalForward, RemoteForward or DynamicForward: add local, remote or \
-                 dynamic here"
-                    .to_owned(),
+                "no forward that tunneld takes: add local, remote or dynamic here".to_owned(),
             ));
         }
         self.tunnels += usize::from(has_forwards);

@@ -179,6 +179,12 @@ impl Walk<'_> {
 
     /// A `Match` line's criteria, all of which must hold.
     fn criteria(&self, line: &Line, options: &Options) -> Result<Active, ImportError> {
+        if line.args.is_empty() {
+            return Err(ImportError::Line {
+                at: line.at.clone(),
+                message: "Match needs criteria (all, host, originalhost, user, ...)".to_owned(),
+            });
+        }
         let mut result = Active::Yes;
         let mut args = line.args.iter();
         let error = |message: String| ImportError::Line {

@@ -90,6 +90,8 @@ pub(crate) struct Mapped {
     pub(crate) forwards: Vec<Item>,
     /// Whether any forward was mapped.
     pub(crate) has_forwards: bool,
+    /// Whether the host has forward lines at all, taken or not.
+    pub(crate) forward_lines: bool,
     /// Warnings, also written as comments.
     pub(crate) warnings: Vec<String>,
 }
@@ -208,7 +210,16 @@ impl Mapped {
                  tunnel's key here (owned by tunneld, mode 0600)",
                 ssh_dir.display()
             ));
-            let path = format!("/etc/tunneld/keys/{}", tokens.alias);
+            let name: String = (tokens.alias.chars())
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
+                .collect();
+            let path = format!("/etc/tunneld/keys/{name}");
             self.set("identityfile", list(&[path]));
             return;
         }
@@ -237,6 +248,7 @@ impl Mapped {
     fn forwards<'a>(&mut self, kind: &str, lines: impl Iterator<Item = &'a Line>) {
         let mut specs = Vec::new();
         for line in lines {
+            self.forward_lines = true;
             let spec = line.args.join(":");
             match accepted(kind, &spec) {
                 Ok(()) => specs.push(spec),
