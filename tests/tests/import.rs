@@ -217,7 +217,12 @@ fn same_tunnel(tunnel: &Tunnel, ssh: &HashMap<String, Vec<String>>, config: &str
     }
     let jumps: Vec<String> = ssh
         .get("proxyjump")
-        .map(|j| j[0].split(',').map(str::to_owned).collect())
+        .map(|j| {
+            j[0].replace(['[', ']'], "")
+                .split(',')
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default();
     if !jumps.is_empty() {
         let labels: Vec<&str> = tunnel.jump.iter().map(|hop| hop.label.as_str()).collect();
@@ -632,5 +637,43 @@ fn what_cannot_be_imported_is_said_not_dropped() {
             "tunneld: {}:3: Match needs criteria (all, host, originalhost, user, ...)\n",
             config.display()
         )
+    );
+}
+
+#[test]
+fn jump_hosts_of_a_command_line_are_hosts_entries() {
+    let args = [
+        "-N",
+        "-J",
+        "admin@192.0.2.1:2200,192.0.2.2",
+        "-L",
+        "5432:db:5432",
+        "dbuser@192.0.2.9",
+    ];
+    let mut command = vec!["import-ssh-command", "--name", "db", "--", "ssh"];
+    command.extend(args);
+    let (_, toml, stderr) = tunneld(&command);
+    let dir = harness::TestDir::new();
+    let imported = load(&dir.write("imported.toml", &toml));
+    let tunnel = &imported.tunnels[0];
+    let mut ssh_args = vec!["-F", "none"];
+    ssh_args.extend(args);
+    let ssh = ssh_g(&ssh_args);
+    // ssh prints an address hop in brackets.
+    assert_eq!(ssh["proxyjump"], ["admin@192.0.2.1:2200,[192.0.2.2]"]);
+    let hops: Vec<(&str, u16, &str)> = tunnel
+        .jump
+        .iter()
+        .map(|hop| (hop.hostname.as_str(), hop.port, hop.user.as_str()))
+        .collect();
+    let me = user();
+    assert_eq!(
+        hops,
+        [("192.0.2.1", 2200, "admin"), ("192.0.2.2", 22, me.as_str())],
+        "{toml}{stderr}"
+    );
+    assert_eq!(
+        (tunnel.name.as_str(), tunnel.target.user.as_str()),
+        ("db", ssh["user"][0].as_str())
     );
 }

@@ -117,7 +117,7 @@ pub(crate) fn parse(args: &[String]) -> Result<Command, String> {
             remote.join(" ")
         ));
     }
-    command.destination(destination)?;
+    command.destination(destination, false)?;
     Ok(command)
 }
 
@@ -211,7 +211,7 @@ impl Command {
 
     /// `[user@]host` or `ssh://[user@]host[:port]`: the host, and `User`/`Port` lines after
     /// the options (which win over them, as in ssh).
-    pub(crate) fn destination(&mut self, text: &str) -> Result<(), String> {
+    pub(crate) fn destination(&mut self, text: &str, jump: bool) -> Result<(), String> {
         let at = format!("command line destination {text}");
         let (user, host, port) = match text.strip_prefix("ssh://") {
             Some(url) => {
@@ -224,10 +224,21 @@ impl Command {
                     .ok_or_else(|| format!("{text:?} is not ssh://[user@]host[:port]"))?;
                 (user, host, port)
             }
-            None => match text.rsplit_once('@') {
-                Some((user, host)) => (Some(user), host, None),
-                None => (None, text, None),
-            },
+            None => {
+                let (user, host) = match text.rsplit_once('@') {
+                    Some((user, host)) => (Some(user), host),
+                    None => (None, text),
+                };
+                // A ProxyJump hop (`[user@]host[:port]`) carries its port; ssh's destination
+                // does not.
+                if jump {
+                    let (host, port) = split_port(host)
+                        .ok_or_else(|| format!("{text:?} is not [user@]host[:port]"))?;
+                    (user, host, port)
+                } else {
+                    (user, host, None)
+                }
+            }
         };
         if host.is_empty() || user == Some("") {
             return Err(format!("{text:?} is not [user@]host"));

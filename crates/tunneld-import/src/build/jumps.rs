@@ -32,7 +32,7 @@ impl Builder<'_> {
         if line.lower == "proxyjump" {
             for element in line.args.join(",").split(',').filter(|e| !e.is_empty()) {
                 let mut hop = Command::default();
-                hop.destination(element)
+                hop.destination(element, true)
                     .map_err(|message| ImportError::Line {
                         at: line.at.clone(),
                         message: format!("ProxyJump: {message}"),
@@ -95,7 +95,66 @@ fn proxy_command_hop(line: &Line) -> Option<Command> {
         Some("exec") => words[1..].to_vec(),
         _ => words,
     };
-    let hop = command::parse(&words).ok()?;
+    let mut hop = command::parse(&words).ok()?;
     let stdio = hop.stdio.as_deref()?;
-    (matches!(stdio, "%h:%p" | "[%h]:%p") && !hop.remote_command).then_some(hop)
+    if !matches!(stdio, "%h:%p" | "[%h]:%p") || hop.remote_command {
+        return None;
+    }
+    // Its options are said to come from the ProxyCommand, where the user wrote them.
+    for option in &mut hop.lines {
+        let flag = option.at.trim_start_matches("command line ");
+        option.at = format!("{flag} in the ProxyCommand at {}", line.at);
+    }
+    Some(hop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hop(command: &str) -> Option<(String, Vec<String>)> {
+        let line = Line {
+            at: "config:7".to_owned(),
+            keyword: "ProxyCommand".to_owned(),
+            lower: "proxycommand".to_owned(),
+            args: lexer::split_args(command).unwrap_or_default(),
+        };
+        let hop = proxy_command_hop(&line)?;
+        let lines = hop
+            .lines
+            .iter()
+            .map(|l| format!("{} ({})", l.text(), l.at))
+            .collect();
+        Some((hop.host, lines))
+    }
+
+    #[test]
+    fn ssh_w_is_a_jump_and_nothing_else_is() {
+        assert_eq!(hop("ssh -W %h:%p gw"), Some(("gw".to_owned(), vec![])));
+        assert_eq!(
+            hop("exec /usr/bin/ssh -q -p 2222 -W [%h]:%p admin@gw"),
+            Some((
+                "gw".to_owned(),
+                vec![
+                    "LogLevel QUIET (-q in the ProxyCommand at config:7)".to_owned(),
+                    "Port 2222 (-p 2222 in the ProxyCommand at config:7)".to_owned(),
+                    "User admin (destination admin@gw in the ProxyCommand at config:7)".to_owned(),
+                ]
+            ))
+        );
+        assert_eq!(
+            hop("ssh gw -W %h:%p").map(|(host, _)| host).as_deref(),
+            Some("gw")
+        );
+        for other in [
+            "nc -X connect -x proxy:3128 %h %p",
+            "ssh -W %h:22 gw",
+            "ssh gw nc %h %p",
+            "ssh -W %h:%p gw uptime",
+            "sh -c 'ssh -W %h:%p gw'",
+            "ssh -W %h:%p",
+        ] {
+            assert_eq!(hop(other), None, "{other}");
+        }
+    }
 }
