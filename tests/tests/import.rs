@@ -103,12 +103,15 @@ fn paths(files: &[IdentityFile]) -> Vec<String> {
         .collect()
 }
 
-/// `~/` of ssh's output, expanded.
-fn expand(path: &str) -> String {
-    match path.strip_prefix("~/") {
-        Some(rest) => home().join(rest).display().to_string(),
+/// `~/` and the tokens the fixture uses (`%d`, and `%n` of `alias`) of ssh's output, expanded:
+/// `ssh -G` prints identity files as written.
+fn expand(path: &str, alias: &str) -> String {
+    let home = home().display().to_string();
+    let path = match path.strip_prefix("~/") {
+        Some(rest) => format!("{home}/{rest}"),
         None => path.to_owned(),
-    }
+    };
+    path.replace("%d", &home).replace("%n", alias)
 }
 
 /// One hop against what `ssh -G` printed for its host.
@@ -117,11 +120,14 @@ fn same_hop(alias: &str, hop: &Hop, ssh: &HashMap<String, Vec<String>>) {
     assert_eq!(hop.hostname, one("hostname"), "{alias}: hostname");
     assert_eq!(hop.port.to_string(), one("port"), "{alias}: port");
     assert_eq!(hop.user, one("user"), "{alias}: user");
-    let ids: Vec<String> = ssh["identityfile"].iter().map(|p| expand(p)).collect();
+    let ids: Vec<String> = ssh["identityfile"]
+        .iter()
+        .map(|p| expand(p, alias))
+        .collect();
     assert_eq!(paths(&hop.identity_files), ids, "{alias}: identityfile");
     let certs: Vec<String> = ssh
         .get("certificatefile")
-        .map(|c| c.iter().map(|p| expand(p)).collect())
+        .map(|c| c.iter().map(|p| expand(p, alias)).collect())
         .unwrap_or_default();
     assert_eq!(
         paths(&hop.certificate_files),
@@ -325,8 +331,8 @@ fn fixture() -> Fixture {
                LocalForward 8080 localhost:80\n  LocalForward 8443 [2001:db8::1]:443\n";
     std::fs::write(dir.path().join("conf.d/10-web.conf"), web).unwrap();
     let bastion = format!(
-        "Host bastion\n  HostName 192.0.2.1\n  User jump\n  IdentityFile {d}/bastion\n\
-         Host inner\n  HostName 192.0.2.2\n  IdentityFile {d}/inner\n  ProxyJump bastion\n"
+        "Host bastion\n  HostName 192.0.2.1\n  User jump\n  IdentityFile ~/.ssh/{name}/bastion\n\
+         Host inner\n  HostName 192.0.2.2\n  IdentityFile %d/.ssh/{name}/%n\n  ProxyJump bastion\n"
     );
     std::fs::write(dir.path().join("bastion.conf"), bastion).unwrap();
     let path = dir.path().join("config");
