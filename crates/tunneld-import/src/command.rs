@@ -28,8 +28,26 @@ pub(crate) struct Command {
 }
 
 /// Parses `args`, `args[0]` being `ssh` or `autossh` (any path), possibly after `env` and
-/// `NAME=value` words.
+/// `NAME=value` words. A single argument is a whole line, split as a shell or systemd would
+/// (`ExecStart=` and its prefixes, and `\` line continuations, allowed).
 pub(crate) fn parse(args: &[String]) -> Result<Command, String> {
+    let mut args = match args {
+        [line] if line.contains(char::is_whitespace) => {
+            lexer::split_args(&line.replace("\\\n", " "))
+                .map_err(|err| format!("{line:?}: {err}"))?
+        }
+        _ => args.to_vec(),
+    };
+    if let Some(first) = args.first_mut()
+        && let Some(program) = first.strip_prefix("ExecStart=")
+    {
+        *first = program
+            .trim_start_matches(['-', '@', '+', '!', ':'])
+            .to_owned();
+        if first.is_empty() {
+            args.remove(0);
+        }
+    }
     let mut command = Command::default();
     let mut rest = args.iter().peekable();
     while let Some(word) = rest.next_if(|w| *w == "env" || w.ends_with("/env") || is_env(w)) {

@@ -46,8 +46,8 @@ pub(crate) enum Command {
         #[arg(value_name = "HOST")]
         hosts: Vec<String>,
     },
-    /// Print tunneld's TOML for an ssh or autossh command line, given after `--`; what cannot be
-    /// mapped becomes a comment.
+    /// Print tunneld's TOML for an ssh or autossh command line, given after `--` (or as one
+    /// quoted line, an `ExecStart=` line too); what cannot be mapped becomes a comment.
     #[command(name = "import-ssh-command")]
     ImportSshLine {
         /// The tunnel's name [default: the destination's host, with characters other than

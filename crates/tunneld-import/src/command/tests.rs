@@ -86,3 +86,22 @@ fn destinations_and_remote_commands() {
         assert_eq!(parse(&words(line)).err().as_deref(), Some(error), "{line}");
     }
 }
+
+#[test]
+fn a_whole_line_and_a_systemd_exec_start() {
+    let line = "ExecStart=-/usr/bin/autossh -M 0 -N \\\n    -o \"ServerAliveInterval 30\" \
+                -R 2222:localhost:22 tunnel@example.com";
+    let command = parse(&[line.to_owned()]).unwrap_or_default();
+    assert_eq!(command.host, "example.com");
+    assert_eq!(
+        lines(&command),
+        [
+            "SessionType none",
+            "ServerAliveInterval 30",
+            "RemoteForward 2222:localhost:22",
+            "User tunnel",
+        ]
+    );
+    let words = words("ExecStart= /usr/bin/ssh -N host");
+    assert_eq!(parse(&words).map(|c| c.host).as_deref(), Ok("host"));
+}
