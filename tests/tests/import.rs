@@ -699,3 +699,50 @@ fn jump_hosts_of_a_command_line_are_hosts_entries() {
         ("db", ssh["user"][0].as_str())
     );
 }
+
+#[test]
+fn gateway_ports_and_clear_all_forwardings_change_the_forwards_as_in_ssh() {
+    let dir = harness::TestDir::new();
+    let key = KeyPair::generate(dir.path(), "id");
+    let config = dir.write(
+        "config",
+        format!(
+            "Host lan\n  HostName 192.0.2.3\n  GatewayPorts yes\n  LocalForward 8080 web:80\n  \
+             LocalForward 127.0.0.1:8081 web:81\n  DynamicForward 1080\n  \
+             RemoteForward 9000 localhost:3000\n\
+             Host cleared\n  HostName 192.0.2.4\n  ClearAllForwardings yes\n  \
+             LocalForward 8082 web:82\n\
+             Host gw\n  HostName 192.0.2.5\n  LocalForward 8083 web:83\n\
+             Host inner\n  HostName 192.0.2.6\n  ProxyJump gw\n  LocalForward 8084 web:84\n\
+             Host *\n  IdentityFile {}\n",
+            key.private.display()
+        ),
+    );
+    let config = config.to_str().unwrap();
+    let (status, toml, stderr) = tunneld(&["import-ssh-config", "-f", config, "lan", "cleared"]);
+    // `cleared` has no forward: ssh makes none (ClearAllForwardings).
+    assert_eq!(status, Some(0), "{toml}{stderr}");
+    assert_eq!(ssh_g(&["-F", config, "lan"])["gatewayports"], ["yes"]);
+    assert_eq!(
+        ssh_g(&["-F", config, "cleared"])["clearallforwardings"],
+        ["yes"]
+    );
+    for expected in [
+        "local = [\"*:8080:web:80\", \"127.0.0.1:8081:web:81\"]\n",
+        "dynamic = [\"*:1080\"]\n",
+        "remote = [\"9000:localhost:3000\"]\n",
+        "[tunnels.cleared]\nhost = \"cleared\"\n# ClearAllForwardings yes (",
+    ] {
+        assert!(toml.contains(expected), "{expected:?} missing from\n{toml}");
+    }
+    assert!(!toml.contains("8082"), "{toml}");
+
+    // A jump host's forwards are not the tunnel's: ssh -J makes none for it.
+    let (status, toml, stderr) = tunneld(&["import-ssh-config", "-f", config, "inner"]);
+    assert_eq!(status, Some(0), "{toml}{stderr}");
+    assert!(!toml.contains("8083"), "{toml}");
+    assert!(
+        toml.contains("# its forwards apply when it is the destination, not when it is a jump"),
+        "{toml}"
+    );
+}

@@ -4,6 +4,7 @@ use super::{Builder, MAX_HOPS};
 use crate::command::{self, Command};
 use crate::evaluate::Options;
 use crate::files::Line;
+use crate::render::Item;
 use crate::{ImportError, lexer, map};
 
 impl Builder<'_> {
@@ -65,7 +66,14 @@ impl Builder<'_> {
         let mut names = Vec::new();
         for (i, hop) in hops.into_iter().enumerate() {
             let options = self.options(&hop.host, hop.lines.clone())?;
-            let mapped = map::host(&hop.host, &options, self.local);
+            let mut mapped = map::host(&hop.host, &options, self.local);
+            if mapped.forward_lines {
+                mapped.host.push(Item::Comment(
+                    "its forwards apply when it is the destination, not when it is a jump \
+                     host (as in ssh); [tunnels] of its own carry them"
+                        .to_owned(),
+                ));
+            }
             let name = self.entry(&hop.host, hop.lines, &options, mapped, (depth + 1, i == 0))?;
             names.push(name);
         }

@@ -23,7 +23,12 @@ const DEFAULT_IDENTITIES: &[&str] = &[
 
 /// Keywords mapped here that tunneld-config's table of equivalents does not pair with a key:
 /// their values need more than a change of form.
-const MAPPED_HERE: &[&str] = &["proxycommand", "stricthostkeychecking"];
+const MAPPED_HERE: &[&str] = &[
+    "proxycommand",
+    "stricthostkeychecking",
+    "gatewayports",
+    "clearallforwardings",
+];
 
 /// Whether this module maps `keyword` (lowercase).
 fn mapped(keyword: &str) -> bool {
@@ -129,11 +134,7 @@ pub(crate) fn host(alias: &str, options: &Options, local: &Local) -> Mapped {
     out.identities(options, &tokens);
     out.paths(options.all("certificatefile"), "certificatefile", &tokens);
     out.settings(options, &tokens);
-    for keyword in ["localforward", "remoteforward", "dynamicforward"] {
-        if let Some(kind) = tunneld_config::ssh_config_key(keyword) {
-            out.forwards(kind, options.all(keyword));
-        }
-    }
+    out.all_forwards(options);
     out.rest(options);
     out
 }
@@ -245,26 +246,6 @@ impl Mapped {
         }
     }
 
-    fn forwards<'a>(&mut self, kind: &str, lines: impl Iterator<Item = &'a Line>) {
-        let mut specs = Vec::new();
-        for line in lines {
-            self.forward_lines = true;
-            let spec = line.args.join(":");
-            match accepted(kind, &spec) {
-                Ok(()) => specs.push(spec),
-                Err(why) => self.forwards.push(Item::Comment(format!(
-                    "{} ({}): not imported: {why}",
-                    line.text(),
-                    line.at
-                ))),
-            }
-        }
-        if !specs.is_empty() {
-            self.has_forwards = true;
-            self.forwards.push(Item::Key(kind.to_owned(), list(&specs)));
-        }
-    }
-
     /// Every applied option that nothing above took, once per keyword (ssh reads the first).
     fn rest(&mut self, options: &Options) {
         let mut seen = HashSet::new();
@@ -309,21 +290,7 @@ pub(crate) fn list(values: &[String]) -> String {
     format!("[{}]", items.join(", "))
 }
 
-/// Whether tunneld takes `spec` as a forward of `kind`: its own parser decides, on a file that
-/// holds only that forward.
-fn accepted(kind: &str, spec: &str) -> Result<(), String> {
-    let text = format!(
-        "[tunnels.t]\nhost = \"h\"\nuse_agent = true\n{kind} = [{}]\n",
-        toml_string(spec)
-    );
-    let env = tunneld_config::Environment {
-        user: "u".to_owned(),
-    };
-    tunneld_config::parse(std::path::Path::new("import.toml"), &text, &env)
-        .map(|_| ())
-        .map_err(|err| err.message())
-}
-
+mod forwards;
 mod settings;
 
 #[cfg(test)]
