@@ -66,8 +66,8 @@ pub(crate) fn from_config(
         local,
     );
     builder.header.push(format!(
-        "Imported by tunneld import-ssh-config from {} (ssh would also read \
-         /etc/ssh/ssh_config, which was not read).",
+        "Imported by tunneld import-ssh-config from {} and its Includes (ssh without -F \
+         also reads /etc/ssh/ssh_config; it was not read).",
         config.display()
     ));
     let mut without_forwards = Vec::new();
