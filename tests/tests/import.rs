@@ -731,11 +731,19 @@ fn gateway_ports_and_clear_all_forwardings_change_the_forwards_as_in_ssh() {
         "local = [\"*:8080:web:80\", \"127.0.0.1:8081:web:81\"]\n",
         "dynamic = [\"*:1080\"]\n",
         "remote = [\"9000:localhost:3000\"]\n",
-        "[tunnels.cleared]\nhost = \"cleared\"\n# ClearAllForwardings yes (",
+        "# ClearAllForwardings yes (",
+        "# no [tunnels.cleared]: no forward that tunneld takes; add one with host = \"cleared\"\n",
     ] {
         assert!(toml.contains(expected), "{expected:?} missing from\n{toml}");
     }
-    assert!(!toml.contains("8082"), "{toml}");
+    assert!(
+        !toml.contains("8082") && !toml.contains("\n[tunnels.cleared]"),
+        "{toml}"
+    );
+    // The host without forwards is an entry, not a tunnel that check would refuse.
+    let out = dir.write("imported.toml", &toml);
+    let (status, stdout, stderr) = tunneld(&["check", "--config", out.to_str().unwrap()]);
+    assert_eq!(status, Some(0), "{toml}\n{stdout}{stderr}");
 
     // A jump host's forwards are not the tunnel's: ssh -J makes none for it.
     let (status, toml, stderr) = tunneld(&["import-ssh-config", "-f", config, "inner"]);

@@ -213,11 +213,27 @@ impl<'a> Builder<'a> {
         items.extend(notes.into_iter().map(Item::Comment));
         items.extend(forwards);
         if !has_forwards {
-            items.push(Item::Comment(
-                "no forward that tunneld takes: add local, remote or dynamic here".to_owned(),
-            ));
+            // A tunnel without forwards would fail check: what there is to say goes into the
+            // host's entry, as comments.
+            items.remove(0);
+            items.push(Item::Comment(format!(
+                "no [tunnels.{name}]: no forward that tunneld takes; add one with host = {}",
+                toml_string(&host)
+            )));
+            let comments = items.into_iter().map(|item| match item {
+                Item::Key(key, value) => Item::Comment(format!("{key} = {value}")),
+                comment => comment,
+            });
+            if let Some(table) = self
+                .tables
+                .iter_mut()
+                .find(|t| t.section == "hosts" && t.name == host)
+            {
+                table.items.extend(comments);
+            }
+            return Ok(());
         }
-        self.tunnels += usize::from(has_forwards);
+        self.tunnels += 1;
         self.tables.push(Table {
             section: "tunnels",
             name,
