@@ -43,6 +43,7 @@ pub use findings::{
 };
 pub use model::*;
 pub use settings::SUPPORTED_CIPHERS;
+pub use ssh_config::equivalent_key as ssh_config_key;
 pub use verdicts::{Resolve, Verdicts, judge};
 
 /// The built-in defaults that depend on the machine.

@@ -24,12 +24,35 @@ const TRANSLATED: &[(&str, Form)] = &[
     ("compression", Form::Bool("compression")),
     ("updatehostkeys", Form::Bool("update_host_keys")),
     ("ciphers", Form::List("ciphers", None)),
+    (
+        "exitonforwardfailure",
+        Form::Bool("exit_on_forward_failure"),
+    ),
     ("userknownhostsfile", Form::Str("known_hosts", None)),
     (
         "globalknownhostsfile",
         Form::Str("global_known_hosts", None),
     ),
 ];
+
+/// The key of tunneld's file that stands for the ssh_config `keyword` (any letter case):
+/// `keepalive_interval` for `ServerAliveInterval`. `None` for keywords without a direct
+/// equivalent, and for `Host` (a `[hosts.NAME]` table, not a key).
+pub fn equivalent_key(keyword: &str) -> Option<&'static str> {
+    let lower = keyword.to_ascii_lowercase();
+    TRANSLATED
+        .iter()
+        .find(|(name, _)| *name == lower)
+        .and_then(|(_, form)| match *form {
+            Form::Table(_) => None,
+            Form::Str(key, _)
+            | Form::Int(key, _)
+            | Form::List(key, _)
+            | Form::Forward(key)
+            | Form::Seconds(key)
+            | Form::Bool(key) => Some(key),
+        })
+}
 
 /// Other keywords common in a `~/.ssh/config`, recognised without an equivalent to offer.
 const RECOGNISED: &[&str] = &[
@@ -41,7 +64,6 @@ const RECOGNISED: &[&str] = &[
     "forwardagent",
     "addkeystoagent",
     "stricthostkeychecking",
-    "exitonforwardfailure",
     "gatewayports",
     "requesttty",
     "sessiontype",
@@ -219,6 +241,7 @@ mod tests {
             ("ServerAliveInterval 15", "keepalive_interval = \"15s\""),
             ("ServerAliveCountMax 3", "keepalive_max = 3"),
             ("Compression yes", "compression = true"),
+            ("ExitOnForwardFailure yes", "exit_on_forward_failure = true"),
             (
                 "Compression maybe",
                 "[hosts.NAME] and [tunnels.NAME] tables",
@@ -232,6 +255,17 @@ mod tests {
         for (line, form) in table {
             assert_eq!(expected(line).as_deref(), Some(form), "{line}");
         }
+    }
+
+    #[test]
+    fn equivalent_keys() {
+        assert_eq!(
+            equivalent_key("ServerAliveInterval"),
+            Some("keepalive_interval")
+        );
+        assert_eq!(equivalent_key("LOCALFORWARD"), Some("local"));
+        assert_eq!(equivalent_key("Host"), None);
+        assert_eq!(equivalent_key("ForwardAgent"), None);
     }
 
     #[test]

@@ -65,6 +65,34 @@ pub(crate) enum Command {
         #[command(flatten)]
         daemon: Daemon,
     },
+    /// Print tunneld's TOML for the hosts of an OpenSSH client config; what cannot be mapped
+    /// becomes a comment.
+    ImportSshConfig {
+        /// The OpenSSH client config [default: ~/.ssh/config of the invoking user].
+        #[arg(long, short, value_name = "PATH")]
+        file: Option<PathBuf>,
+        /// Hosts to import [default: every host that a Host line names without wildcards and
+        /// that has forwards].
+        #[arg(value_name = "HOST")]
+        hosts: Vec<String>,
+    },
+    /// Print tunneld's TOML for an ssh or autossh command line, given after `--` (or as one
+    /// quoted line, an `ExecStart=` line too); what cannot be mapped becomes a comment.
+    #[command(name = "import-ssh-command")]
+    ImportSshLine {
+        /// The tunnel's name [default: the destination's host, with characters other than
+        /// A-Z a-z 0-9 _ . - replaced by -].
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// The command line: ssh or autossh, its options and the destination.
+        #[arg(
+            value_name = "SSH_COMMAND",
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true
+        )]
+        command: Vec<String>,
+    },
 }
 
 /// Which running daemon a command asks.

@@ -4,6 +4,7 @@
 mod check;
 mod cli;
 mod control;
+mod import;
 mod logging;
 mod metrics_state;
 mod notify;
@@ -33,5 +34,11 @@ fn main() -> ExitCode {
             daemon, tunnels, ..
         } => control::client::reconnect(&daemon.target(), tunnels),
         cli::Command::Reload { daemon } => control::client::reload(&daemon.target()),
+        cli::Command::ImportSshConfig { file, hosts } => {
+            import::ssh_config(file.as_deref(), &hosts)
+        }
+        cli::Command::ImportSshLine { name, command } => {
+            import::ssh_command(&command, name.as_deref())
+        }
     }
 }
