@@ -347,3 +347,49 @@ async fn the_target_name_is_resolved_by_the_server_not_by_tunneld() {
     );
     tunneld.stop().await;
 }
+
+/// Clients that connect one after the other reach the target in that order, as through ssh -L:
+/// iperf3 --bidir tells its two data connections apart by the order they were opened, and hangs
+/// when a forwarder swaps them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_reach_the_target_in_the_order_clients_made_them() {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    const CLIENTS: u32 = 64;
+    let dir = test_dir();
+    let sshd = Sshd::start();
+    let target = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target_port = target.local_addr().unwrap().port();
+    let port = free_port();
+    let block = format!("local = [\"{port}:127.0.0.1:{target_port}\"]\n");
+    let tunneld = InProcess::start(&write_one_tunnel(dir.path(), &sshd, "order", &block));
+    tunneld.wait_up("order").await;
+
+    // Each client connects (and the kernel completes it) before the next one starts; none
+    // writes until all are connected, so only the order of arrival tells them apart.
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        clients.push(TcpStream::connect(localhost(port)).await.unwrap());
+    }
+    for (index, client) in clients.iter_mut().enumerate() {
+        client
+            .write_u32(u32::try_from(index).unwrap())
+            .await
+            .unwrap();
+    }
+    let mut order = Vec::new();
+    for _ in 0..CLIENTS {
+        let (mut accepted, _) = tokio::time::timeout(Duration::from_secs(30), target.accept())
+            .await
+            .expect("every client reaches the target")
+            .unwrap();
+        order.push(accepted.read_u32().await.unwrap());
+    }
+    let expected: Vec<u32> = (0..CLIENTS).collect();
+    assert_eq!(
+        order, expected,
+        "the target accepted the clients' connections out of order"
+    );
+    tunneld.stop().await;
+}

@@ -25,6 +25,7 @@ mod error;
 pub mod forward;
 mod handler;
 pub mod identity;
+mod in_order;
 pub mod known_hosts;
 pub mod private_file;
 mod quiet;

@@ -12,6 +12,7 @@ use tunneld_config::RemoteForward;
 
 use super::Connection;
 use crate::error::{ChannelOpenError, RemoteForwardError};
+use crate::in_order;
 use crate::routes::{IncomingForward, request_address};
 
 impl Connection {
@@ -36,7 +37,7 @@ impl Connection {
         let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
         let connection = Arc::clone(self);
         let request = (host.to_string(), originator);
-        tokio::spawn(async move {
+        let opening = Box::pin(async move {
             let (host, originator) = request;
             let opened = connection
                 .target
@@ -54,6 +55,11 @@ impl Connection {
                 let _ = late.close().await;
             }
         });
+        // The CHANNEL_OPEN is queued here, in the caller's order, rather than whenever the task
+        // first runs (`in_order`); the task only waits for the answer.
+        if let Some(rest) = in_order::first_step(opening).await {
+            tokio::spawn(rest);
+        }
         let opened = tokio::time::timeout(self.channel_open_timeout, reply_rx).await;
         match opened {
             Ok(Ok(Ok(channel))) => Ok(channel),

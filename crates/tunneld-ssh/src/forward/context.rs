@@ -16,6 +16,7 @@ use tracing::debug;
 use super::pipe::PipeLimits;
 use crate::connection::Connection;
 use crate::descriptors;
+use crate::in_order;
 
 /// The current SSH connection of a tunnel, `None` while it is down. Listeners watch it so that
 /// they can outlive any one connection.
@@ -103,11 +104,15 @@ pub(crate) async fn accept_loop<F, Fut>(
                 if let Some(since) = paused_since.take() {
                     descriptors::report_resumed(&listen, since.elapsed());
                 }
-                let forwarded = serve(stream, client, ctx.clone());
-                ctx.tracker.spawn(async move {
-                    let _slot = slot;
-                    forwarded.await;
-                });
+                // Its first step (the CHANNEL_OPEN) is taken here, before the next client is
+                // accepted, so that channels open in the order clients came (`in_order`).
+                let forwarded = Box::pin(serve(stream, client, ctx.clone()));
+                if let Some(rest) = in_order::first_step(forwarded).await {
+                    ctx.tracker.spawn(async move {
+                        let _slot = slot;
+                        rest.await;
+                    });
+                }
             }
             Err(err) if out_of_descriptors(&err) => {
                 // Uncounted descriptors (or another process's, for ENFILE) used up the rest.
