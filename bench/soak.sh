@@ -310,8 +310,15 @@ if warm:
     print(f"RSS KiB: first {samples[0][1]}, warm (t={w[0]:.0f} s) {w[1]}, last {last[1]}, "
           f"max after warm-up {max_rss} (last - warm {last[1] - w[1]:+d})")
     print(f"fds:     first {samples[0][2]}, warm {w[2]}, last {last[2]}, max after warm-up {max_fds}")
-    if max_rss - w[1] > 2048 or max_fds - w[2] > 8:
-        print("NOT FLAT: RSS grew by more than 2 MiB or descriptors by more than 8 after warm-up"); failed = True
+    # A leak grows with time; memory that malloc keeps after the busiest moment so far (a silent
+    # cut that filled every window at once) is a step that does not recur. So the verdict is on
+    # the second half of the run, and the step after warm-up is shown beside it.
+    half = [x for x in samples if x[0] >= samples[-1][0] / 2]
+    grew = max(x[1] for x in half) - half[0][1]
+    print(f"second half (t={half[0][0]:.0f} s on): RSS {half[0][1]} -> {last[1]} KiB, max {max(x[1] for x in half)} "
+          f"(+{grew} KiB); fds max {max(x[2] for x in half)}")
+    if grew > 1024 or max_fds - w[2] > 8:
+        print("NOT FLAT: RSS grew by more than 1 MiB in the second half, or descriptors by more than 8 after warm-up"); failed = True
 
 spans = lambda a, b: any(a <= oe and b >= os_ for os_, oe in outages)
 print(f"\n{'kind':<8} {'transfers':>9} {'intact':>7} {'MiB':>7} | across an outage: {'completed':>9} {'cut':>4}")
