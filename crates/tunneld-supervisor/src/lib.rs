@@ -7,6 +7,7 @@
 pub mod backoff;
 mod board;
 mod connector;
+mod counters;
 mod failure_log;
 #[cfg(test)]
 mod fixtures;
@@ -29,6 +30,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 use tunneld_config::{Change, Config, Tunnel, diff};
 
+use crate::counters::TunnelCounters;
 use crate::health::Liveness;
 
 pub use connector::{Attempt, Connector, SshConnector};
@@ -106,6 +108,7 @@ impl Supervisor {
         let cancel = self.shutdown.child_token();
         let liveness = Arc::new(Liveness::new());
         let retry_now = Arc::new(Notify::new());
+        let counters = Arc::new(TunnelCounters::new(&tunnel));
         let wiring = tunnel::Wiring {
             state: state_tx,
             cancel: cancel.clone(),
@@ -113,11 +116,13 @@ impl Supervisor {
             liveness: liveness.clone(),
             retry_now: retry_now.clone(),
             first_attempt_after,
+            counters: counters.clone(),
         };
         self.tracker.spawn(tunnel::run(tunnel.clone(), wiring));
         self.viewer.insert(snapshot::View {
             tunnel: tunnel.clone(),
             state: state_rx.clone(),
+            counters,
         });
         self.tunnels.insert(
             tunnel.name.clone(),

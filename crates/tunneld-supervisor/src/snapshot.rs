@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tunneld_config::Tunnel;
 use tunneld_ssh::FailureKind;
 
+use crate::counters::TunnelCounters;
 use crate::state::{ListenerState, RemoteState, TunnelState, not_up};
 
 /// What the supervisor shares of one running tunnel with whoever takes snapshots.
@@ -21,6 +22,7 @@ use crate::state::{ListenerState, RemoteState, TunnelState, not_up};
 pub(crate) struct View {
     pub(crate) tunnel: Arc<Tunnel>,
     pub(crate) state: watch::Receiver<TunnelState>,
+    pub(crate) counters: Arc<TunnelCounters>,
 }
 
 /// Takes [`Snapshot`]s of the running tunnels from any task (`Supervisor::viewer`).
@@ -36,7 +38,11 @@ impl Viewer {
         let views = self.views.read().unwrap_or_else(PoisonError::into_inner);
         let tunnels = views
             .values()
-            .map(|view| of(&view.tunnel, &view.state.borrow(), now))
+            .map(|view| {
+                let mut tunnel = of(&view.tunnel, &view.state.borrow(), now);
+                counted(&mut tunnel, &view.counters);
+                tunnel
+            })
             .collect();
         Snapshot { tunnels }
     }
@@ -221,8 +227,8 @@ pub struct ForwardSnapshot {
     pub bytes_out: u64,
 }
 
-/// A tunnel as its published state shows it. Counters are zero and `since` is approximate here:
-/// this is the part that the state alone can tell.
+/// A tunnel as its published state shows it. Counters are zero (`counted` adds them) and
+/// `since` is approximate here: this is the part that the state alone can tell.
 pub(crate) fn of(tunnel: &Tunnel, state: &TunnelState, now: SystemTime) -> TunnelSnapshot {
     let (name, connection, peer, since, reason, retry_in) = match state {
         TunnelState::Starting => (StateName::Connecting, None, None, now, None, None),
@@ -302,6 +308,21 @@ pub(crate) fn of(tunnel: &Tunnel, state: &TunnelState, now: SystemTime) -> Tunne
         keepalive_rtt: None,
         last_connect: None,
         forwards: forwards(tunnel, state),
+    }
+}
+
+/// Adds what the counters tell: each forward's traffic and listening addresses, the round trip.
+fn counted(tunnel: &mut TunnelSnapshot, counters: &TunnelCounters) {
+    tunnel.keepalive_rtt = counters.rtt();
+    for (forward, counters) in tunnel.forwards.iter_mut().zip(counters.forwards()) {
+        let read = counters.read();
+        forward.active = read.active;
+        forward.connections_total = read.connections_total;
+        forward.bytes_in = read.bytes_in;
+        forward.bytes_out = read.bytes_out;
+        if forward.kind != ForwardKind::Remote {
+            forward.listen = read.listen.iter().map(ToString::to_string).collect();
+        }
     }
 }
 
