@@ -4,6 +4,7 @@
 mod check;
 mod cli;
 mod logging;
+mod metrics;
 mod metrics_state;
 mod notify;
 mod run;

@@ -11,6 +11,7 @@ use tracing::{error, info, warn};
 use tunneld_supervisor::Supervisor;
 
 use crate::EXIT_CONFIG;
+use crate::metrics::Endpoint;
 use crate::notify::Notifier;
 
 /// How long tunnels, listeners and forwarded connections get to finish after SIGTERM. The
@@ -61,6 +62,11 @@ async fn serve(path: &Path, config: tunneld_config::Config) -> anyhow::Result<()
         "starting"
     );
     let mut supervisor = Supervisor::start(&config, shutdown.clone());
+    let (metrics, metrics_state) = Endpoint::start(
+        config.daemon.metrics_listen,
+        supervisor.viewer(),
+        shutdown.clone(),
+    );
     let mut notifier = Notifier::from_env();
     let mut ticker = tokio::time::interval(notifier.tick_every());
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -71,10 +77,10 @@ async fn serve(path: &Path, config: tunneld_config::Config) -> anyhow::Result<()
             _ = interrupt.recv() => { info!("SIGINT: stopping"); break; }
             _ = hangup.recv() => {
                 notifier.reloading();
-                let refused = reload(path, &mut supervisor).await;
+                let refused = reload(path, &mut supervisor, &metrics).await;
                 notifier.reloaded(refused);
             }
-            _ = ticker.tick() => notifier.tick(&supervisor.report()),
+            _ = ticker.tick() => notifier.tick(&supervisor.report(), &metrics_state.borrow()),
         }
     }
     notifier.stopping();
@@ -87,11 +93,12 @@ async fn serve(path: &Path, config: tunneld_config::Config) -> anyhow::Result<()
 
 /// Reads the file again and restarts only what changed. An invalid file changes nothing; the
 /// error is returned (for STATUS=) and logged.
-async fn reload(path: &Path, supervisor: &mut Supervisor) -> Option<String> {
+async fn reload(path: &Path, supervisor: &mut Supervisor, metrics: &Endpoint) -> Option<String> {
     info!(config = %path.display(), "SIGHUP: reloading");
     match tunneld_config::load(path) {
         Ok(config) => {
             let changes = supervisor.apply(&config).await;
+            metrics.listen_on(config.daemon.metrics_listen);
             info!(changes, "reloaded");
             None
         }
