@@ -8,6 +8,7 @@
 mod support;
 
 use std::io::Write;
+use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -16,18 +17,20 @@ use harness::service::in_ci;
 use harness::{
     EchoServer, Sshd, TestDir, TunneldProcess, free_port, random_bytes, try_echo, wait_until,
 };
+use nix::sys::signal::Signal;
 use support::{test_dir, write_one_tunnel};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 const SERVING: &str = "metrics: serving GET /metrics";
 
-/// tunneld with one tunnel `web` (a local forward to `echo`) and `metrics_listen = listen`.
-/// Returns it, the forward's spec and its port.
-fn start(
+/// tunneld with one tunnel `web` (a local forward to `echo`) and `metrics_listen = listen`,
+/// with extra environment variables `env`. Returns it, the forward's spec and its port.
+fn start_with(
     dir: &TestDir,
     sshd: &Sshd,
     echo: &EchoServer,
     listen: &str,
+    env: &[(&str, &str)],
 ) -> (TunneldProcess, String, u16) {
     let port = free_port();
     let spec = format!("{port}:127.0.0.1:{}", echo.port());
@@ -38,9 +41,19 @@ fn start(
         format!("[daemon]\nmetrics_listen = \"{listen}\"\n\n{text}"),
     )
     .unwrap();
-    let tunneld = TunneldProcess::spawn(&["run", "--config", config.to_str().unwrap()], &[]);
+    let tunneld = TunneldProcess::spawn(&["run", "--config", config.to_str().unwrap()], env);
     tunneld.expect_log("tunnel up", TIMEOUT);
     (tunneld, spec, port)
+}
+
+/// [`start_with`] and no extra environment.
+fn start(
+    dir: &TestDir,
+    sshd: &Sshd,
+    echo: &EchoServer,
+    listen: &str,
+) -> (TunneldProcess, String, u16) {
+    start_with(dir, sshd, echo, listen, &[])
 }
 
 /// The address tunneld says it serves metrics on (the `listen` field of its log line).
@@ -211,11 +224,29 @@ fn a_port_held_by_another_program_delays_the_metrics_not_the_tunnel() {
     let echo = EchoServer::start();
     let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let held = holder.local_addr().unwrap();
-    let (tunneld, _spec, port) = start(&dir, &sshd, &echo, &held.to_string());
+    let notify_path = dir.join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let env = [("NOTIFY_SOCKET", notify_path.to_str().unwrap())];
+    let (tunneld, _spec, port) = start_with(&dir, &sshd, &echo, &held.to_string(), &env);
     tunneld.expect_log("metrics: cannot listen", TIMEOUT);
     // The tunnel is up and forwards all the same.
     traffic(port, 1000);
     assert_eq!(tunneld.count_in_logs(SERVING), 0);
+    // systemd is told, in STATUS=.
+    let wanted = format!("metrics cannot listen on {held}");
+    let mut seen = Vec::new();
+    let told = wait_until(TIMEOUT, || {
+        let mut buf = [0u8; 4096];
+        if let Ok(n) = notify.recv(&mut buf) {
+            seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        seen.iter()
+            .any(|m| m.contains("STATUS=") && m.contains(&wanted))
+    });
+    assert!(told, "no STATUS= with {wanted:?}: {seen:#?}");
 
     drop(holder);
     assert_eq!(metrics_address(&tunneld), held.to_string());
@@ -225,4 +256,38 @@ fn a_port_held_by_another_program_delays_the_metrics_not_the_tunnel() {
         body.contains("tunneld_tunnel_up{tunnel=\"web\"} 1"),
         "{body}"
     );
+}
+
+#[test]
+fn a_reload_moves_the_metrics_and_leaves_the_tunnels_alone() {
+    let dir = test_dir();
+    let sshd = Sshd::start();
+    let echo = EchoServer::start();
+    let (tunneld, _spec, port) = start(&dir, &sshd, &echo, "127.0.0.1:0");
+    let first = metrics_address(&tunneld);
+    assert_eq!(curl(&[], &format!("http://{first}/metrics")).0, 200);
+
+    let moved = format!("127.0.0.1:{}", free_port());
+    let config = dir.join("tunneld.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace(
+        "metrics_listen = \"127.0.0.1:0\"",
+        &format!("metrics_listen = \"{moved}\""),
+    );
+    std::fs::write(&config, text).unwrap();
+    tunneld.signal(Signal::SIGHUP);
+    tunneld.expect_log("metrics: moved", TIMEOUT);
+    assert!(tunneld.wait_for_log_count(SERVING, 2, TIMEOUT));
+    assert_eq!(metrics_address(&tunneld), moved);
+    let (status, body) = curl(&[], &format!("http://{moved}/metrics"));
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("tunneld_tunnel_up{tunnel=\"web\"} 1"),
+        "{body}"
+    );
+    // The old address is let go; the tunnel was not restarted, and still forwards.
+    let old_url = format!("http://{first}/metrics");
+    assert!(wait_until(TIMEOUT, || curl(&[], &old_url).0 == 0));
+    assert_eq!(tunneld.count_in_logs("tunnel up"), 1, "{}", tunneld.logs());
+    traffic(port, 1000);
 }
