@@ -220,5 +220,103 @@ pub(crate) fn families(snapshot: &Snapshot) -> Vec<MetricFamily> {
             bytes.set(&[name, spec, "out"], forward.bytes_out);
         }
     }
-    made.iter().flatten().flat_map(Family::collect).collect()
+    made.iter()
+        .flatten()
+        .flat_map(Family::collect)
+        // The encoder refuses a family without series.
+        .filter(|family| !family.get_metric().is_empty())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use prometheus::{Encoder, TextEncoder};
+    use tunneld_ssh::FailureKind;
+    use tunneld_supervisor::{ForwardKind, ForwardSnapshot, TunnelSnapshot};
+
+    use super::*;
+
+    fn snapshot() -> Snapshot {
+        let forward = ForwardSnapshot {
+            kind: ForwardKind::Remote,
+            spec: "0:localhost:80".to_owned(),
+            listen: vec!["localhost:40000".to_owned()],
+            state: ForwardStateName::Up,
+            reason: None,
+            active: 2,
+            connections_total: 7,
+            bytes_in: 100,
+            bytes_out: 2000,
+        };
+        let tunnel = TunnelSnapshot {
+            name: "db".to_owned(),
+            state: StateName::Up,
+            since: SystemTime::now(),
+            connection: Some(3),
+            peer: Some("db-server".to_owned()),
+            reason: None,
+            retry_in: None,
+            last_error: None,
+            reconnects: vec![(FailureKind::Network, 4), (FailureKind::HostKey, 1)],
+            keepalive_rtt: Some(Duration::from_millis(250)),
+            last_connect: Some(UNIX_EPOCH + Duration::from_secs(1_800_000_000)),
+            forwards: vec![forward],
+        };
+        Snapshot {
+            tunnels: vec![tunnel],
+        }
+    }
+
+    fn text(snapshot: &Snapshot) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&families(snapshot), &mut out)
+            .unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn every_metric_is_there_with_its_labels_and_values() {
+        let text = text(&snapshot());
+        for line in [
+            "tunneld_build_info{version=\"",
+            "tunneld_tunnel_up{tunnel=\"db\"} 1",
+            "tunneld_tunnel_state{state=\"up\",tunnel=\"db\"} 1",
+            "tunneld_tunnel_state{state=\"degraded\",tunnel=\"db\"} 0",
+            "tunneld_forward_up{forward=\"0:localhost:80\",tunnel=\"db\"} 1",
+            "tunneld_reconnects_total{kind=\"network\",tunnel=\"db\"} 4",
+            "tunneld_reconnects_total{kind=\"host-key\",tunnel=\"db\"} 1",
+            "tunneld_forward_connections_total{forward=\"0:localhost:80\",tunnel=\"db\"} 7",
+            "tunneld_forward_connections_active{forward=\"0:localhost:80\",tunnel=\"db\"} 2",
+            "tunneld_forward_bytes_total{direction=\"in\",forward=\"0:localhost:80\",tunnel=\"db\"} 100",
+            "tunneld_forward_bytes_total{direction=\"out\",forward=\"0:localhost:80\",tunnel=\"db\"} 2000",
+            "tunneld_keepalive_rtt_seconds{tunnel=\"db\"} 0.25",
+            "tunneld_last_connect_timestamp_seconds{tunnel=\"db\"} 1800000000",
+            "# TYPE tunneld_reconnects_total counter",
+            "# TYPE tunneld_tunnel_state gauge",
+        ] {
+            assert!(text.contains(line), "no {line:?} in:\n{text}");
+        }
+        assert_eq!(families(&snapshot()).len(), METRICS.len());
+        assert_eq!(families(&Snapshot { tunnels: vec![] }).len(), 1);
+    }
+
+    #[test]
+    fn what_is_not_known_has_no_series() {
+        let mut snapshot = snapshot();
+        let tunnel = &mut snapshot.tunnels[0];
+        tunnel.reconnects.clear();
+        tunnel.keepalive_rtt = None;
+        tunnel.last_connect = None;
+        let text = text(&snapshot);
+        for absent in [
+            "tunneld_reconnects_total{",
+            "tunneld_keepalive_rtt_seconds{",
+            "tunneld_last_connect_timestamp_seconds{",
+        ] {
+            assert!(!text.contains(absent), "{absent:?} in:\n{text}");
+        }
+    }
 }
