@@ -291,3 +291,36 @@ fn a_reload_moves_the_metrics_and_leaves_the_tunnels_alone() {
     assert_eq!(tunneld.count_in_logs("tunnel up"), 1, "{}", tunneld.logs());
     traffic(port, 1000);
 }
+
+#[test]
+fn a_huge_or_slow_request_head_is_refused_and_the_endpoint_still_serves() {
+    let dir = test_dir();
+    let sshd = Sshd::start();
+    let echo = EchoServer::start();
+    let (tunneld, _spec, _port) = start(&dir, &sshd, &echo, "127.0.0.1:0");
+    let address = metrics_address(&tunneld);
+    let url = format!("http://{address}/metrics");
+
+    // A head larger than the server takes: 431, not a buffer that grows.
+    let big = format!("X-Big: {}", "a".repeat(20_000));
+    assert_eq!(curl(&["-H", &big], &url).0, 431);
+
+    // A head that never ends: the server hangs up by itself (after 5 s; the bound here is
+    // generous).
+    let mut slow = std::net::TcpStream::connect(address.as_str()).unwrap();
+    slow.write_all(b"GET /metrics HTTP/1.1\r\n").unwrap();
+    slow.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut buf = [0u8; 256];
+    let hung_up = match std::io::Read::read(&mut slow, &mut buf) {
+        Ok(n) => n == 0 || String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 408"),
+        Err(err) => err.kind() == std::io::ErrorKind::ConnectionReset,
+    };
+    assert!(hung_up, "the server kept a half-sent request open");
+
+    let (status, body) = curl(&[], &url);
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("tunneld_tunnel_up{tunnel=\"web\"} 1"),
+        "{body}"
+    );
+}
