@@ -537,7 +537,11 @@ async fn a_server_that_keeps_the_channel_open_does_not_keep_it_forever() {
         .await
         .unwrap();
     let cancel = tokio_util::sync::CancellationToken::new();
-    let piping = tokio::spawn(async move { pipe(accepted, channel, limits, &cancel).await });
+    let piping = tokio::spawn(async move {
+        let counters = tunneld_ssh::forward::ForwardCounters::default();
+        let tally = tunneld_ssh::forward::Tally::tcp_client(&counters);
+        pipe(accepted, channel, limits, &cancel, tally).await
+    });
 
     let payload = random_bytes(50_000, 11);
     client.write_all(&payload).await.unwrap();

@@ -2,13 +2,14 @@
 //! authenticated, and watched until it ends.
 //!
 //! `dial.rs` establishes one hop (`heard.rs` tells whether its server ever spoke), `end.rs` says
-//! when and why the connection ended, and `requests.rs` holds what the forwarders ask of a live
-//! connection.
+//! when and why the connection ended, `requests.rs` holds what the forwarders ask of a live
+//! connection, and `rtt.rs` measures the round trip to the server.
 
 mod dial;
 mod end;
 mod heard;
 mod requests;
+mod rtt;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -7,6 +7,7 @@
 pub mod backoff;
 mod board;
 mod connector;
+mod counters;
 mod failure_log;
 #[cfg(test)]
 mod fixtures;
@@ -32,6 +33,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 use tunneld_config::{Change, Config, Tunnel, diff};
 
+use crate::counters::TunnelCounters;
 use crate::health::Liveness;
 use crate::record::Record;
 
@@ -115,6 +117,7 @@ impl Supervisor {
         let retry_now = Arc::new(Notify::new());
         let (reconnect, reconnect_rx) = watch::channel(0);
         let record = Arc::new(Record::new(SystemTime::now()));
+        let counters = Arc::new(TunnelCounters::new(&tunnel));
         let wiring = tunnel::Wiring {
             state: state_tx,
             cancel: cancel.clone(),
@@ -124,12 +127,14 @@ impl Supervisor {
             reconnect: reconnect_rx,
             record: record.clone(),
             first_attempt_after,
+            counters: counters.clone(),
         };
         self.tracker.spawn(tunnel::run(tunnel.clone(), wiring));
         self.viewer.insert(snapshot::View {
             tunnel: tunnel.clone(),
             state: state_rx.clone(),
             record,
+            counters,
         });
         self.tunnels.insert(
             tunnel.name.clone(),

@@ -18,11 +18,12 @@ use tracing::{Instrument, info, warn};
 use tunneld_config::{BindAddress, DynamicForward, LocalForward, Tunnel};
 use tunneld_ssh::TunnelError;
 use tunneld_ssh::forward::listen::{self, ListenAddress};
-use tunneld_ssh::forward::{ForwardContext, serve_dynamic, serve_local};
+use tunneld_ssh::forward::{ForwardContext, ForwardCounters, serve_dynamic, serve_local};
 use tunneld_ssh::socks::users::Credentials;
 
 use crate::backoff::{jitter_below, jitter_unit};
 use crate::board::Board;
+use crate::counters::TunnelCounters;
 use crate::retries::{Retries, Say};
 use crate::state::ListenerState;
 
@@ -32,32 +33,38 @@ use crate::state::ListenerState;
 /// given yet), so the port is won back within a second and a half of being free.
 const RETRY_IN_USE: Duration = Duration::from_millis(1500);
 
-/// One forward that listens here.
+/// One forward that listens here, with its counters.
 #[derive(Clone)]
-pub(crate) enum Listening {
+pub(crate) struct Listening {
+    forward: Forward,
+    counters: Arc<ForwardCounters>,
+}
+
+#[derive(Clone)]
+enum Forward {
     Local(Arc<LocalForward>),
     Dynamic(Arc<DynamicForward>),
 }
 
 impl Listening {
     fn spec(&self) -> &str {
-        match self {
-            Listening::Local(f) => &f.spec,
-            Listening::Dynamic(f) => &f.spec,
+        match &self.forward {
+            Forward::Local(f) => &f.spec,
+            Forward::Dynamic(f) => &f.spec,
         }
     }
 
     fn address(&self) -> (&BindAddress, u16) {
-        match self {
-            Listening::Local(f) => (&f.bind, f.port),
-            Listening::Dynamic(f) => (&f.bind, f.port),
+        match &self.forward {
+            Forward::Local(f) => (&f.bind, f.port),
+            Forward::Dynamic(f) => (&f.bind, f.port),
         }
     }
 
     /// Checks what the forward needs besides its port: the users file of an authenticated
     /// SOCKS forward must be usable, or every login would fail.
     async fn check(&self) -> Result<(), TunnelError> {
-        let Listening::Dynamic(forward) = self else {
+        let Forward::Dynamic(forward) = &self.forward else {
             return Ok(());
         };
         let Some(path) = forward.auth_file.clone() else {
@@ -76,23 +83,32 @@ impl Listening {
     fn serve(&self, listener: TcpListener, tracker: &TaskTracker, ctx: &ForwardContext) {
         if let Ok(addr) = listener.local_addr() {
             info!(forward = %self.spec(), listen = %addr, "listening");
+            self.counters.listening(addr);
         }
-        let serving: Pin<Box<dyn Future<Output = ()> + Send>> = match self {
-            Listening::Local(f) => Box::pin(serve_local(listener, f.clone(), ctx.clone())),
-            Listening::Dynamic(f) => Box::pin(serve_dynamic(listener, f.clone(), ctx.clone())),
+        let counters = self.counters.clone();
+        let serving: Pin<Box<dyn Future<Output = ()> + Send>> = match &self.forward {
+            Forward::Local(f) => Box::pin(serve_local(listener, f.clone(), counters, ctx.clone())),
+            Forward::Dynamic(f) => {
+                Box::pin(serve_dynamic(listener, f.clone(), counters, ctx.clone()))
+            }
         };
         tracker.spawn(serving.in_current_span());
     }
 }
 
 /// The tunnel's listening forwards: its local forwards, then its dynamic ones (the order of
-/// the listeners in its state).
-pub(crate) fn of(tunnel: &Tunnel) -> Vec<Listening> {
+/// the listeners in its state), each with its counters.
+pub(crate) fn of(tunnel: &Tunnel, counters: &TunnelCounters) -> Vec<Listening> {
     let locals = tunnel.local.iter().cloned().map(Arc::new);
     let socks = tunnel.dynamic.iter().cloned().map(Arc::new);
     locals
-        .map(Listening::Local)
-        .chain(socks.map(Listening::Dynamic))
+        .map(Forward::Local)
+        .chain(socks.map(Forward::Dynamic))
+        .enumerate()
+        .map(|(index, forward)| Listening {
+            forward,
+            counters: counters.listener(index),
+        })
         .collect()
 }
 

@@ -5,6 +5,8 @@
 //! Plain values only; the wire formats (JSON on the control socket, the metrics exposition) are
 //! the business of whoever serves them.
 
+mod forwards;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
@@ -14,10 +16,12 @@ use tokio::sync::watch;
 use tunneld_config::Tunnel;
 use tunneld_ssh::FailureKind;
 
+use crate::counters::TunnelCounters;
 use crate::record::{History, Record};
-use crate::state::{ListenerState, RemoteState, TunnelState, not_up};
+use crate::state::{TunnelState, not_up};
 use crate::state_name::name_of;
 pub use crate::state_name::{LastError, StateName};
+use forwards::{counted, forwards};
 
 /// What the supervisor shares of one running tunnel with whoever takes snapshots.
 #[derive(Clone)]
@@ -25,6 +29,7 @@ pub(crate) struct View {
     pub(crate) tunnel: Arc<Tunnel>,
     pub(crate) state: watch::Receiver<TunnelState>,
     pub(crate) record: Arc<Record>,
+    pub(crate) counters: Arc<TunnelCounters>,
 }
 
 /// Takes [`Snapshot`]s of the running tunnels from any task (`Supervisor::viewer`).
@@ -44,7 +49,9 @@ impl Viewer {
                 // The history first: a state published in between is newer than its `since`,
                 // and `of` then counts it as entered now.
                 let history = view.record.read();
-                of(&view.tunnel, &view.state.borrow(), &history, now)
+                let mut tunnel = of(&view.tunnel, &view.state.borrow(), &history, now);
+                counted(&mut tunnel, &view.counters);
+                tunnel
             })
             .collect();
         Snapshot { tunnels }
@@ -233,68 +240,4 @@ pub(crate) fn of(
         last_connect: history.last_connect,
         forwards: forwards(tunnel, state),
     }
-}
-
-/// Each forward's state as the published state tells it.
-fn forwards(tunnel: &Tunnel, state: &TunnelState) -> Vec<ForwardSnapshot> {
-    let (remote, listeners) = match state {
-        TunnelState::Up {
-            remote, listeners, ..
-        }
-        | TunnelState::Degraded {
-            remote, listeners, ..
-        } => (remote.as_slice(), Some(listeners.as_slice())),
-        _ => (&[][..], None),
-    };
-    let blank = |kind, spec: &str| ForwardSnapshot {
-        kind,
-        spec: spec.to_owned(),
-        listen: Vec::new(),
-        state: ForwardStateName::Down,
-        reason: None,
-        active: 0,
-        connections_total: 0,
-        bytes_in: 0,
-        bytes_out: 0,
-    };
-    let listener = |kind, spec: &str, index: usize| {
-        let mut forward = blank(kind, spec);
-        match listeners.and_then(|l| l.get(index)).map(|l| &l.state) {
-            Some(ListenerState::Retrying { reason }) => {
-                forward.state = ForwardStateName::Retrying;
-                forward.reason = Some(reason.clone());
-            }
-            // Listeners are bound once and outlive connections: up unless known otherwise.
-            Some(ListenerState::Listening) | None => forward.state = ForwardStateName::Up,
-        }
-        forward
-    };
-    let mut out = Vec::new();
-    for (index, forward) in tunnel.local.iter().enumerate() {
-        out.push(listener(ForwardKind::Local, &forward.spec, index));
-    }
-    for (index, forward) in tunnel.remote.iter().enumerate() {
-        let mut snapshot = blank(ForwardKind::Remote, &forward.spec);
-        match remote.get(index).map(|r| &r.state) {
-            Some(RemoteState::Listening { port }) => {
-                snapshot.state = ForwardStateName::Up;
-                snapshot.listen = vec![format!("{}:{port}", forward.bind)];
-            }
-            Some(RemoteState::Requesting) => snapshot.state = ForwardStateName::Requesting,
-            Some(RemoteState::Waiting { reason } | RemoteState::Refused { reason }) => {
-                snapshot.state = ForwardStateName::Retrying;
-                snapshot.reason = Some(reason.clone());
-            }
-            None => {}
-        }
-        out.push(snapshot);
-    }
-    for (index, forward) in tunnel.dynamic.iter().enumerate() {
-        out.push(listener(
-            ForwardKind::Dynamic,
-            &forward.spec,
-            tunnel.local.len() + index,
-        ));
-    }
-    out
 }

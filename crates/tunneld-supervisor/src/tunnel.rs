@@ -13,7 +13,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use tracing::{Instrument, info, info_span};
 use tunneld_config::Tunnel;
 use tunneld_ssh::forward::{ForwardContext, PipeLimits, serve_remote};
@@ -22,6 +22,7 @@ use tunneld_ssh::{Connection, Progress, TunnelError};
 use crate::backoff::{Backoff, jitter_unit};
 use crate::board::Board;
 use crate::connector::Connector;
+use crate::counters::TunnelCounters;
 use crate::failure_log::FailureLog;
 use crate::health::{HEARTBEAT, Liveness};
 use crate::listeners;
@@ -45,6 +46,8 @@ pub(crate) struct Wiring {
     /// The wait before the first attempt, so that tunnels started together do not all dial at
     /// once (`startup.rs`). Listeners are bound before it.
     pub(crate) first_attempt_after: Duration,
+    /// What the forwards carry and the round trip to the server, kept across connections.
+    pub(crate) counters: Arc<TunnelCounters>,
 }
 
 /// Runs `tunnel` until cancelled, publishing its state.
@@ -112,7 +115,7 @@ impl Supervised {
     /// connects (retried with backoff); otherwise what binds serves and the rest is retried in
     /// the background. False when cancelled.
     async fn bind_and_serve(&mut self, forwards: &TaskTracker, ctx: &ForwardContext) -> bool {
-        let listening = listeners::of(&self.tunnel);
+        let listening = listeners::of(&self.tunnel, &self.wiring.counters);
         if !self.tunnel.exit_on_forward_failure {
             let max = self.tunnel.backoff.max;
             let os = Arc::new(listeners::Os);
@@ -206,8 +209,13 @@ impl Supervised {
             // Remote forwards: serve what the server forwards, and ask for every port.
             let mut keepers = JoinSet::new();
             if let Some(incoming) = connection.take_incoming() {
-                forwards.spawn(serve_remote(incoming, ctx.clone()).in_current_span());
+                let counters = self.wiring.counters.remotes();
+                forwards.spawn(serve_remote(incoming, counters, ctx.clone()).in_current_span());
             }
+            let counters = self.wiring.counters.clone();
+            let _measuring = AbortOnDropHandle::new(tokio::spawn(
+                measure_rtt(connection.clone(), counters).in_current_span(),
+            ));
             let on_refusal = if self.tunnel.exit_on_forward_failure {
                 OnRefusal::Fail
             } else {
@@ -249,6 +257,7 @@ impl Supervised {
                 }
             };
             keepers.abort_all();
+            self.wiring.counters.set_rtt(None);
             connection_tx.send_replace(None);
             self.backoff.connection_lasted(up_at.elapsed());
             // Asked for, not a failure: no backoff, not counted as a reconnect by failure.
@@ -300,6 +309,23 @@ impl Supervised {
 
     fn publish(&self, state: TunnelState) {
         self.board.publish(state);
+    }
+}
+
+/// Measures the round trip to the server at the keepalives' cadence, for as long as the
+/// connection lasts (the caller aborts it then). Nothing when keepalives are off: then tunneld
+/// sends nothing unasked.
+async fn measure_rtt(connection: Arc<Connection>, counters: Arc<TunnelCounters>) {
+    let Some(every) = connection.keepalive_interval() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Some(rtt) = connection.round_trip(every).await {
+            counters.set_rtt(Some(rtt));
+        }
     }
 }
 

@@ -6,6 +6,7 @@ mod cli;
 mod control;
 mod import;
 mod logging;
+mod metrics;
 mod metrics_state;
 mod notify;
 mod reload;

@@ -5,8 +5,6 @@ use std::net::SocketAddr;
 
 /// The state of the metrics endpoint.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-// Not constructed until the metrics server and the control socket land.
-#[allow(dead_code)]
 pub(crate) enum MetricsState {
     /// `metrics_listen` is not set.
     #[default]

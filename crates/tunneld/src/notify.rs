@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use crate::metrics_state::MetricsState;
 use sd_notify::NotifyState;
 use tokio::time::Instant;
 use tracing::{debug, warn};
@@ -53,15 +54,20 @@ impl Notifier {
     }
 
     /// Called regularly from the main loop, so that a wedged main loop stops the pings too.
-    pub(crate) fn tick(&mut self, report: &Report) {
+    pub(crate) fn tick(&mut self, report: &Report, metrics: &MetricsState) {
         let now = Instant::now();
-        let status = match &self.reload_error {
+        let mut status = match &self.reload_error {
             Some(error) => format!(
                 "{}; reload failed, still running the previous configuration: {error}",
                 report.status
             ),
             None => report.status.clone(),
         };
+        if let MetricsState::Failed { address, error } = metrics {
+            status.push_str(&format!(
+                "; metrics cannot listen on {address}: {error} (retrying)"
+            ));
+        }
         let ready_now = report.ready && !self.ready_sent;
         let status_due = self.status_at.is_none_or(|at| now - at >= STATUS_EVERY);
         if ready_now {

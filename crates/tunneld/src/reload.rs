@@ -10,6 +10,7 @@ use tunneld_supervisor::{Applied, Supervisor};
 
 use crate::control::server;
 use crate::control::{Env, placement};
+use crate::metrics::Endpoint;
 
 /// What a reload did.
 pub(crate) enum Outcome {
@@ -59,6 +60,7 @@ pub(crate) async fn reload(
     asked_by: &str,
     served: &Path,
     supervisor: &mut Supervisor,
+    metrics: &Endpoint,
 ) -> Outcome {
     info!(config = %path.display(), "reloading ({asked_by})");
     let config = match tunneld_config::load(path) {
@@ -81,6 +83,8 @@ pub(crate) async fn reload(
         needs_restart.push(change);
     }
     let applied = supervisor.apply(&config).await;
+    // Moved without a restart; the endpoint logs where it went, or why it could not.
+    metrics.listen_on(config.daemon.metrics_listen);
     info!(
         added = ?applied.added,
         removed = ?applied.removed,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 use tunneld_control::{ErrorKind, ReconnectReply, VERSION, encode_reply};
@@ -16,7 +16,7 @@ use tunneld_supervisor::Supervisor;
 use crate::EXIT_CONFIG;
 use crate::control::server::{self, Ask};
 use crate::control::{self, Env};
-use crate::metrics_state::MetricsState;
+use crate::metrics::Endpoint;
 use crate::notify::Notifier;
 use crate::reload::reload;
 
@@ -75,12 +75,17 @@ async fn serve(path: &Path, config: tunneld_config::Config) -> anyhow::Result<()
         "starting"
     );
     let mut supervisor = Supervisor::start(&config, shutdown.clone());
-    // Where metrics are served, as the metrics server publishes it; shown by `tunneld status`.
-    let (_metrics_state, metrics_rx) = watch::channel(MetricsState::Off);
+    // Where metrics are served, as the metrics server publishes it; shown by `tunneld status`
+    // and in STATUS=.
+    let (metrics, metrics_state) = Endpoint::start(
+        config.daemon.metrics_listen,
+        supervisor.viewer(),
+        shutdown.clone(),
+    );
     let (asks_tx, mut asks) = mpsc::channel(4);
     let control_task = tokio::spawn(control_socket.serve(
         supervisor.viewer(),
-        metrics_rx,
+        metrics_state.clone(),
         asks_tx,
         shutdown.clone(),
     ));
@@ -94,7 +99,7 @@ async fn serve(path: &Path, config: tunneld_config::Config) -> anyhow::Result<()
             _ = interrupt.recv() => { info!("SIGINT: stopping"); break; }
             _ = hangup.recv() => {
                 notifier.reloading();
-                let outcome = reload(path, "SIGHUP", &served, &mut supervisor).await;
+                let outcome = reload(path, "SIGHUP", &served, &mut supervisor, &metrics).await;
                 notifier.reloaded(outcome.error());
             }
             Some(ask) = asks.recv() => match ask {
@@ -110,7 +115,7 @@ async fn serve(path: &Path, config: tunneld_config::Config) -> anyhow::Result<()
                 }
                 Ask::Reload { reply } => {
                     notifier.reloading();
-                    let outcome = reload(path, "control socket", &served, &mut supervisor).await;
+                    let outcome = reload(path, "control socket", &served, &mut supervisor, &metrics).await;
                     notifier.reloaded(outcome.error());
                     let _ = reply.send(outcome.reply_line());
                 }
@@ -120,7 +125,7 @@ async fn serve(path: &Path, config: tunneld_config::Config) -> anyhow::Result<()
                 // An empty list is every tunnel, which cannot name an unknown one.
                 let _ = supervisor.reconnect(&[]);
             }
-            _ = ticker.tick() => notifier.tick(&supervisor.report()),
+            _ = ticker.tick() => notifier.tick(&supervisor.report(), &metrics_state.borrow()),
         }
     }
     notifier.stopping();

@@ -15,6 +15,7 @@ use tracing::{Instrument, debug, info_span, warn};
 use tunneld_config::DynamicForward;
 
 use super::context::{ForwardContext, accept_loop, waited};
+use super::counters::{ForwardCounters, Tally};
 use super::pipe::pipe;
 use crate::error::ChannelOpenError;
 use crate::socks::proto::{
@@ -27,16 +28,18 @@ use crate::socks::users::Credentials;
 /// does is closed after this, holding nothing else up.
 const HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
 
-/// Accepts SOCKS clients on `listener` until cancelled.
+/// Accepts SOCKS clients on `listener` until cancelled, counting what they forward in
+/// `counters` (the SOCKS handshake itself is not counted).
 pub async fn serve_dynamic(
     listener: TcpListener,
     forward: Arc<DynamicForward>,
+    counters: Arc<ForwardCounters>,
     ctx: ForwardContext,
 ) {
     let spec = forward.spec.clone();
     accept_loop(listener, &spec, ctx, |stream, client, ctx| {
         let span = info_span!("socks", forward = %forward.spec, client = %client);
-        serve_client(stream, client, forward.clone(), ctx).instrument(span)
+        serve_client(stream, client, forward.clone(), counters.clone(), ctx).instrument(span)
     })
     .await;
 }
@@ -61,6 +64,7 @@ async fn serve_client(
     mut stream: TcpStream,
     client: SocketAddr,
     forward: Arc<DynamicForward>,
+    counters: Arc<ForwardCounters>,
     ctx: ForwardContext,
 ) {
     let _ = stream.set_nodelay(true);
@@ -124,11 +128,21 @@ async fn serve_client(
     {
         return;
     }
-    if !request.early.is_empty() && channel.data(&request.early[..]).await.is_err() {
-        return;
+    if !request.early.is_empty() {
+        if channel.data(&request.early[..]).await.is_err() {
+            return;
+        }
+        counters.count_in(request.early.len());
     }
     debug!(target = %host, port = request.port, "forwarding");
-    let report = pipe(stream, channel, ctx.limits, &ctx.cancel).await;
+    let report = pipe(
+        stream,
+        channel,
+        ctx.limits,
+        &ctx.cancel,
+        Tally::tcp_client(&counters),
+    )
+    .await;
     debug!(sent = report.sent, received = report.received, end = ?report.end, "forwarded connection ended");
 }
 

@@ -9,14 +9,21 @@ use tracing::{Instrument, debug, info_span, warn};
 use tunneld_config::LocalForward;
 
 use super::context::{ForwardContext, accept_loop, waited};
+use super::counters::{ForwardCounters, Tally};
 use super::pipe::{PipeEnd, pipe};
 
-/// Accepts clients on `listener` until cancelled, forwarding each through the tunnel.
-pub async fn serve_local(listener: TcpListener, forward: Arc<LocalForward>, ctx: ForwardContext) {
+/// Accepts clients on `listener` until cancelled, forwarding each through the tunnel and
+/// counting them in `counters`.
+pub async fn serve_local(
+    listener: TcpListener,
+    forward: Arc<LocalForward>,
+    counters: Arc<ForwardCounters>,
+    ctx: ForwardContext,
+) {
     let spec = forward.spec.clone();
     accept_loop(listener, &spec, ctx, |stream, client, ctx| {
         let span = info_span!("forward", forward = %forward.spec, client = %client);
-        forward_one(stream, client, forward.clone(), ctx).instrument(span)
+        forward_one(stream, client, forward.clone(), counters.clone(), ctx).instrument(span)
     })
     .await;
 }
@@ -25,6 +32,7 @@ async fn forward_one(
     stream: TcpStream,
     client: SocketAddr,
     forward: Arc<LocalForward>,
+    counters: Arc<ForwardCounters>,
     ctx: ForwardContext,
 ) {
     let _ = stream.set_nodelay(true);
@@ -49,7 +57,14 @@ async fn forward_one(
         }
     };
     debug!("forwarding");
-    let report = pipe(stream, channel, ctx.limits, &ctx.cancel).await;
+    let report = pipe(
+        stream,
+        channel,
+        ctx.limits,
+        &ctx.cancel,
+        Tally::tcp_client(&counters),
+    )
+    .await;
     debug!(sent = report.sent, received = report.received, end = ?report.end, "forwarded connection ended");
     if report.end == PipeEnd::CloseTimedOut {
         debug!("the server kept the channel open after the exchange ended");

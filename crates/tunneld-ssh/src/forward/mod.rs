@@ -1,6 +1,7 @@
 //! Forwarders: what carries client connections through a tunnel's SSH connection.
 
 pub mod context;
+pub mod counters;
 pub mod dynamic;
 pub mod listen;
 pub mod local;
@@ -8,6 +9,7 @@ pub mod pipe;
 pub mod remote;
 
 pub use context::{ConnectionWatch, ForwardContext};
+pub use counters::{Active, CountersRead, ForwardCounters, RemoteCounters, Tally};
 pub use dynamic::serve_dynamic;
 pub use local::serve_local;
 pub use pipe::{PipeEnd, PipeLimits, PipeReport, pipe};

@@ -30,6 +30,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use super::counters::Tally;
+
 /// Bounds for one forwarded connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PipeLimits {
@@ -78,17 +80,20 @@ pub struct PipeReport {
     pub received: u64,
 }
 
-/// Copies in both directions until the server closes the channel (or a limit runs out).
+/// Copies in both directions until the server closes the channel (or a limit runs out),
+/// counting the connection and its bytes as they go.
 pub async fn pipe(
     tcp: TcpStream,
     channel: russh::Channel<Msg>,
     limits: PipeLimits,
     cancel: &CancellationToken,
+    tally: Tally<'_>,
 ) -> PipeReport {
+    let _active = tally.opened();
     let (tcp_read, mut tcp_write) = tcp.into_split();
     let (from_server, to_server) = channel.split();
     let mut from_server = Some(from_server);
-    let upstream = upstream(tcp_read, &to_server);
+    let upstream = upstream(tcp_read, &to_server, tally);
     tokio::pin!(upstream);
 
     let mut report = PipeReport {
@@ -134,7 +139,7 @@ pub async fn pipe(
                     }
                 }
                 Some(ChannelMsg::Close) => {
-                    flush_all(&mut tcp_write, &mut pending, limits.close_limit).await;
+                    flush_all(&mut tcp_write, &mut pending, limits.close_limit, tally).await;
                     let _ = tcp_write.shutdown().await;
                     return report;
                 }
@@ -149,7 +154,7 @@ pub async fn pipe(
             },
 
             // Us -> client.
-            written = write_front(&mut tcp_write, &mut pending), if !pending.is_empty() => match written {
+            written = write_front(&mut tcp_write, &mut pending, tally), if !pending.is_empty() => match written {
                 Ok(n) => {
                     pending_bytes -= n;
                     if pending.is_empty() && server_eof {
@@ -193,7 +198,11 @@ fn reset(tcp_write: OwnedWriteHalf) {
 /// Reads the client until EOF (or an error), writing to the channel, then sends EOF. A channel
 /// write waits for the server's window, which is why this runs beside the draining loop rather
 /// than inside it.
-async fn upstream(mut tcp_read: OwnedReadHalf, to_server: &ChannelWriteHalf<Msg>) -> u64 {
+async fn upstream(
+    mut tcp_read: OwnedReadHalf,
+    to_server: &ChannelWriteHalf<Msg>,
+    tally: Tally<'_>,
+) -> u64 {
     let mut writer = to_server.make_writer();
     let mut buf = vec![0u8; 32 * 1024];
     let mut sent = 0u64;
@@ -211,6 +220,7 @@ async fn upstream(mut tcp_read: OwnedReadHalf, to_server: &ChannelWriteHalf<Msg>
             break;
         }
         sent += n as u64;
+        tally.read_from_tcp(n);
     }
     let _ = to_server.eof().await;
     sent
@@ -240,6 +250,7 @@ async fn wait(from_server: &mut Option<ChannelReadHalf>) -> Option<ChannelMsg> {
 async fn write_front(
     tcp_write: &mut OwnedWriteHalf,
     pending: &mut VecDeque<Bytes>,
+    tally: Tally<'_>,
 ) -> std::io::Result<usize> {
     let Some(front) = pending.front_mut() else {
         return Ok(0);
@@ -248,6 +259,7 @@ async fn write_front(
     if n == 0 {
         return Err(std::io::ErrorKind::WriteZero.into());
     }
+    tally.written_to_tcp(n);
     front.advance(n);
     if front.is_empty() {
         pending.pop_front();
@@ -255,10 +267,15 @@ async fn write_front(
     Ok(n)
 }
 
-async fn flush_all(tcp_write: &mut OwnedWriteHalf, pending: &mut VecDeque<Bytes>, limit: Duration) {
+async fn flush_all(
+    tcp_write: &mut OwnedWriteHalf,
+    pending: &mut VecDeque<Bytes>,
+    limit: Duration,
+    tally: Tally<'_>,
+) {
     let flush = async {
         while !pending.is_empty() {
-            if write_front(tcp_write, pending).await.is_err() {
+            if write_front(tcp_write, pending, tally).await.is_err() {
                 return;
             }
         }

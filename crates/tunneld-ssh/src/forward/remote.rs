@@ -4,19 +4,25 @@
 //! The session's `Routes` (routes.rs) decide which forward a channel belongs to; this file
 //! connects it to its target.
 
+use std::sync::Arc;
+
 use russh::ChannelOpenFailure;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info_span, warn};
 
 use super::context::ForwardContext;
+use super::counters::{ForwardCounters, RemoteCounters, Tally};
 use super::pipe::pipe;
 use crate::descriptors;
 use crate::routes::IncomingForward;
 
-/// Connects each forwarded connection to its target and pipes it, until cancelled.
+/// Connects each forwarded connection to its target and pipes it, until cancelled, counting
+/// each in its forward's counters. The client of a remote forward is whoever connected to the
+/// server's port: what it sends is counted as in, what the target answers as out.
 pub async fn serve_remote(
     mut incoming: mpsc::UnboundedReceiver<IncomingForward>,
+    counters: RemoteCounters,
     ctx: ForwardContext,
 ) {
     loop {
@@ -26,14 +32,19 @@ pub async fn serve_remote(
         };
         let Some(next) = next else { return };
         let span = info_span!("forward", forward = %next.forward.spec, client = %next.originator);
+        let counters = counters.of(&next.forward);
         ctx.tracker
-            .spawn(forward_one(next, ctx.clone()).instrument(span));
+            .spawn(forward_one(next, counters, ctx.clone()).instrument(span));
     }
 }
 
 /// The target is connected before the channel is accepted: a target that is down makes the
 /// server's client see a closed connection at once, and the forward keeps serving the others.
-async fn forward_one(incoming: IncomingForward, ctx: ForwardContext) {
+async fn forward_one(
+    incoming: IncomingForward,
+    counters: Arc<ForwardCounters>,
+    ctx: ForwardContext,
+) {
     let IncomingForward {
         channel,
         reply,
@@ -73,7 +84,14 @@ async fn forward_one(incoming: IncomingForward, ctx: ForwardContext) {
     let _ = stream.set_nodelay(true);
     reply.accept().await;
     debug!(target = %target, "forwarding");
-    let report = pipe(stream, channel, ctx.limits, &ctx.cancel).await;
+    let report = pipe(
+        stream,
+        channel,
+        ctx.limits,
+        &ctx.cancel,
+        Tally::channel_client(&counters),
+    )
+    .await;
     drop(slot);
     debug!(sent = report.sent, received = report.received, end = ?report.end, "forwarded connection ended");
 }

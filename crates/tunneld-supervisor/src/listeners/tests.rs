@@ -111,7 +111,15 @@ async fn a_squatted_port_is_bound_within_1_5_s_of_being_freed_without_reconnecti
     let (tracker, cancel) = (TaskTracker::new(), CancellationToken::new());
     let ctx = context(&tracker, &cancel);
 
-    bind_each(of(&tunnel), &board, &tracker, &ctx, MAX, Arc::new(Os)).await;
+    bind_each(
+        of(&tunnel, &TunnelCounters::new(&tunnel)),
+        &board,
+        &tracker,
+        &ctx,
+        MAX,
+        Arc::new(Os),
+    )
+    .await;
     // The tunnel connects meanwhile, and says at once that it is degraded, and why.
     board.connected(7, "db.example".to_owned(), negotiated());
     let degraded = watcher.borrow_and_update().clone();
@@ -163,7 +171,15 @@ async fn a_permanent_cause_is_retried_at_backoff_max() {
     });
     let start = Instant::now();
 
-    bind_each(of(&tunnel), &board, &tracker, &ctx, MAX, binder.clone()).await;
+    bind_each(
+        of(&tunnel, &TunnelCounters::new(&tunnel)),
+        &board,
+        &tracker,
+        &ctx,
+        MAX,
+        binder.clone(),
+    )
+    .await;
     assert_eq!(
         listener_state(&watcher.borrow()),
         ListenerState::Retrying {
@@ -199,7 +215,9 @@ async fn with_exit_on_forward_failure_one_listener_that_fails_binds_none() {
     let (tracker, cancel) = (TaskTracker::new(), CancellationToken::new());
     let ctx = context(&tracker, &cancel);
 
-    let err = bind_all(&of(&tunnel), &tracker, &ctx).await.unwrap_err();
+    let err = bind_all(&of(&tunnel, &TunnelCounters::new(&tunnel)), &tracker, &ctx)
+        .await
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
         format!("listen 127.0.0.1:{taken}: Address already in use (os error 98)")
