@@ -15,6 +15,7 @@ use super::context::ForwardContext;
 use super::counters::{ForwardCounters, RemoteCounters, Tally};
 use super::pipe::pipe;
 use crate::descriptors;
+use crate::in_order;
 use crate::routes::IncomingForward;
 
 /// Connects each forwarded connection to its target and pipes it, until cancelled, counting
@@ -33,8 +34,13 @@ pub async fn serve_remote(
         let Some(next) = next else { return };
         let span = info_span!("forward", forward = %next.forward.spec, client = %next.originator);
         let counters = counters.of(&next.forward);
-        ctx.tracker
-            .spawn(forward_one(next, counters, ctx.clone()).instrument(span));
+        // Its first step (the connect to an address target) is taken here, so that the target
+        // sees connections in the order the server's clients made them (`in_order`). A target
+        // named by a host name is looked up first, in no particular order.
+        let forwarded = Box::pin(forward_one(next, counters, ctx.clone()).instrument(span));
+        if let Some(rest) = in_order::first_step(forwarded).await {
+            ctx.tracker.spawn(rest);
+        }
     }
 }
 
