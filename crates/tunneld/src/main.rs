@@ -5,6 +5,7 @@ mod check;
 mod cli;
 mod control;
 mod import;
+mod keygen;
 mod logging;
 mod metrics_state;
 mod notify;
@@ -34,6 +35,11 @@ fn main() -> ExitCode {
             daemon, tunnels, ..
         } => control::client::reconnect(&daemon.target(), tunnels),
         cli::Command::Reload { daemon } => control::client::reload(&daemon.target()),
+        cli::Command::Keygen {
+            config,
+            tunnels,
+            owner,
+        } => keygen::keygen(&config, &tunnels, owner.as_deref()),
         cli::Command::ImportSshConfig { file, hosts } => {
             import::ssh_config(file.as_deref(), &hosts)
         }
