@@ -1,0 +1,237 @@
+//! `tunneld keygen` against real sshds: the keys the binary creates, with the lines it prints
+//! pasted into each server's authorized_keys, carry every forward of the tunnel (through a jump
+//! host), and the real ssh client, holding the same keys, is refused everything else: another
+//! target, another remote port, a command.
+
+// Helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use harness::{
+    ClosedPort, EchoServer, HostEntry, Sshd, free_port, known_hosts_file, localhost, random_bytes,
+};
+use support::{InProcess, echo_through, test_dir, write_config};
+use tunneld_supervisor::{RemoteState, TunnelState};
+
+/// Runs `tunneld keygen --config CONFIG ARGS...`: exit status, stdout, stderr.
+fn keygen(config: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(harness::tunneld_bin())
+        .args(["keygen", "--config", config.to_str().unwrap()])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Appends `line` to the sshd's authorized_keys (sshd reads it at each login).
+fn authorize(sshd: &Sshd, line: &str) {
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(sshd.dir().join("authorized_keys"))
+        .unwrap();
+    writeln!(file, "{line}").unwrap();
+}
+
+/// The real ssh client logging in to `sshd` with `key` only (no agent, no config file, the host
+/// key checked): `options` before the destination, `command` after it.
+fn ssh(sshd: &Sshd, dir: &Path, key: &Path, options: &[&str], command: &[&str]) -> Output {
+    let name = format!("ssh_{}", sshd.port());
+    let known_hosts = known_hosts_file(dir, &name, &sshd.known_hosts_line());
+    Command::new("ssh")
+        .args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+        ])
+        .args(["-o", "StrictHostKeyChecking=yes"])
+        .args(["-o", "GlobalKnownHostsFile=/dev/null"])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+        .args(["-o", "ConnectTimeout=20", "-o", "ExitOnForwardFailure=yes"])
+        .arg("-i")
+        .arg(key)
+        .arg("-p")
+        .arg(sshd.port().to_string())
+        .args(options)
+        .arg(format!("{}@127.0.0.1", sshd.user()))
+        .args(command)
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `ssh -W target`: one channel to `target` through `sshd`, which must refuse it.
+fn assert_open_refused(sshd: &Sshd, dir: &Path, key: &Path, target: SocketAddr) {
+    let out = ssh(sshd, dir, key, &["-W", &target.to_string()], &[]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{target} was reachable: {stderr}");
+    assert!(
+        stderr.contains("administratively prohibited"),
+        "{target}: {stderr}"
+    );
+}
+
+/// `ssh -N -R port:...`: a listener on the server that the tunnel did not ask for.
+fn assert_listen_refused(sshd: &Sshd, dir: &Path, key: &Path, port: u16) {
+    let spec = format!("{port}:127.0.0.1:9");
+    let out = ssh(sshd, dir, key, &["-N", "-R", &spec], &[]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "remote port {port} was granted");
+    assert!(
+        stderr.contains(&format!(
+            "remote port forwarding failed for listen port {port}"
+        )),
+        "{port}: {stderr}"
+    );
+}
+
+/// `ssh host echo ...`: the forced command runs instead, and the echo never does.
+fn assert_command_refused(sshd: &Sshd, dir: &Path, key: &Path) {
+    let out = ssh(sshd, dir, key, &[], &["echo", "the-command-ran"]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(!out.status.success(), "the command ran: {stdout}{stderr}");
+    assert!(!stdout.contains("the-command-ran"), "{stdout}");
+    assert_eq!(stdout, "This account is currently not available.\n");
+}
+
+/// The key lines of keygen's output, in order (comments and blank lines dropped).
+fn key_lines(stdout: &str) -> Vec<&str> {
+    stdout
+        .lines()
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_printed_lines_carry_every_forward_and_nothing_else() {
+    let dir = test_dir();
+    let (jump, server) = (Sshd::start(), Sshd::start());
+    let echo = EchoServer::start();
+    let elsewhere = EchoServer::start();
+    let (local_port, remote_port) = (free_port(), free_port());
+    let keys = dir.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    let (jump_key, server_key): (PathBuf, PathBuf) = (keys.join("bastion"), keys.join("db"));
+    let kh_jump = known_hosts_file(dir.path(), "bastion", &jump.known_hosts_line());
+    let kh_server = known_hosts_file(dir.path(), "db", &server.known_hosts_line());
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[defaults]\nbackoff_min = \"100ms\"\nbackoff_max = \"2s\"\n\n{}{}\
+             [tunnels.db]\nhost = \"db\"\njump = [\"bastion\"]\n\
+             local = [\"{local_port}:127.0.0.1:{echo}\"]\n\
+             remote = [\"{remote_port}:127.0.0.1:{echo}\"]\n",
+            HostEntry::new("bastion", &jump, &kh_jump)
+                .identity(&jump_key)
+                .toml(),
+            HostEntry::new("db", &server, &kh_server)
+                .identity(&server_key)
+                .toml(),
+            echo = echo.port(),
+        ),
+    );
+
+    // As root, keygen will not guess who owns the keys.
+    if nix::unistd::geteuid().is_root() {
+        let (status, stdout, stderr) = keygen(&config, &[]);
+        assert_eq!(status, Some(1), "{stdout}{stderr}");
+        assert!(
+            stderr.contains("runs as root: say who will own it with --owner USER"),
+            "{stderr}"
+        );
+        assert!(!jump_key.exists() && !server_key.exists());
+    }
+    let (status, stdout, stderr) = keygen(&config, &["--owner", jump.user()]);
+    assert_eq!(status, Some(0), "{stdout}{stderr}");
+    let lines = key_lines(&stdout);
+    for key in [&jump_key, &server_key] {
+        let meta = std::fs::metadata(key).unwrap();
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o600,
+            "{}",
+            key.display()
+        );
+        assert_eq!(meta.uid(), nix::unistd::geteuid().as_raw());
+    }
+    let hostname = nix::unistd::gethostname().unwrap().into_string().unwrap();
+    let public = |key: &Path| {
+        let line = std::fs::read_to_string(format!("{}.pub", key.display())).unwrap();
+        line.split(' ').take(2).collect::<Vec<_>>().join(" ")
+    };
+    assert_eq!(
+        lines,
+        [
+            format!(
+                "restrict,port-forwarding,command=\"/usr/sbin/nologin\",\
+                 permitopen=\"127.0.0.1:{}\",permitlisten=\"none.invalid:1\" {} \
+                 tunneld:db@{hostname}",
+                server.port(),
+                public(&jump_key)
+            ),
+            format!(
+                "restrict,port-forwarding,command=\"/usr/sbin/nologin\",\
+                 permitopen=\"127.0.0.1:{}\",permitlisten=\"localhost:{remote_port}\" {} \
+                 tunneld:db@{hostname}",
+                echo.port(),
+                public(&server_key)
+            ),
+        ]
+    );
+    authorize(&jump, lines[0]);
+    authorize(&server, lines[1]);
+
+    // A second run creates nothing and prints the same lines.
+    let (status, again, stderr) = keygen(&config, &["--owner", jump.user()]);
+    assert_eq!((status, stderr.as_str()), (Some(0), ""));
+    assert_eq!(again, stdout);
+
+    // Every forward works, through the jump host, with these keys alone.
+    let tunneld = InProcess::start(&config);
+    let state = tunneld
+        .wait_for("db", support::UP_TIMEOUT, |s| match s {
+            TunnelState::Up { remote, .. } => remote
+                .iter()
+                .all(|r| matches!(r.state, RemoteState::Listening { .. })),
+            _ => false,
+        })
+        .await;
+    assert!(matches!(state, TunnelState::Up { .. }), "{state:?}");
+    let payload = random_bytes(1 << 20, 16);
+    assert!(echo_through(localhost(local_port), &payload).await == payload);
+    assert!(echo_through(localhost(remote_port), &payload).await == payload);
+    tunneld.stop().await;
+
+    // The same keys, in the real ssh client, get nothing else.
+    let closed = ClosedPort::new();
+    for target in [elsewhere.addr(), closed.addr(), server.addr()] {
+        assert_open_refused(&server, dir.path(), &server_key, target);
+    }
+    for target in [elsewhere.addr(), echo.addr()] {
+        assert_open_refused(&jump, dir.path(), &jump_key, target);
+    }
+    assert_listen_refused(&server, dir.path(), &server_key, free_port());
+    assert_listen_refused(&jump, dir.path(), &jump_key, free_port());
+    assert_command_refused(&server, dir.path(), &server_key);
+    assert_command_refused(&jump, dir.path(), &jump_key);
+    assert_eq!(elsewhere.connections_total(), 0);
+}
