@@ -141,3 +141,35 @@ fn each_jump_host_may_only_reach_the_next_hop() {
     );
     assert!(got[got.len() - 1].starts_with("db.internal: "), "{got:?}");
 }
+
+/// Each example recommends, in its comments, the very lines keygen prints for it.
+#[test]
+fn every_example_recommends_the_lines_keygen_prints() {
+    let env = Environment {
+        user: "runner".to_owned(),
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("examples") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|ext| ext != "toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read");
+        let config = parse(&path, &text, &env).expect("valid");
+        for tunnel in &config.tunnels {
+            for (hop, grant) in grants(tunnel) {
+                let options = grant.options.join(",");
+                assert!(
+                    text.contains(&format!("{options} ssh-ed25519 ")),
+                    "{}: tunnel {}, {}: the comments do not recommend {options}",
+                    path.display(),
+                    tunnel.name,
+                    hop.label
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 7, "{checked}");
+}
