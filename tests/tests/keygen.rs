@@ -8,14 +8,18 @@
 
 mod support;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
+use std::net::TcpStream;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use harness::{
     ClosedPort, EchoServer, HostEntry, Sshd, free_port, known_hosts_file, localhost, random_bytes,
+    wait_until,
 };
 use support::{InProcess, echo_through, test_dir, write_config};
 use tunneld_supervisor::{RemoteState, TunnelState};
@@ -111,6 +115,58 @@ fn assert_command_refused(sshd: &Sshd, dir: &Path, key: &Path) {
     assert!(!out.status.success(), "the command ran: {stdout}{stderr}");
     assert!(!stdout.contains("the-command-ran"), "{stdout}");
     assert_eq!(stdout, "This account is currently not available.\n");
+}
+
+/// `ssh -N -L port:/path`: a connection to a Unix socket of the server, which the line's
+/// `permitopen` refuses too (a path never matches `host:port`).
+fn assert_socket_refused(sshd: &Sshd, dir: &Path, key: &Path) {
+    let socket_path = dir.join("server.sock");
+    let socket = UnixListener::bind(&socket_path).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let port = free_port();
+    let spec = format!("{port}:{}", socket_path.display());
+    let name = format!("ssh_{}", sshd.port());
+    let known_hosts = known_hosts_file(dir, &name, &sshd.known_hosts_line());
+    let mut ssh = Command::new("ssh")
+        .args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+        ])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+        .arg("-i")
+        .arg(key)
+        .args(["-p", &sshd.port().to_string(), "-N", "-L", &spec])
+        .arg(format!("{}@127.0.0.1", sshd.user()))
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mark = sshd.log_mark();
+    let mut client = None;
+    assert!(wait_until(Duration::from_secs(20), || {
+        client = TcpStream::connect(localhost(port)).ok();
+        client.is_some()
+    }));
+    let mut got = Vec::new();
+    let _ = client.unwrap().read_to_end(&mut got);
+    assert!(sshd.wait_for_log_since(
+        mark,
+        &format!(
+            "connect to path {}, but the request was denied",
+            socket_path.display()
+        ),
+        Duration::from_secs(10)
+    ));
+    assert_eq!(got, b"");
+    assert!(socket.accept().is_err(), "the socket was reached");
+    let _ = ssh.kill();
+    let _ = ssh.wait();
 }
 
 /// The key lines of keygen's output, in order (comments and blank lines dropped).
@@ -232,6 +288,7 @@ async fn the_printed_lines_carry_every_forward_and_nothing_else() {
     assert_listen_refused(&server, dir.path(), &server_key, free_port());
     assert_listen_refused(&jump, dir.path(), &jump_key, free_port());
     assert_command_refused(&server, dir.path(), &server_key);
+    assert_socket_refused(&server, dir.path(), &server_key);
     assert_command_refused(&jump, dir.path(), &jump_key);
     assert_eq!(elsewhere.connections_total(), 0);
 }

@@ -48,6 +48,7 @@ pub(crate) fn keygen(path: &Path, tunnels: &[String], owner: Option<&str>) -> Ex
         root: nix::unistd::geteuid().is_root(),
         hostname,
         keys: HashMap::new(),
+        lines: HashMap::new(),
         problems: 0,
     };
     let selected = config
@@ -74,6 +75,8 @@ struct Run<'a> {
     /// This machine's name, in each key's comment: `tunneld:TUNNEL@HOSTNAME`.
     hostname: String,
     keys: Keys,
+    /// The tunnel that got the first line for each (server, key).
+    lines: HashMap<(String, String), String>,
     problems: usize,
 }
 
@@ -88,8 +91,11 @@ impl Run<'_> {
                 format!("jump host {} of {}", i + 1, count - 1)
             };
             println!(
-                "# tunnel {}, {which} {} ({}@{}:{}): in ~{}/.ssh/authorized_keys",
-                tunnel.name, hop.label, hop.user, hop.hostname, hop.port, hop.user
+                "# tunnel {}, {which} {}: in ~{}/.ssh/authorized_keys on {}",
+                tunnel.name,
+                hop.label,
+                hop.user,
+                lines::host_port(&hop.hostname, &hop.port.to_string())
             );
             let keys = self.public_keys(tunnel, hop);
             if keys.is_empty() {
@@ -99,6 +105,18 @@ impl Run<'_> {
                 println!("# {note}");
             }
             for key in keys {
+                let server = format!("{}@{}:{}", hop.user, hop.hostname, hop.port);
+                if let Some(other) = self.lines.get(&(server.clone(), key.clone())) {
+                    // sshd honours the first line that holds a key and ignores the rest.
+                    println!(
+                        "# this key already has a line on {server}, for tunnel {other}: sshd \
+                         uses only the first, so merge the two lines' options into one, or give \
+                         each tunnel its own identity file"
+                    );
+                } else {
+                    self.lines
+                        .insert((server, key.clone()), tunnel.name.clone());
+                }
                 println!("{}", grant.line(&key, &tunnel.name, &self.hostname));
             }
         }

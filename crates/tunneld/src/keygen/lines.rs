@@ -59,12 +59,21 @@ fn base() -> Vec<String> {
     ]
 }
 
-/// The note on every line: `port-forwarding` turns on Unix-socket forwarding too, and
-/// authorized_keys has no option that narrows it.
-fn streamlocal_note() -> String {
-    "port-forwarding also allows Unix-socket forwards, which authorized_keys cannot narrow: \
-     set AllowStreamLocalForwarding no for this account (Match User) in sshd_config"
-        .to_owned()
+/// The note on every line: `port-forwarding` turns on Unix-socket forwarding too. A
+/// `permitopen` also confines connections to sockets (a path never matches `host:port`), but
+/// `permitlisten` does not confine listening on one (`ssh -R /path:...`), and without a
+/// `permitopen` (a dynamic forward) every socket of the server can be reached.
+fn streamlocal_note(any_target: bool) -> String {
+    let what = if any_target {
+        "reach any Unix socket of the server and listen on new ones"
+    } else {
+        "make the server listen on a Unix socket (ssh -R /path:...), which permitlisten does not \
+         narrow"
+    };
+    format!(
+        "port-forwarding also lets the key {what}: set AllowStreamLocalForwarding no for this \
+         account (Match User) in sshd_config"
+    )
 }
 
 fn nothing_note(option: &str, what: &str) -> String {
@@ -86,7 +95,7 @@ fn jump_grant(next: &Hop) -> Grant {
         notes: vec![
             format!("jump host: may only connect on to {}", next.label),
             nothing_note("permitlisten", "a jump host"),
-            streamlocal_note(),
+            streamlocal_note(false),
         ],
     }
 }
@@ -148,7 +157,7 @@ fn target_grant(tunnel: &Tunnel) -> Grant {
             format!("permitlisten=\"{}\"", host_port(bind, &port)),
         );
     }
-    notes.push(streamlocal_note());
+    notes.push(streamlocal_note(!tunnel.dynamic.is_empty()));
     Grant { options, notes }
 }
 
@@ -159,7 +168,7 @@ fn push_new(options: &mut Vec<String>, option: String) {
 }
 
 /// `host:port`, an IPv6 address in brackets as sshd reads it.
-fn host_port(host: &str, port: &str) -> String {
+pub(crate) fn host_port(host: &str, port: &str) -> String {
     if host.contains(':') {
         format!("[{host}]:{port}")
     } else {

@@ -27,9 +27,9 @@ fn lines(tunnel: &str) -> Vec<String> {
         .collect()
 }
 
-const STREAMLOCAL: &str = "# port-forwarding also allows Unix-socket forwards, which \
-    authorized_keys cannot narrow: set AllowStreamLocalForwarding no for this account (Match \
-    User) in sshd_config";
+const STREAMLOCAL: &str = "# port-forwarding also lets the key make the server listen on a Unix \
+    socket (ssh -R /path:...), which permitlisten does not narrow: set AllowStreamLocalForwarding \
+    no for this account (Match User) in sshd_config";
 
 #[test]
 fn local_and_remote_forwards_are_permitted_exactly_as_sshd_matches_them() {
@@ -81,7 +81,10 @@ fn a_dynamic_forward_leaves_permitopen_out_and_says_why() {
             "# no permitopen: dynamic 1080 connects wherever its SOCKS clients ask, and any \
              permitopen would confine it"
                 .to_owned(),
-            STREAMLOCAL.to_owned(),
+            "# port-forwarding also lets the key reach any Unix socket of the server and listen \
+             on new ones: set AllowStreamLocalForwarding no for this account (Match User) in \
+             sshd_config"
+                .to_owned(),
             format!(
                 "db.example: restrict,port-forwarding,command=\"/usr/sbin/nologin\",\
                  permitlisten=\"localhost:2222\" {KEY} tunneld:t@pi"
