@@ -18,8 +18,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use harness::{
-    ClosedPort, EchoServer, HostEntry, Sshd, free_port, known_hosts_file, localhost, random_bytes,
-    wait_until,
+    ClosedPort, EchoServer, HostEntry, HttpServer, Sshd, free_port, known_hosts_file, localhost,
+    random_bytes, wait_until,
 };
 use support::{InProcess, echo_through, test_dir, write_config};
 use tunneld_supervisor::{RemoteState, TunnelState};
@@ -291,4 +291,90 @@ async fn the_printed_lines_carry_every_forward_and_nothing_else() {
     assert_socket_refused(&server, dir.path(), &server_key);
     assert_command_refused(&jump, dir.path(), &jump_key);
     assert_eq!(elsewhere.connections_total(), 0);
+}
+
+/// A SOCKS forward gets no permitopen (any would confine it), and a remote port 0 gets
+/// `localhost:*`: both work with the printed line, and the key still gets no other listener
+/// and no command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socks_forward_and_a_remote_port_0_work_with_the_printed_line() {
+    let dir = test_dir();
+    let server = Sshd::start();
+    let echo = EchoServer::start();
+    let web = HttpServer::start(b"through socks".to_vec());
+    let socks_port = free_port();
+    let key = dir.path().join("id");
+    let known_hosts = known_hosts_file(dir.path(), "db", &server.known_hosts_line());
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[defaults]\nbackoff_min = \"100ms\"\nbackoff_max = \"2s\"\n\n{}\
+             [tunnels.db]\nhost = \"db\"\ndynamic = [\"{socks_port}\"]\n\
+             remote = [\"0:127.0.0.1:{}\"]\n",
+            HostEntry::new("db", &server, &known_hosts)
+                .identity(&key)
+                .toml(),
+            echo.port(),
+        ),
+    );
+    let (status, stdout, stderr) = keygen(&config, &["--owner", server.user()]);
+    assert_eq!(status, Some(0), "{stdout}{stderr}");
+    let lines = key_lines(&stdout);
+    assert_eq!(lines.len(), 1, "{stdout}");
+    assert!(
+        lines[0].starts_with(
+            "restrict,port-forwarding,command=\"/usr/sbin/nologin\",\
+             permitlisten=\"localhost:*\" ssh-ed25519 "
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("# no permitopen: dynamic "), "{stdout}");
+    authorize(&server, lines[0]);
+
+    let tunneld = InProcess::start(&config);
+    let state = tunneld
+        .wait_for("db", support::UP_TIMEOUT, |s| match s {
+            TunnelState::Up { remote, .. } => remote
+                .iter()
+                .all(|r| matches!(r.state, RemoteState::Listening { .. })),
+            _ => false,
+        })
+        .await;
+    let TunnelState::Up { remote, .. } = &state else {
+        unreachable!()
+    };
+    let RemoteState::Listening { port } = remote[0].state else {
+        unreachable!()
+    };
+    let payload = random_bytes(1 << 16, 17);
+    let port = u16::try_from(port).unwrap();
+    assert!(echo_through(localhost(port), &payload).await == payload);
+    let proxy = format!("127.0.0.1:{socks_port}");
+    let url = web.url();
+    let curl = tokio::task::spawn_blocking(move || {
+        Command::new("curl")
+            .args(["-sS", "--max-time", "20", "--socks5-hostname", &proxy, &url])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        text(&curl.stdout),
+        "through socks",
+        "{}",
+        text(&curl.stderr)
+    );
+    tunneld.stop().await;
+
+    // `localhost:*` is any port on localhost, and nothing else.
+    let spec = format!("127.0.0.1:{}:127.0.0.1:9", free_port());
+    let out = ssh(&server, dir.path(), &key, &["-N", "-R", &spec], &[]);
+    assert!(!out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("remote port forwarding failed"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_command_refused(&server, dir.path(), &key);
 }
