@@ -40,6 +40,19 @@ pub enum KeygenError {
         /// The `.pub` in the way.
         public: PathBuf,
     },
+    /// The directory the key goes in does not exist: keygen does not guess its owner and mode.
+    #[error(
+        "cannot create {}: the directory {} does not exist (create it first, for instance \
+         owned by root, group tunneld, mode 0750)",
+        path.display(),
+        dir.display()
+    )]
+    NoDirectory {
+        /// The key file.
+        path: PathBuf,
+        /// Its directory.
+        dir: PathBuf,
+    },
     /// The OS random generator failed: no key was made.
     #[error("cannot create {}: the system's random generator failed: {error}", path.display())]
     Random {
@@ -84,6 +97,13 @@ pub fn create(path: &Path, comment: &str, owner: Option<Owner>) -> Result<String
             public,
         });
     }
+    let dir = directory(path);
+    if !dir.is_dir() {
+        return Err(KeygenError::NoDirectory {
+            path: path.to_owned(),
+            dir: dir.to_owned(),
+        });
+    }
     let key = generate(path, comment)?;
     let encode = |error| KeygenError::Encode {
         path: path.to_owned(),
@@ -112,6 +132,13 @@ fn generate(path: &Path, comment: &str) -> Result<PrivateKey, KeygenError> {
     })
 }
 
+fn directory(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
 /// Writes `bytes` to a new file at `path`: a temporary file in the same directory, its mode and
 /// owner set, synced, then linked into place without replacing anything.
 fn write_new(
@@ -124,11 +151,7 @@ fn write_new(
         path: path.to_owned(),
         error,
     };
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(failed)?;
+    let mut file = tempfile::NamedTempFile::new_in(directory(path)).map_err(failed)?;
     if let Some(owner) = owner {
         std::os::unix::fs::fchown(file.as_file(), Some(owner.uid), Some(owner.gid))
             .map_err(failed)?;
@@ -195,5 +218,9 @@ mod tests {
             )
         );
         assert!(!other.exists());
+
+        let nowhere = dir.path().join("missing/id");
+        let err = create(&nowhere, "c", None).expect_err("no directory");
+        assert!(matches!(err, KeygenError::NoDirectory { .. }), "{err}");
     }
 }
