@@ -9,6 +9,7 @@
 //!   `quiet`: the log level of an attempt's steps;
 //!   `descriptors`: the process's budget of file descriptors;
 //! - `known_hosts`, `identity`, `certificate` (user certificates, paired with identities),
+//!   `keygen` (creating identity files),
 //!   `socks` (the protocol and its users file), `algorithms`: each with its own error type;
 //! - `error`: why a tunnel failed, wrapping the errors above;
 //! - `tcp`, `routes`, `handler`, then `auth`: the parts of one SSH session;
@@ -26,6 +27,7 @@ pub mod forward;
 mod handler;
 pub mod identity;
 mod in_order;
+pub mod keygen;
 pub mod known_hosts;
 pub mod private_file;
 mod quiet;

@@ -35,6 +35,21 @@ pub(crate) enum Command {
         #[arg(long, short, default_value = DEFAULT_CONFIG, value_name = "PATH")]
         config: PathBuf,
     },
+    /// Create the missing ed25519 identity files that the tunnels name, and print, for each
+    /// server (jump hosts too), the authorized_keys line that allows the key what the tunnel
+    /// needs there and nothing more.
+    Keygen {
+        /// The configuration file.
+        #[arg(long, short, default_value = DEFAULT_CONFIG, value_name = "PATH")]
+        config: PathBuf,
+        /// Who owns the keys created (their uid and primary group); required when root
+        /// creates a key [default: the user running keygen].
+        #[arg(long, value_name = "USER")]
+        owner: Option<String>,
+        /// Only these tunnels [default: every tunnel].
+        #[arg(value_name = "TUNNEL")]
+        tunnels: Vec<String>,
+    },
     /// Show each tunnel and forward of the running daemon. Exit status: 0 when every tunnel is
     /// up, 1 when some is not, 3 when no daemon answers.
     Status {
@@ -146,7 +161,8 @@ invalid (systemd does not restart on it); 1 for any other fatal error. \fBtunnel
 1 when some tunnel is not up; \fBstatus\fR, \fBreconnect\fR and \fBreload\fR exit 3 when no daemon
 answers, and 2 when it refuses the request (an unknown tunnel).
 .SH SEE ALSO
-\fBtunneld-run\fR(8), \fBtunneld-check\fR(8), \fBtunneld-status\fR(8), \fBtunneld-reconnect\fR(8),
+\fBtunneld-run\fR(8), \fBtunneld-check\fR(8), \fBtunneld-keygen\fR(8), \fBtunneld-status\fR(8),
+\fBtunneld-reconnect\fR(8),
 \fBtunneld-reload\fR(8), \fBsystemctl\fR(1), \fBjournalctl\fR(1), \fBssh_config\fR(5).
 The configuration reference, troubleshooting guide and examples are in
 \fI/usr/share/doc/tunneld/\fR.

@@ -5,6 +5,7 @@ mod check;
 mod cli;
 mod control;
 mod import;
+mod keygen;
 mod logging;
 mod metrics;
 mod metrics_state;
@@ -35,6 +36,11 @@ fn main() -> ExitCode {
             daemon, tunnels, ..
         } => control::client::reconnect(&daemon.target(), tunnels),
         cli::Command::Reload { daemon } => control::client::reload(&daemon.target()),
+        cli::Command::Keygen {
+            config,
+            tunnels,
+            owner,
+        } => keygen::keygen(&config, &tunnels, owner.as_deref()),
         cli::Command::ImportSshConfig { file, hosts } => {
             import::ssh_config(file.as_deref(), &hosts)
         }
