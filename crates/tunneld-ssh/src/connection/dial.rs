@@ -29,6 +29,8 @@ pub(super) struct Dial<'a> {
     pub(super) keepalive: Option<&'a Keepalive>,
     pub(super) progress: &'a ProgressFn,
     pub(super) chain_ended: &'a CancellationToken,
+    /// Write nothing: known_hosts is only read (`Connection::establish_read_only`).
+    pub(super) read_only: bool,
 }
 
 impl Dial<'_> {
@@ -151,7 +153,8 @@ impl Dial<'_> {
                 port: hop.port,
                 known_hosts: known,
                 policy: hop.host_key_policy,
-                update_host_keys: hop.update_host_keys,
+                update_host_keys: hop.update_host_keys && !self.read_only,
+                read_only: self.read_only,
             },
             shared.clone(),
             routes.clone(),
@@ -179,6 +182,13 @@ impl Dial<'_> {
                 return Err(TunnelError::ClosedBeforeVersion { peer, source });
             }
         };
+        let would_learn = shared.would_learn.lock().ok().and_then(|mut w| w.take());
+        if let Some(fingerprint) = would_learn {
+            (self.progress)(Progress::WouldLearn {
+                peer: peer.clone(),
+                fingerprint,
+            });
+        }
         (self.progress)(Progress::Authenticating { peer: peer.clone() });
         tokio::time::timeout_at(
             deadline,
