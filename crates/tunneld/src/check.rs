@@ -171,6 +171,9 @@ fn describe(tunnel: &Tunnel) -> String {
         let via: Vec<&str> = tunnel.jump.iter().map(|hop| hop.label.as_str()).collect();
         line.push_str(&format!(" via {}", via.join(", ")));
     }
+    if let Some(proxy) = &tunnel.jump.first().unwrap_or(target).proxy {
+        line.push_str(&format!(" through proxy {proxy}"));
+    }
     for forward in &tunnel.local {
         line.push_str(&format!("; local {}", forward.spec));
     }
@@ -199,6 +202,7 @@ mod tests {
         let text = "[tunnels.t]\nhost = \"u@[::1]:22206\"\nuse_agent = true\n\
                     local = [\"5432:localhost:5432\"]\n\
                     [tunnels.v4]\nhost = \"127.0.0.1\"\nuse_agent = true\n\
+                    proxy = \"socks5://[::1]:1080\"\n\
                     local = [\"5433:localhost:5432\"]\n";
         let config = parse(Path::new("t.toml"), text, &env).expect("valid");
         let lines: Vec<String> = config.tunnels.iter().map(describe).collect();
@@ -206,7 +210,7 @@ mod tests {
             lines,
             [
                 "t: u@[::1]:22206; local 5432:localhost:5432",
-                "v4: runner@127.0.0.1:22; local 5433:localhost:5432",
+                "v4: runner@127.0.0.1:22 through proxy socks5://[::1]:1080; local 5433:localhost:5432",
             ]
         );
     }
