@@ -11,7 +11,8 @@
 //! - `known_hosts`, `identity`, `certificate` (user certificates, paired with identities),
 //!   `socks` (the protocol and its users file), `algorithms`: each with its own error type;
 //! - `error`: why a tunnel failed, wrapping the errors above;
-//! - `tcp`, `routes`, `handler`, then `auth`: the parts of one SSH session;
+//! - `tcp`, `proxy` (the first hop through an HTTP or SOCKS5 proxy), `routes`, `handler`, then
+//!   `auth`: the parts of one SSH session;
 //! - `connection`: a tunnel's connection through its jump chain;
 //! - `forward`: what carries clients through a connection.
 
@@ -28,6 +29,7 @@ pub mod identity;
 mod in_order;
 pub mod known_hosts;
 pub mod private_file;
+mod proxy;
 mod quiet;
 mod routes;
 pub mod socks;

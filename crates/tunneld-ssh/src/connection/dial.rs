@@ -16,6 +16,7 @@ use crate::auth;
 use crate::error::{Peer, Stage, TunnelError};
 use crate::handler::{ClientHandler, HandlerError, ServerIdentity, Shared};
 use crate::known_hosts::KnownHosts;
+use crate::proxy;
 use crate::quiet::step;
 use crate::routes::Routes;
 use crate::tcp;
@@ -53,14 +54,30 @@ impl Dial<'_> {
         (self.progress)(Progress::Connecting { peer: peer.clone() });
         let deadline = Instant::now() + hop.connect_timeout;
         step!(info, peer = %peer, "connecting");
-        let tcp = tcp::connect_tcp(
-            &hop.hostname,
-            hop.port,
-            &peer,
-            deadline,
-            hop.connect_timeout,
-        )
-        .await?;
+        let tcp = match &hop.proxy {
+            Some(via) => {
+                step!(info, peer = %peer, proxy = %via, "connecting through proxy");
+                proxy::connect(
+                    via,
+                    &hop.hostname,
+                    hop.port,
+                    &peer,
+                    deadline,
+                    hop.connect_timeout,
+                )
+                .await?
+            }
+            None => {
+                tcp::connect_tcp(
+                    &hop.hostname,
+                    hop.port,
+                    &peer,
+                    deadline,
+                    hop.connect_timeout,
+                )
+                .await?
+            }
+        };
         let user_timeout = self.keepalive.and_then(Keepalive::stuck_link_budget);
         tcp::tune(&tcp, user_timeout);
         self.handshake(tcp::QuickAckStream::new(tcp), peer, deadline)
