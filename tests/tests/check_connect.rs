@@ -11,8 +11,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use harness::{
-    ClosedPort, EchoServer, HostEntry, KeyPair, Sshd, TunneldProcess, free_port, host_entry,
-    wait_until,
+    ClosedPort, EchoServer, HostEntry, KeyKind, KeyPair, Sshd, TunneldProcess, free_port,
+    host_entry, wait_until,
 };
 use support::{test_dir, write_config, write_one_tunnel};
 
@@ -240,4 +240,53 @@ fn a_remote_port_the_running_daemon_holds_is_not_a_failure() {
         stdout.contains(&format!("  remote {remote}: FAILED")),
         "{stdout}"
     );
+}
+
+#[test]
+fn host_keys_the_server_announces_are_not_followed() {
+    let dir = test_dir();
+    let mut sshd = Sshd::builder().log_level("DEBUG1").start();
+    // A second host key B: a daemon, verified by A, would prove B and add it to known_hosts.
+    let b = KeyPair::generate_with(sshd.dir(), "ssh_host_ecdsa_key", KeyKind::EcdsaP256, None);
+    let config_text = std::fs::read_to_string(sshd.config_path()).unwrap();
+    let a = sshd.dir().join("ssh_host_ed25519_key");
+    std::fs::write(
+        sshd.config_path(),
+        format!(
+            "HostKey {}\nHostKey {}\n{}",
+            a.display(),
+            b.private.display(),
+            config_text
+                .lines()
+                .filter(|line| !line.starts_with("HostKey "))
+                .map(|line| format!("{line}\n"))
+                .collect::<String>()
+        ),
+    )
+    .unwrap();
+    sshd.restart();
+    let config = write_one_tunnel(
+        dir.path(),
+        &sshd,
+        "db",
+        &format!("local = [\"{}:127.0.0.1:{}\"]\n", free_port(), sshd.port()),
+    );
+    let known = dir.path().join("known_hosts");
+    let before = std::fs::read_to_string(&known).unwrap();
+    let mark = sshd.log_mark();
+    let (status, stdout, stderr) = check_connect(&config, &[]);
+    assert_eq!(status, Some(0), "{stdout}{stderr}");
+    // sshd announced B (it does after every login); nothing asked it to prove B.
+    assert!(
+        sshd.wait_for_log_since(mark, "Connection closed", Duration::from_secs(10)),
+        "{}",
+        sshd.log()
+    );
+    assert!(
+        !sshd.log()[mark..].contains("hostkeys-prove-00@openssh.com"),
+        "check --connect asked for a proof of the announced keys:\n{}",
+        &sshd.log()[mark..]
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(std::fs::read_to_string(&known).unwrap(), before);
 }
