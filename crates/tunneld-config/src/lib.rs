@@ -23,6 +23,7 @@ mod hostspec;
 mod listeners;
 mod model;
 mod near_names;
+mod proxy;
 mod raw;
 mod rekey;
 mod remote_ports;
@@ -42,6 +43,7 @@ pub use findings::{
     Finding, GatewayPorts, Location, NearHostName, RemotePortClash, ResolvedBy, describe_route,
 };
 pub use model::*;
+pub use proxy::{Proxy, ProxyKind};
 pub use settings::SUPPORTED_CIPHERS;
 pub use ssh_config::equivalent_key as ssh_config_key;
 pub use verdicts::{Resolve, Verdicts, judge};

@@ -90,6 +90,9 @@ pub struct Hop {
     pub ciphers: Vec<String>,
     /// When the session exchanges new keys.
     pub rekey_limit: RekeyLimit,
+    /// The proxy through which this hop is reached, when it is the first (the one tunneld dials;
+    /// the others are reached through the hop before them, and ignore it).
+    pub proxy: Option<crate::Proxy>,
 }
 
 /// When a session exchanges new keys (OpenSSH's RekeyLimit): after `data` bytes in either

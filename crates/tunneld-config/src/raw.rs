@@ -36,6 +36,7 @@ pub(crate) struct Common<'a> {
     pub(crate) ciphers: Option<&'a Spanned<Vec<Spanned<String>>>>,
     pub(crate) exit_on_forward_failure: Option<&'a Spanned<bool>>,
     pub(crate) rekey_limit: Option<&'a Spanned<String>>,
+    pub(crate) proxy: Option<&'a Spanned<String>>,
 }
 
 /// Declares a section struct with the shared settings plus its own keys. serde's `flatten` cannot
@@ -64,6 +65,7 @@ macro_rules! section {
             ciphers: Opt<Vec<Spanned<String>>>,
             exit_on_forward_failure: Opt<bool>,
             rekey_limit: Opt<String>,
+            proxy: Opt<String>,
             $($(#[$fmeta])* pub(crate) $field: $ty,)*
         }
 
@@ -89,6 +91,7 @@ macro_rules! section {
                     ciphers: self.ciphers.as_ref(),
                     exit_on_forward_failure: self.exit_on_forward_failure.as_ref(),
                     rekey_limit: self.rekey_limit.as_ref(),
+                    proxy: self.proxy.as_ref(),
                 }
             }
         }
@@ -242,7 +245,7 @@ mod tests {
             "t.toml:1:32: tunnels.db.lokal: unknown field `lokal`, expected one of `user`, \
              `identity_files`, `certificate_files`, `use_agent`, `known_hosts`, `global_known_hosts`, \
              `host_key_policy`, `update_host_keys`, `keepalive_interval`, `keepalive_max`, `connect_timeout`, `backoff_min`, \
-             `backoff_max`, `backoff_max_network`, `compression`, `ciphers`, `exit_on_forward_failure`, `rekey_limit`, `host`, `jump`, \
+             `backoff_max`, `backoff_max_network`, `compression`, `ciphers`, `exit_on_forward_failure`, `rekey_limit`, `proxy`, `host`, `jump`, \
              `local`, `remote`, `dynamic`"
         );
         assert_eq!(

@@ -336,6 +336,7 @@ impl<'a> Resolver<'a> {
             compression: pick.get(|s| s.compression).unwrap_or(false),
             ciphers: pick.get(|s| s.ciphers.clone()).unwrap_or_default(),
             rekey_limit: pick.get(|s| s.rekey_limit).unwrap_or_default(),
+            proxy: pick.get(|s| s.proxy.clone()),
         })
     }
 }

@@ -54,6 +54,7 @@ pub(crate) struct Settings {
     pub(crate) ciphers: Option<Vec<String>>,
     pub(crate) exit_on_forward_failure: Option<bool>,
     pub(crate) rekey_limit: Option<RekeyLimit>,
+    pub(crate) proxy: Option<crate::Proxy>,
 }
 
 /// Checks the shared settings of the section at `section` (`defaults`, `hosts.NAME`, ...).
@@ -118,6 +119,17 @@ pub(crate) fn check(
         None => None,
     };
 
+    let proxy = match common.proxy {
+        Some(raw) => Some(crate::proxy::parse(raw.get_ref()).map_err(|e| {
+            err(
+                raw.span(),
+                section.field("proxy"),
+                format!("{e} (expected {})", crate::proxy::EXPECTED),
+            )
+        })?),
+        None => None,
+    };
+
     let duration_of = |raw: &Spanned<RawDuration>, name: &str| {
         duration::parse(raw.get_ref()).map_err(|e| err(raw.span(), section.field(name), e))
     };
@@ -173,6 +185,7 @@ pub(crate) fn check(
     };
 
     Ok(Settings {
+        proxy,
         user,
         identity_files,
         certificate_files,

@@ -131,6 +131,9 @@ fn expectation(path: &[Step]) -> Option<Expected> {
             "host" => other(r#"a string like "db-server" or "admin@db.example.com:2222""#),
             "known_hosts" => string("/var/lib/tunneld/known_hosts"),
             "global_known_hosts" => string("/etc/tunneld/known_hosts"),
+            "proxy" => other(
+                r#"a string like "http://proxy.example.com:3128" or "socks5://127.0.0.1:1080""#,
+            ),
             "host_key_policy" => other(r#""strict" or "accept-new""#),
             "listen" => string("127.0.0.1:1080"),
             "auth_file" => string("/etc/tunneld/socks-users"),

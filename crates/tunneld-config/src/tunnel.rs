@@ -67,10 +67,15 @@ pub(crate) fn resolve(
         }
         r.flatten(&list, &mut stack, &mut hops)?;
     }
-    let jump = hops
+    let mut jump = hops
         .iter()
         .map(|(named, at)| r.hop(named, None, at))
         .collect::<Result<Vec<_>, _>>()?;
+    // `proxy` is the first hop's way out. A tunnel's own reaches its first jump host, which
+    // takes nothing else from the tunnel.
+    if let (Some(proxy), Some(first)) = (&settings.proxy, jump.first_mut()) {
+        first.proxy = Some(proxy.clone());
+    }
     let target_hop = r.hop(&target, Some((&key, &settings)), &host_place)?;
     let dialled = hops
         .iter()

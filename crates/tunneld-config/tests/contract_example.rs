@@ -89,6 +89,7 @@ fn hop(label: &str, hostname: &str, user: &str, key: IdentityFile) -> Hop {
         compression: false,
         ciphers: ciphers(),
         rekey_limit: RekeyLimit::default(),
+        proxy: None,
     }
 }
 

@@ -48,7 +48,7 @@ fn unknown_key() {
         "unknown field `lokal`, expected one of `user`, `identity_files`, `certificate_files`, `use_agent`, \
          `known_hosts`, `global_known_hosts`, `host_key_policy`, `update_host_keys`, `keepalive_interval`, \
          `keepalive_max`, `connect_timeout`, `backoff_min`, `backoff_max`, `backoff_max_network`, `compression`, `ciphers`, \
-         `exit_on_forward_failure`, `rekey_limit`, `host`, `jump`, `local`, `remote`, `dynamic`",
+         `exit_on_forward_failure`, `rekey_limit`, `proxy`, `host`, `jump`, `local`, `remote`, `dynamic`",
     );
     assert_error(
         "[hosts.b]\nhostnme = \"b.example.com\"\n",
@@ -58,7 +58,7 @@ fn unknown_key() {
         "unknown field `hostnme`, expected one of `user`, `identity_files`, `certificate_files`, `use_agent`, \
          `known_hosts`, `global_known_hosts`, `host_key_policy`, `update_host_keys`, `keepalive_interval`, \
          `keepalive_max`, `connect_timeout`, `backoff_min`, `backoff_max`, `backoff_max_network`, `compression`, `ciphers`, \
-         `exit_on_forward_failure`, `rekey_limit`, `hostname`, `port`, `jump`",
+         `exit_on_forward_failure`, `rekey_limit`, `proxy`, `hostname`, `port`, `jump`",
     );
     let err = error("[tunnel.db]\nhost = \"x\"\n");
     assert_eq!(
@@ -308,7 +308,7 @@ fn jump_in_defaults() {
         "unknown field `x`, expected one of `user`, `identity_files`, `certificate_files`, `use_agent`, \
          `known_hosts`, `global_known_hosts`, `host_key_policy`, `update_host_keys`, `keepalive_interval`, \
          `keepalive_max`, `connect_timeout`, `backoff_min`, `backoff_max`, `backoff_max_network`, `compression`, `ciphers`, \
-         `exit_on_forward_failure`, `rekey_limit`",
+         `exit_on_forward_failure`, `rekey_limit`, `proxy`",
     );
     let env = Environment {
         user: "runner".to_owned(),

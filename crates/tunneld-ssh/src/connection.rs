@@ -43,6 +43,15 @@ pub enum Progress {
         /// The server.
         peer: Peer,
     },
+    /// A read-only connection ([`Connection::establish_read_only`]) met a server that no
+    /// known_hosts file names, under `accept-new`: a daemon would learn this key; nothing was
+    /// written.
+    WouldLearn {
+        /// The server.
+        peer: Peer,
+        /// The key's type and SHA256 fingerprint: `ssh-ed25519 SHA256:...`.
+        fingerprint: String,
+    },
 }
 
 /// Receives [`Progress`] reports.
@@ -91,6 +100,28 @@ impl Connection {
         keepalive: &Keepalive,
         progress: &ProgressFn,
     ) -> Result<Connection, TunnelError> {
+        Self::establish_with(target, jump, keepalive, progress, false).await
+    }
+
+    /// [`Connection::establish`] that writes nothing (`tunneld check --connect`): known_hosts is
+    /// only read. A host that no file names is accepted under `accept-new` and reported as
+    /// [`Progress::WouldLearn`]; host keys the server announces are not followed.
+    pub async fn establish_read_only(
+        target: &Hop,
+        jump: &[Hop],
+        keepalive: &Keepalive,
+        progress: &ProgressFn,
+    ) -> Result<Connection, TunnelError> {
+        Self::establish_with(target, jump, keepalive, progress, true).await
+    }
+
+    async fn establish_with(
+        target: &Hop,
+        jump: &[Hop],
+        keepalive: &Keepalive,
+        progress: &ProgressFn,
+        read_only: bool,
+    ) -> Result<Connection, TunnelError> {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let chain_ended = CancellationToken::new();
         let count = jump.len() + 1;
@@ -103,6 +134,7 @@ impl Connection {
                 keepalive: is_target.then_some(keepalive),
                 progress,
                 chain_ended: &chain_ended,
+                read_only,
             };
             let session = at.dial(sessions.last()).await?;
             sessions.push(session);

@@ -43,6 +43,17 @@ pub enum TunnelError {
         /// Each address tried and why it failed.
         attempts: Vec<(SocketAddr, std::io::Error)>,
     },
+    /// The proxy in front of the first hop (`proxy`) could not be reached, refused to connect
+    /// to the server, or answered something else.
+    #[error("proxy {proxy} {reason}")]
+    Proxy {
+        /// The server behind the proxy.
+        peer: Peer,
+        /// The proxy, as `http://host:port` or `socks5://host:port`.
+        proxy: String,
+        /// What it did: `refused CONNECT db.example.com:22: HTTP/1.1 403 Forbidden`.
+        reason: String,
+    },
     /// A step took longer than `connect_timeout`.
     #[error("{peer}: timed out after {}s during {stage}", .after.as_secs_f32())]
     Timeout {
@@ -243,6 +254,7 @@ impl TunnelError {
     fn peer_mut(&mut self) -> Option<&mut Peer> {
         match self {
             TunnelError::Connect { peer, .. }
+            | TunnelError::Proxy { peer, .. }
             | TunnelError::Timeout { peer, .. }
             | TunnelError::NoUsableKey { peer, .. }
             | TunnelError::AuthRefused { peer, .. }
@@ -277,6 +289,7 @@ impl TunnelError {
             } => FailureKind::Config,
             TunnelError::Resolve { .. }
             | TunnelError::Connect { .. }
+            | TunnelError::Proxy { .. }
             | TunnelError::ClosedBeforeVersion { .. } => FailureKind::Network,
             TunnelError::Timeout { .. } => FailureKind::Timeout,
             TunnelError::HostKey(err) if err.is_permanent() => FailureKind::HostKey,
@@ -328,6 +341,7 @@ impl TunnelError {
             }
             TunnelError::Resolve { .. }
             | TunnelError::Connect { .. }
+            | TunnelError::Proxy { .. }
             | TunnelError::ClosedBeforeVersion { .. } => Reach::Network,
             // The previous hop could not open a channel to the next one: its TCP connect failed.
             TunnelError::Through { .. } => Reach::Network,

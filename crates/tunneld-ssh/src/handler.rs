@@ -7,6 +7,7 @@ mod host_keys;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use russh::client::{ChannelOpenHandle, DisconnectReason, Handle, Msg, Session};
+use russh::keys::ssh_key::HashAlg;
 use russh::keys::{PublicKey, PublicKeyOrCertificate};
 use russh::{Channel, ChannelOpenFailure};
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -28,6 +29,9 @@ pub(crate) struct Shared {
     /// ("Connection refused") tells them apart. Opens failing at the very same moment may see
     /// each other's text: the SOCKS reply code is all it decides.
     pub(crate) last_open_failure: Mutex<Option<String>>,
+    /// Read-only, under `accept-new`: the key of a host that no file names, which a daemon
+    /// would learn (`ssh-ed25519 SHA256:...`).
+    pub(crate) would_learn: Mutex<Option<String>>,
     /// The session's handle, once authenticated, for asking the server to prove the host keys
     /// it announced. Weak: a strong handle owned by the handler would keep the session running
     /// after the connection let go of it.
@@ -78,6 +82,9 @@ pub(crate) struct ServerIdentity {
     pub(crate) policy: HostKeyPolicy,
     /// Whether to follow the host keys the server announces after login (`update_host_keys`).
     pub(crate) update_host_keys: bool,
+    /// Write nothing to known_hosts: under `accept-new`, an unknown host is accepted and its
+    /// key noted in [`Shared::would_learn`] instead of learned.
+    pub(crate) read_only: bool,
 }
 
 pub(crate) struct ClientHandler {
@@ -150,8 +157,16 @@ impl russh::client::Handler for ClientHandler {
         let host = self.server.host.clone();
         let port = self.server.port;
         let known = self.server.known_hosts.clone();
-        let policy = self.server.policy;
+        let read_only = self.server.read_only;
+        // Read-only, the key is checked as under `strict`, which never writes.
+        let policy = if read_only {
+            HostKeyPolicy::Strict
+        } else {
+            self.server.policy
+        };
+        let would_learn = read_only && self.server.policy == HostKeyPolicy::AcceptNew;
         let key = owned(key);
+        let key_copy = owned(&key);
         // Under accept-new known_hosts is locked, read again and written: keep that off the
         // runtime's threads.
         let span = tracing::Span::current();
@@ -163,6 +178,15 @@ impl russh::client::Handler for ClientHandler {
             Ok(Ok((by, key))) => {
                 if let PublicKeyOrCertificate::PublicKey { key, .. } = key {
                     self.trusted = Some((by, key));
+                }
+                Ok(true)
+            }
+            Ok(Err(HostKeyError::Unknown { .. })) if would_learn => {
+                if let (PublicKeyOrCertificate::PublicKey { key, .. }, Ok(mut slot)) =
+                    (key_copy, self.shared.would_learn.lock())
+                {
+                    let fingerprint = key.fingerprint(HashAlg::Sha256);
+                    *slot = Some(format!("{} {fingerprint}", key.algorithm()));
                 }
                 Ok(true)
             }

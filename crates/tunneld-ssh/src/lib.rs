@@ -12,7 +12,8 @@
 //!   `keygen` (creating identity files),
 //!   `socks` (the protocol and its users file), `algorithms`: each with its own error type;
 //! - `error`: why a tunnel failed, wrapping the errors above;
-//! - `tcp`, `routes`, `handler`, then `auth`: the parts of one SSH session;
+//! - `tcp`, `proxy` (the first hop through an HTTP or SOCKS5 proxy), `routes`, `handler`, then
+//!   `auth`: the parts of one SSH session;
 //! - `connection`: a tunnel's connection through its jump chain;
 //! - `forward`: what carries clients through a connection.
 
@@ -30,6 +31,7 @@ mod in_order;
 pub mod keygen;
 pub mod known_hosts;
 pub mod private_file;
+mod proxy;
 mod quiet;
 mod routes;
 pub mod socks;

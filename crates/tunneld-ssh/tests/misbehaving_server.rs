@@ -281,6 +281,7 @@ impl TestServer {
             compression: false,
             ciphers: vec![],
             rekey_limit: tunneld_config::RekeyLimit::default(),
+            proxy: None,
         }
     }
 

@@ -31,6 +31,7 @@ fn hop(port: u16, connect_timeout: Duration) -> Hop {
         compression: false,
         ciphers: Vec::new(),
         rekey_limit: tunneld_config::RekeyLimit::default(),
+        proxy: None,
     }
 }
 

@@ -85,6 +85,7 @@ pub(crate) fn tunnel(local: &[LocalForward], remote: &[RemoteForward]) -> Tunnel
         compression: false,
         ciphers: Vec::new(),
         rekey_limit: tunneld_config::RekeyLimit::default(),
+        proxy: None,
     };
     Tunnel {
         name: "t".to_owned(),

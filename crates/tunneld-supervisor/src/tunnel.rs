@@ -171,6 +171,8 @@ impl Supervised {
                         attempt: attempt_no,
                         peer: peer.to_string(),
                     },
+                    // Only a read-only connection reports it; the daemon's learn.
+                    Progress::WouldLearn { .. } => return,
                 });
             };
             let establish = tunneld_ssh::quietly(

@@ -3,6 +3,7 @@
 //! listeners and remote ports that cannot all be had).
 
 mod certificates;
+mod connect;
 mod resolve;
 
 use std::path::{Path, PathBuf};
@@ -14,7 +15,18 @@ use tunneld_ssh::socks::users::Credentials;
 
 use crate::EXIT_CONFIG;
 
-pub(crate) fn check(path: &Path) -> ExitCode {
+/// What `tunneld check` does after the static checks.
+#[derive(Debug, Default)]
+pub(crate) struct Connect {
+    /// Connect each tunnel (`--connect`).
+    pub(crate) enabled: bool,
+    /// The daemon's control socket, instead of finding it from the file.
+    pub(crate) socket: Option<PathBuf>,
+    /// Only these tunnels (all when empty).
+    pub(crate) tunnels: Vec<String>,
+}
+
+pub(crate) fn check(path: &Path, connect: &Connect) -> ExitCode {
     let (config, findings) = match tunneld_config::load_with_findings(path) {
         Ok(loaded) => loaded,
         Err(err) => {
@@ -81,6 +93,51 @@ pub(crate) fn check(path: &Path) -> ExitCode {
         return ExitCode::from(EXIT_CONFIG);
     }
     println!("{}: OK, {} tunnel(s)", path.display(), config.tunnels.len());
+    if connect.enabled {
+        return connect_all(path, &config.tunnels, connect);
+    }
+    ExitCode::SUCCESS
+}
+
+/// `--connect`: exit 0 when every tunnel and forward passed, 1 otherwise, 2 for a tunnel name
+/// the file does not have.
+fn connect_all(path: &Path, tunnels: &[Tunnel], connect: &Connect) -> ExitCode {
+    if let Some(unknown) = connect
+        .tunnels
+        .iter()
+        .find(|name| !tunnels.iter().any(|t| &t.name == *name))
+    {
+        eprintln!("{}: no tunnel named {unknown}", path.display());
+        return ExitCode::from(2);
+    }
+    let chosen: Vec<&Tunnel> = tunnels
+        .iter()
+        .filter(|t| connect.tunnels.is_empty() || connect.tunnels.contains(&t.name))
+        .collect();
+    let status = match &connect.socket {
+        Some(socket) => crate::control::client::status_of(socket),
+        None => crate::control::client::daemon_status(path),
+    };
+    let held = connect::Held::from_status(status.as_ref());
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("tunneld: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut failures = 0;
+    for tunnel in chosen {
+        failures += runtime.block_on(connect::tunnel(tunnel, &held));
+    }
+    if failures > 0 {
+        eprintln!("{}: {failures} connection check(s) failed", path.display());
+        return ExitCode::FAILURE;
+    }
     ExitCode::SUCCESS
 }
 
@@ -114,6 +171,9 @@ fn describe(tunnel: &Tunnel) -> String {
         let via: Vec<&str> = tunnel.jump.iter().map(|hop| hop.label.as_str()).collect();
         line.push_str(&format!(" via {}", via.join(", ")));
     }
+    if let Some(proxy) = &tunnel.jump.first().unwrap_or(target).proxy {
+        line.push_str(&format!(" through proxy {proxy}"));
+    }
     for forward in &tunnel.local {
         line.push_str(&format!("; local {}", forward.spec));
     }
@@ -142,6 +202,7 @@ mod tests {
         let text = "[tunnels.t]\nhost = \"u@[::1]:22206\"\nuse_agent = true\n\
                     local = [\"5432:localhost:5432\"]\n\
                     [tunnels.v4]\nhost = \"127.0.0.1\"\nuse_agent = true\n\
+                    proxy = \"socks5://[::1]:1080\"\n\
                     local = [\"5433:localhost:5432\"]\n";
         let config = parse(Path::new("t.toml"), text, &env).expect("valid");
         let lines: Vec<String> = config.tunnels.iter().map(describe).collect();
@@ -149,7 +210,7 @@ mod tests {
             lines,
             [
                 "t: u@[::1]:22206; local 5432:localhost:5432",
-                "v4: runner@127.0.0.1:22; local 5433:localhost:5432",
+                "v4: runner@127.0.0.1:22 through proxy socks5://[::1]:1080; local 5433:localhost:5432",
             ]
         );
     }

@@ -29,11 +29,27 @@ pub(crate) enum Command {
         #[arg(long, short, default_value = DEFAULT_CONFIG, value_name = "PATH")]
         config: PathBuf,
     },
-    /// Validate the file (syntax, types, semantics, key and certificate files) and print one line per tunnel.
+    /// Validate the file (syntax, types, semantics, key and certificate files) and print one line per tunnel;
+    /// with --connect, also connect each tunnel once.
+    ///
+    /// --connect tries each forward too, binding nothing and writing nothing (known_hosts
+    /// included), so it can run beside the live daemon. Exit status: 78 for an invalid file;
+    /// with --connect, 1 when some tunnel or forward failed.
     Check {
         /// The configuration file.
         #[arg(long, short, default_value = DEFAULT_CONFIG, value_name = "PATH")]
         config: PathBuf,
+        /// Connect each tunnel through its jump hosts: host keys, authentication, a channel to
+        /// each local forward's target, each remote port asked for and given back.
+        #[arg(long)]
+        connect: bool,
+        /// With --connect: the running daemon's control socket, asked which remote ports it
+        /// holds, instead of finding it from the configuration.
+        #[arg(long, value_name = "PATH", requires = "connect")]
+        socket: Option<PathBuf>,
+        /// With --connect: only these tunnels.
+        #[arg(value_name = "TUNNEL", requires = "connect")]
+        tunnels: Vec<String>,
     },
     /// Create the missing ed25519 identity files that the tunnels name, and print, for each
     /// server (jump hosts too), the authorized_keys line that allows the key what the tunnel
@@ -157,7 +173,8 @@ Host keys you pinned (\fBglobal_known_hosts\fR); tunneld never writes it.
 Host keys learned with \fBhost_key_policy = "accept-new"\fR (\fBknown_hosts\fR).
 .SH EXIT STATUS
 0 after a clean stop or for a valid file; 78 when the configuration is missing, unreadable or
-invalid (systemd does not restart on it); 1 for any other fatal error. \fBtunneld status\fR exits
+invalid (systemd does not restart on it); 1 for any other fatal error. \fBtunneld check \-\-connect\fR
+exits 1 when some tunnel or forward fails to connect. \fBtunneld status\fR exits
 1 when some tunnel is not up; \fBstatus\fR, \fBreconnect\fR and \fBreload\fR exit 3 when no daemon
 answers, and 2 when it refuses the request (an unknown tunnel).
 .SH SEE ALSO

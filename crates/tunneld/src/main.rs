@@ -22,10 +22,25 @@ pub(crate) const EXIT_CONFIG: u8 = 78;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    logging::init(cli.log_level.as_deref());
+    // `check --connect` prints its own lines: the connection's steps only for who asks.
+    let quiet = matches!(cli.command, cli::Command::Check { connect: true, .. })
+        && std::env::var_os("RUST_LOG").is_none();
+    logging::init(cli.log_level.as_deref().or(quiet.then_some("warn")));
     match cli.command {
         cli::Command::Run { config } => run::run(&config),
-        cli::Command::Check { config } => check::check(&config),
+        cli::Command::Check {
+            config,
+            connect,
+            socket,
+            tunnels,
+        } => check::check(
+            &config,
+            &check::Connect {
+                enabled: connect,
+                socket,
+                tunnels,
+            },
+        ),
         cli::Command::Status {
             daemon,
             json,

@@ -16,6 +16,7 @@ use crate::auth;
 use crate::error::{Peer, Stage, TunnelError};
 use crate::handler::{ClientHandler, HandlerError, ServerIdentity, Shared};
 use crate::known_hosts::KnownHosts;
+use crate::proxy;
 use crate::quiet::step;
 use crate::routes::Routes;
 use crate::tcp;
@@ -29,6 +30,8 @@ pub(super) struct Dial<'a> {
     pub(super) keepalive: Option<&'a Keepalive>,
     pub(super) progress: &'a ProgressFn,
     pub(super) chain_ended: &'a CancellationToken,
+    /// Write nothing: known_hosts is only read (`Connection::establish_read_only`).
+    pub(super) read_only: bool,
 }
 
 impl Dial<'_> {
@@ -51,14 +54,30 @@ impl Dial<'_> {
         (self.progress)(Progress::Connecting { peer: peer.clone() });
         let deadline = Instant::now() + hop.connect_timeout;
         step!(info, peer = %peer, "connecting");
-        let tcp = tcp::connect_tcp(
-            &hop.hostname,
-            hop.port,
-            &peer,
-            deadline,
-            hop.connect_timeout,
-        )
-        .await?;
+        let tcp = match &hop.proxy {
+            Some(via) => {
+                step!(info, peer = %peer, proxy = %via, "connecting through proxy");
+                proxy::connect(
+                    via,
+                    &hop.hostname,
+                    hop.port,
+                    &peer,
+                    deadline,
+                    hop.connect_timeout,
+                )
+                .await?
+            }
+            None => {
+                tcp::connect_tcp(
+                    &hop.hostname,
+                    hop.port,
+                    &peer,
+                    deadline,
+                    hop.connect_timeout,
+                )
+                .await?
+            }
+        };
         let user_timeout = self.keepalive.and_then(Keepalive::stuck_link_budget);
         tcp::tune(&tcp, user_timeout);
         self.handshake(tcp::QuickAckStream::new(tcp), peer, deadline)
@@ -151,7 +170,8 @@ impl Dial<'_> {
                 port: hop.port,
                 known_hosts: known,
                 policy: hop.host_key_policy,
-                update_host_keys: hop.update_host_keys,
+                update_host_keys: hop.update_host_keys && !self.read_only,
+                read_only: self.read_only,
             },
             shared.clone(),
             routes.clone(),
@@ -179,6 +199,13 @@ impl Dial<'_> {
                 return Err(TunnelError::ClosedBeforeVersion { peer, source });
             }
         };
+        let would_learn = shared.would_learn.lock().ok().and_then(|mut w| w.take());
+        if let Some(fingerprint) = would_learn {
+            (self.progress)(Progress::WouldLearn {
+                peer: peer.clone(),
+                fingerprint,
+            });
+        }
         (self.progress)(Progress::Authenticating { peer: peer.clone() });
         tokio::time::timeout_at(
             deadline,

@@ -159,6 +159,21 @@ impl Connection {
         }
     }
 
+    /// Asks the server to stop listening for `forward` on `port` (what [`Self::request_remote`]
+    /// returned), and forgets its route. Returns whether the server agreed.
+    pub async fn cancel_remote(&self, forward: &Arc<RemoteForward>, port: u32) -> bool {
+        if let Some(routes) = &self.target.routes {
+            routes.remove(forward);
+        }
+        let address = request_address(&forward.bind);
+        let cancelled = tokio::time::timeout(
+            self.channel_open_timeout,
+            self.target.handle.cancel_tcpip_forward(address, port),
+        )
+        .await;
+        matches!(cancelled, Ok(Ok(())))
+    }
+
     /// Whether a port-0 request on `address` is refused too (pitfall 10: russh drops sshd's
     /// debug message that would say why). Refused: forwarding is off by policy. Granted: the
     /// port asked for is busy or not permitted; the probe is cancelled at once.

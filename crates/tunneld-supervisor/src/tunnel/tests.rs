@@ -54,6 +54,7 @@ fn config() -> Config {
         compression: false,
         ciphers: Vec::new(),
         rekey_limit: tunneld_config::RekeyLimit::default(),
+        proxy: None,
     };
     Config {
         path: PathBuf::from("/etc/tunneld/tunneld.toml"),

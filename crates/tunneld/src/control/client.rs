@@ -75,6 +75,24 @@ pub(crate) fn reload(target: &Target) -> ExitCode {
     }
 }
 
+/// The status of the daemon of `config_path`, when one answers; `None`, quietly, otherwise
+/// (`tunneld check --connect` asks which remote ports it holds).
+pub(crate) fn daemon_status(config_path: &Path) -> Option<StatusReply> {
+    let config = tunneld_config::load(config_path).map_err(|e| e.to_string());
+    let (paths, _) = candidates(
+        config_path,
+        config.as_ref().map_err(Clone::clone),
+        &Env::current(),
+    );
+    paths.iter().find_map(|path| status_of(path))
+}
+
+/// The status of the daemon listening on `socket`, if it answers.
+pub(crate) fn status_of(socket: &Path) -> Option<StatusReply> {
+    let line = talk(socket, &Request::Status { tunnels: vec![] }).ok()?;
+    decode_reply::<StatusReply>(&line).ok()?.ok()
+}
+
 /// Sends `request` to the first socket that answers and decodes the reply; prints what went
 /// wrong and returns the exit status otherwise.
 fn exchange<T: DeserializeOwned>(target: &Target, request: &Request) -> Result<T, ExitCode> {
