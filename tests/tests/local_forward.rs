@@ -353,7 +353,6 @@ async fn the_target_name_is_resolved_by_the_server_not_by_tunneld() {
 /// when a forwarder swaps them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_reach_the_target_in_the_order_clients_made_them() {
-    use tokio::io::AsyncWriteExt;
     use tokio::net::TcpListener;
 
     const CLIENTS: u32 = 64;
@@ -366,30 +365,7 @@ async fn connections_reach_the_target_in_the_order_clients_made_them() {
     let tunneld = InProcess::start(&write_one_tunnel(dir.path(), &sshd, "order", &block));
     tunneld.wait_up("order").await;
 
-    // Each client connects (and the kernel completes it) before the next one starts; none
-    // writes until all are connected, so only the order of arrival tells them apart.
-    let mut clients = Vec::new();
-    for _ in 0..CLIENTS {
-        clients.push(TcpStream::connect(localhost(port)).await.unwrap());
-    }
-    for (index, client) in clients.iter_mut().enumerate() {
-        client
-            .write_u32(u32::try_from(index).unwrap())
-            .await
-            .unwrap();
-    }
-    let mut order = Vec::new();
-    for _ in 0..CLIENTS {
-        let (mut accepted, _) = tokio::time::timeout(Duration::from_secs(30), target.accept())
-            .await
-            .expect("every client reaches the target")
-            .unwrap();
-        order.push(accepted.read_u32().await.unwrap());
-    }
-    let expected: Vec<u32> = (0..CLIENTS).collect();
-    assert_eq!(
-        order, expected,
-        "the target accepted the clients' connections out of order"
-    );
+    // Each client connects (and the kernel completes it) before the next one starts.
+    support::assert_arrival_order(localhost(port), &target, CLIENTS).await;
     tunneld.stop().await;
 }

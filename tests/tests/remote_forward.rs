@@ -413,7 +413,6 @@ async fn reverse_ssh_to_the_pi_runs_a_command() {
 /// (the local_forward test of the same name says why it matters).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_reach_the_target_in_the_order_clients_made_them() {
-    use tokio::io::AsyncWriteExt;
     use tokio::net::TcpListener;
 
     const CLIENTS: u32 = 64;
@@ -426,30 +425,7 @@ async fn connections_reach_the_target_in_the_order_clients_made_them() {
     let tunneld = InProcess::start(&write_one_tunnel(dir.path(), &sshd, "order", &block));
     let (_, ports) = listening(&tunneld, "order").await;
 
-    // One after the other (sshd accepts them, and opens their channels, in that order), and
-    // none writes until all are connected: only the order of arrival tells them apart.
-    let mut clients = Vec::new();
-    for _ in 0..CLIENTS {
-        clients.push(TcpStream::connect(local(ports[0])).await.unwrap());
-    }
-    for (index, client) in clients.iter_mut().enumerate() {
-        client
-            .write_u32(u32::try_from(index).unwrap())
-            .await
-            .unwrap();
-    }
-    let mut order = Vec::new();
-    for _ in 0..CLIENTS {
-        let (mut accepted, _) = tokio::time::timeout(Duration::from_secs(30), target.accept())
-            .await
-            .expect("every client reaches the target")
-            .unwrap();
-        order.push(accepted.read_u32().await.unwrap());
-    }
-    let expected: Vec<u32> = (0..CLIENTS).collect();
-    assert_eq!(
-        order, expected,
-        "the target accepted connections out of order"
-    );
+    // sshd accepts them, and opens their channels, in the order they connect.
+    support::assert_arrival_order(local(ports[0]), &target, CLIENTS).await;
     tunneld.stop().await;
 }

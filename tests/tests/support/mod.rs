@@ -116,3 +116,37 @@ pub async fn echo_through(addr: SocketAddr, payload: &[u8]) -> Vec<u8> {
 pub fn test_dir() -> TestDir {
     TestDir::new()
 }
+
+/// Connects `clients` clients to `addr` one after the other, and only once all are connected
+/// has each send its index; then checks that `target` accepted them in that order. So only the
+/// order of arrival tells them apart, as for iperf3 --bidir's two data connections.
+pub async fn assert_arrival_order(
+    addr: SocketAddr,
+    target: &tokio::net::TcpListener,
+    clients: u32,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut connected = Vec::new();
+    for _ in 0..clients {
+        connected.push(TcpStream::connect(addr).await.unwrap());
+    }
+    for (index, client) in connected.iter_mut().enumerate() {
+        client
+            .write_u32(u32::try_from(index).unwrap())
+            .await
+            .unwrap();
+    }
+    let mut order = Vec::new();
+    for _ in 0..clients {
+        let (mut accepted, _) = tokio::time::timeout(Duration::from_secs(30), target.accept())
+            .await
+            .expect("every client reaches the target")
+            .unwrap();
+        order.push(accepted.read_u32().await.unwrap());
+    }
+    let expected: Vec<u32> = (0..clients).collect();
+    assert_eq!(
+        order, expected,
+        "the target accepted the clients' connections out of order"
+    );
+}
