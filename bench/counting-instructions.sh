@@ -16,28 +16,12 @@ cd "$(dirname "$0")/.."
 old="$1"; new="$2"; runs="${3:-3}"; mib="${4:-32}"; requests="${5:-500}"
 command -v valgrind >/dev/null || { echo "counting-instructions: needs valgrind" >&2; exit 1; }
 
-work="$(mktemp -d /tmp/tunneld-instr.XXXXXX)"
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "nothing on $1" >&2; return 1; }
-
-ssh_port=$(free_port); target_port=$(free_port)
-ssh-keygen -q -t ed25519 -N '' -f "$work/host"; ssh-keygen -q -t ed25519 -N '' -f "$work/client"
-cp "$work/client.pub" "$work/authorized_keys"
-cat > "$work/sshd_config" <<CFG
-ListenAddress 127.0.0.1:$ssh_port
-HostKey $work/host
-PidFile $work/sshd.pid
-AuthorizedKeysFile $work/authorized_keys
-UsePAM no
-StrictModes no
-PermitRootLogin prohibit-password
-CFG
-[ "$(id -u)" = 0 ] && mkdir -p /run/sshd
-/usr/sbin/sshd -D -e -f "$work/sshd_config" 2>"$work/sshd.log" & pids+=($!)
-echo "[127.0.0.1]:$ssh_port $(cat "$work/host.pub")" > "$work/known_hosts"
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+bench_init tunneld-instr
+# shellcheck disable=SC2119 # no extra sshd_config lines
+start_sshd
+target_port=$(free_port)
 
 # The target: the first byte of a connection says what it is. 'r': answer each 64-byte request
 # with 64 bytes. 'd': send BULK_MIB. 'u': read until EOF, then answer with the count.
@@ -68,7 +52,7 @@ s.bind(("127.0.0.1", port)); s.listen(64)
 while True:
     c, _ = s.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()
 PY
-wait_port "$ssh_port"; wait_port "$target_port"
+wait_port "$target_port"
 
 # The client side of the work; exits non-zero if a byte is wrong.
 cat > "$work/work.py" <<'PY'

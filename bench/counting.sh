@@ -10,28 +10,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 old="$1"; new="$2"; runs="${3:-5}"; mib="${4:-256}"; requests="${5:-300}"
 
-work="$(mktemp -d /tmp/tunneld-bench.XXXXXX)"
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "nothing on $1" >&2; return 1; }
-
-ssh_port=$(free_port); web_port=$(free_port); bulk_port=$(free_port)
-ssh-keygen -q -t ed25519 -N '' -f "$work/host"; ssh-keygen -q -t ed25519 -N '' -f "$work/client"
-cp "$work/client.pub" "$work/authorized_keys"
-cat > "$work/sshd_config" <<CFG
-ListenAddress 127.0.0.1:$ssh_port
-HostKey $work/host
-PidFile $work/sshd.pid
-AuthorizedKeysFile $work/authorized_keys
-UsePAM no
-StrictModes no
-PermitRootLogin prohibit-password
-CFG
-[ "$(id -u)" = 0 ] && mkdir -p /run/sshd
-/usr/sbin/sshd -D -e -f "$work/sshd_config" 2>"$work/sshd.log" & pids+=($!)
-echo "[127.0.0.1]:$ssh_port $(cat "$work/host.pub")" > "$work/known_hosts"
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+bench_init tunneld-bench
+# shellcheck disable=SC2119 # no extra sshd_config lines
+start_sshd
+web_port=$(free_port); bulk_port=$(free_port)
 
 # Small requests: the HTTP server of bench/small-requests.sh (headers, then the body 1 ms later).
 python3 - "$web_port" <<'PY' & pids+=($!)

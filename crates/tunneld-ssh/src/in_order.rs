@@ -11,8 +11,14 @@ use std::task::Poll;
 
 /// Runs `future` here until it first waits, and hands back the rest to be spawned (`None` if it
 /// already finished).
+///
+/// The step runs outside tokio's cooperative budget: an accept loop that takes many clients in
+/// one go would otherwise exhaust it, and the CHANNEL_OPEN of a later client would then wait
+/// (for the budget, not for anything real) and be sent after one that came after it. What can
+/// still reorder two clients is a full queue into russh's session (10 messages), which only a
+/// session too busy to read it fills.
 pub(crate) async fn first_step<F: Future>(mut future: Pin<Box<F>>) -> Option<Pin<Box<F>>> {
-    let finished =
-        std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx).is_ready())).await;
+    let step = std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx).is_ready()));
+    let finished = tokio::task::unconstrained(step).await;
     (!finished).then_some(future)
 }
