@@ -6,7 +6,8 @@
 use std::path::PathBuf;
 
 use crate::address::{self, Field};
-use crate::model::{BindAddress, DynamicForward, LocalForward, RemoteForward};
+use crate::model::{BindAddress, DynamicForward, Listen, LocalForward, RemoteForward, Target};
+use crate::streamlocal;
 
 const FORWARD_SYNTAX: &str = "[bind:]port:host:hostport";
 const DYNAMIC_SYNTAX: &str = "[bind:]port";
@@ -19,20 +20,33 @@ struct Parts {
     host_port: u16,
 }
 
-/// Parses a `local` forward (`-L [bind:]port:host:hostport`).
-pub(crate) fn local(spec: &str) -> Result<LocalForward, String> {
+/// Parses a `local` forward (`-L [bind:]port:host:hostport`, or a form with a Unix socket at
+/// either end, whose listening socket gets file mode `mode`).
+pub(crate) fn local(spec: &str, mode: u32) -> Result<LocalForward, String> {
+    if let Some(forward) = streamlocal::local(spec, mode)? {
+        return Ok(forward);
+    }
     let parts = forward(spec, false)?;
     Ok(LocalForward {
-        bind: parts.bind,
-        port: parts.port,
-        host: parts.host,
-        host_port: parts.host_port,
+        listen: Listen::Port {
+            bind: parts.bind,
+            port: parts.port,
+        },
+        target: Target::Port {
+            host: parts.host,
+            port: parts.host_port,
+        },
         spec: spec.to_owned(),
     })
 }
 
 /// Parses a `remote` forward (`-R [bind:]port:host:hostport`); port 0 lets the server pick.
 pub(crate) fn remote(spec: &str) -> Result<RemoteForward, String> {
+    if streamlocal::is_socket_remote(spec) {
+        return Err(format!(
+            "{spec:?}: remote forwards with a Unix socket are not supported yet (expected {FORWARD_SYNTAX})"
+        ));
+    }
     let parts = forward(spec, true)?;
     Ok(RemoteForward {
         bind: parts.bind,
@@ -147,13 +161,14 @@ mod tests {
         ];
         for (spec, bind, port, host, host_port) in table {
             let expected = LocalForward {
-                bind,
-                port,
-                host: host.to_owned(),
-                host_port,
+                listen: Listen::Port { bind, port },
+                target: Target::Port {
+                    host: host.to_owned(),
+                    port: host_port,
+                },
                 spec: spec.to_owned(),
             };
-            assert_eq!(local(spec), Ok(expected), "{spec}");
+            assert_eq!(local(spec, 0o600), Ok(expected), "{spec}");
         }
     }
 
@@ -212,7 +227,7 @@ mod tests {
             ),
         ];
         for (spec, message) in table {
-            assert_eq!(local(spec), Err(message.to_owned()), "{spec}");
+            assert_eq!(local(spec, 0o600), Err(message.to_owned()), "{spec}");
         }
     }
 

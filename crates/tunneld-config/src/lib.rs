@@ -30,6 +30,7 @@ mod remote_ports;
 mod resolve;
 mod settings;
 mod ssh_config;
+mod streamlocal;
 mod toml_error;
 mod tunnel;
 mod verdicts;

@@ -7,10 +7,14 @@ use crate::duration;
 use crate::error::{ConfigError, Key};
 use crate::forward;
 use crate::listeners::{self, Listener, Resolved};
-use crate::model::{Backoff, DynamicForward, Keepalive, LocalForward, RemoteForward, Tunnel};
+use crate::model::{
+    Backoff, DEFAULT_SOCKET_MODE, DynamicForward, Keepalive, Listen, LocalForward, RemoteForward,
+    Tunnel,
+};
 use crate::raw::{RawDynamic, RawTunnel};
 use crate::resolve::{self, JumpList, Named, Pick, Place, Resolver};
 use crate::settings::{self, Located, Settings};
+use crate::streamlocal;
 
 /// Resolves `[tunnels.NAME]`.
 pub(crate) fn resolve(
@@ -215,10 +219,17 @@ fn forwards(
             .enumerate()
             .map(move |(index, spec)| (spec, list_key.index(index)))
     };
+    let socket_mode = match &t.socket_mode {
+        Some(text) => streamlocal::mode(text.get_ref())
+            .map_err(|e| r.source.error(&text.span(), key.field("socket_mode"), e))?,
+        None => DEFAULT_SOCKET_MODE,
+    };
     for (spec, at) in items(&t.local, "local") {
-        let forward =
-            forward::local(spec.get_ref()).map_err(|e| r.source.error(&spec.span(), &at, e))?;
-        listeners.push(Listener::new(&forward.bind, forward.port, at, spec.span()));
+        let forward = forward::local(spec.get_ref(), socket_mode)
+            .map_err(|e| r.source.error(&spec.span(), &at, e))?;
+        if let Listen::Port { bind, port } = &forward.listen {
+            listeners.push(Listener::new(bind, *port, at, spec.span()));
+        }
         forwards.local.push(forward);
     }
     for (spec, at) in items(&t.remote, "remote") {

@@ -48,7 +48,7 @@ fn unknown_key() {
         "unknown field `lokal`, expected one of `user`, `identity_files`, `certificate_files`, `use_agent`, \
          `known_hosts`, `global_known_hosts`, `host_key_policy`, `update_host_keys`, `keepalive_interval`, \
          `keepalive_max`, `connect_timeout`, `backoff_min`, `backoff_max`, `backoff_max_network`, `compression`, `ciphers`, \
-         `exit_on_forward_failure`, `rekey_limit`, `proxy`, `host`, `jump`, `local`, `remote`, `dynamic`",
+         `exit_on_forward_failure`, `rekey_limit`, `proxy`, `host`, `jump`, `local`, `remote`, `dynamic`, `socket_mode`",
     );
     assert_error(
         "[hosts.b]\nhostnme = \"b.example.com\"\n",

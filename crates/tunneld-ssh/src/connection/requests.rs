@@ -8,7 +8,7 @@ use russh::Channel;
 use russh::client::Msg;
 use tokio::sync::mpsc;
 use tracing::debug;
-use tunneld_config::RemoteForward;
+use tunneld_config::{RemoteForward, Target};
 
 use super::Connection;
 use crate::error::{ChannelOpenError, RemoteForwardError};
@@ -29,26 +29,43 @@ impl Connection {
         port: u16,
         originator: SocketAddr,
     ) -> Result<Channel<Msg>, ChannelOpenError> {
-        let target = if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
+        let target = Target::Port {
+            host: host.to_owned(),
+            port,
         };
+        self.open_channel(target, originator).await
+    }
+
+    /// Opens a channel to `target` as seen from the server: direct-tcpip for a host and port,
+    /// direct-streamlocal@openssh.com for a Unix socket (which carries no originator). Bounded
+    /// like [`Connection::open_direct_tcpip`].
+    pub async fn open_channel(
+        self: &Arc<Self>,
+        target: Target,
+        originator: SocketAddr,
+    ) -> Result<Channel<Msg>, ChannelOpenError> {
+        let shown = target.to_string();
         let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
         let connection = Arc::clone(self);
-        let request = (host.to_string(), originator);
         let opening = Box::pin(async move {
-            let (host, originator) = request;
-            let opened = connection
-                .target
-                .handle
-                .channel_open_direct_tcpip(
-                    host,
-                    u32::from(port),
-                    originator.ip().to_string(),
-                    u32::from(originator.port()),
-                )
-                .await;
+            let handle = &connection.target.handle;
+            let opened = match target {
+                Target::Port { host, port } => {
+                    handle
+                        .channel_open_direct_tcpip(
+                            host,
+                            u32::from(port),
+                            originator.ip().to_string(),
+                            u32::from(originator.port()),
+                        )
+                        .await
+                }
+                Target::Socket(path) => {
+                    handle
+                        .channel_open_direct_streamlocal(path.to_string_lossy())
+                        .await
+                }
+            };
             if let Err(Ok(late)) = reply_tx.send(opened) {
                 debug!("the server confirmed a channel after its open timed out; closing it");
                 let _ = late.eof().await;
@@ -72,7 +89,7 @@ impl Connection {
                     .ok()
                     .and_then(|d| d.clone());
                 Err(ChannelOpenError::Refused {
-                    target,
+                    target: shown,
                     server: self.label().to_string(),
                     reason,
                     description,
@@ -81,16 +98,16 @@ impl Connection {
             Ok(Ok(Err(err))) => {
                 debug!(error = %err, "channel open failed");
                 Err(ChannelOpenError::Closed {
-                    target,
+                    target: shown,
                     server: self.label().to_string(),
                 })
             }
             Ok(Err(_)) => Err(ChannelOpenError::Closed {
-                target,
+                target: shown,
                 server: self.label().to_string(),
             }),
             Err(_) => Err(ChannelOpenError::Timeout {
-                target,
+                target: shown,
                 server: self.label().to_string(),
                 after: self.channel_open_timeout,
             }),

@@ -18,6 +18,7 @@ pub(super) fn counted(tunnel: &mut TunnelSnapshot, counters: &TunnelCounters) {
         forward.bytes_out = read.bytes_out;
         if forward.kind != ForwardKind::Remote {
             forward.listen = read.listen.iter().map(ToString::to_string).collect();
+            forward.listen.extend(read.sockets);
         }
     }
 }

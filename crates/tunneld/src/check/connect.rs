@@ -70,7 +70,7 @@ pub(crate) async fn tunnel(tunnel: &Tunnel, held: &Held) -> usize {
     for forward in &tunnel.local {
         let originator = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         match connection
-            .open_direct_tcpip(&forward.host, forward.host_port, originator)
+            .open_channel(forward.target.clone(), originator)
             .await
         {
             Ok(channel) => {
