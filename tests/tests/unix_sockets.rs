@@ -1,4 +1,4 @@
-//! `local` forwards with a Unix socket at either end (OpenSSH's streamlocal), through a real
+//! `local` and `remote` forwards with a Unix socket at either end (OpenSSH's streamlocal), through a real
 //! OpenSSH sshd, tunneld in process, with Rust clients on the sockets and bytes verified.
 
 // Helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
@@ -10,12 +10,14 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use harness::{EchoServer, Sshd, free_port, localhost, random_bytes, wait_until_async};
+use harness::{
+    EchoServer, Sshd, connection_id, free_port, localhost, random_bytes, wait_until_async,
+};
 use support::{InProcess, echo_through, test_dir, write_one_tunnel};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
-use tunneld_supervisor::{ForwardSnapshot, ListenerState, TunnelState};
+use tunneld_supervisor::{ForwardSnapshot, ListenerState, RemoteState, TunnelState};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -255,4 +257,125 @@ async fn a_reload_removes_the_socket_it_no_longer_serves() {
     assert!(echo_over_socket(&new, &payload).await == payload);
     tunneld.stop().await;
     assert!(!new.exists());
+}
+
+/// The tunnel's remote forwards as its state tells them, once `pred` holds for the first.
+async fn remote_state(
+    tunneld: &InProcess,
+    tunnel: &str,
+    pred: impl Fn(&RemoteState) -> bool,
+) -> RemoteState {
+    let state = tunneld
+        .wait_for(tunnel, WAIT, |s| match s {
+            TunnelState::Up { remote, .. } | TunnelState::Degraded { remote, .. } => {
+                remote.first().is_some_and(|r| pred(&r.state))
+            }
+            _ => false,
+        })
+        .await;
+    match state {
+        TunnelState::Up { remote, .. } | TunnelState::Degraded { remote, .. } => {
+            remote[0].state.clone()
+        }
+        _ => unreachable!(),
+    }
+}
+
+fn listening(state: &RemoteState) -> bool {
+    matches!(state, RemoteState::Listening { .. })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_on_the_server_reaches_a_tcp_target_here() {
+    let dir = test_dir();
+    let sshd = Sshd::start();
+    let echo = EchoServer::start();
+    let server_socket = dir.join("app.sock");
+    let spec = format!("{}:127.0.0.1:{}", server_socket.display(), echo.port());
+    let block = format!("remote = [\"{spec}\"]\n");
+    let tunneld = InProcess::start(&write_one_tunnel(dir.path(), &sshd, "rsock", &block));
+    remote_state(&tunneld, "rsock", listening).await;
+
+    let payload = random_bytes(2 << 20, 21);
+    let back = echo_over_socket(&server_socket, &payload).await;
+    assert!(back == payload, "the echoed bytes differ from the payload");
+    let shown = forward(&tunneld, "rsock", &spec);
+    assert_eq!(shown.listen, [server_socket.display().to_string()]);
+    let counted = wait_until_async(WAIT, || async {
+        forward(&tunneld, "rsock", &spec).connections_total == 1
+    })
+    .await;
+    assert!(counted, "{:?}", forward(&tunneld, "rsock", &spec));
+    tunneld.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_port_reaches_a_socket_here() {
+    let dir = test_dir();
+    let sshd = Sshd::start();
+    let local_socket = dir.join("here.sock");
+    let _echo = unix_echo(&local_socket);
+    let port = free_port();
+    let block = format!("remote = [\"{port}:{}\"]\n", local_socket.display());
+    let tunneld = InProcess::start(&write_one_tunnel(dir.path(), &sshd, "rport", &block));
+    remote_state(&tunneld, "rport", listening).await;
+
+    let payload = random_bytes(2 << 20, 22);
+    let back = echo_through(localhost(port), &payload).await;
+    assert!(back == payload, "the echoed bytes differ from the payload");
+    tunneld.stop().await;
+}
+
+/// Without StreamLocalBindUnlink, sshd refuses the socket it listened on for the previous
+/// connection, and the tunnel says so; with it, every reconnect gets the socket back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_needs_stream_local_bind_unlink() {
+    for unlink in [false, true] {
+        let dir = test_dir();
+        let mut builder = Sshd::builder();
+        if unlink {
+            builder = builder.config_line("StreamLocalBindUnlink yes");
+        }
+        let sshd = builder.start();
+        let echo = EchoServer::start();
+        let server_socket = dir.join("app.sock");
+        let block = format!(
+            "remote = [\"{}:127.0.0.1:{}\"]\n",
+            server_socket.display(),
+            echo.port()
+        );
+        let tunneld = InProcess::start(&write_one_tunnel(dir.path(), &sshd, "again", &block));
+        remote_state(&tunneld, "again", listening).await;
+        let first = connection_id(&tunneld.wait_up("again").await);
+
+        tunneld.supervisor.reconnect(&["again".to_owned()]).unwrap();
+        let next_connection = |s: &TunnelState| match s {
+            TunnelState::Up { connection, .. } | TunnelState::Degraded { connection, .. } => {
+                *connection != first
+            }
+            _ => false,
+        };
+        tunneld.wait_for("again", WAIT, next_connection).await;
+        if unlink {
+            remote_state(&tunneld, "again", listening).await;
+            let payload = random_bytes(64 << 10, 23);
+            assert!(echo_over_socket(&server_socket, &payload).await == payload);
+        } else {
+            let refused = remote_state(&tunneld, "again", |s| {
+                matches!(s, RemoteState::Refused { .. })
+            })
+            .await;
+            assert_eq!(
+                refused,
+                RemoteState::Refused {
+                    reason: format!(
+                        "the server still has {} from the previous connection; set \
+                         StreamLocalBindUnlink yes in sshd_config",
+                        server_socket.display()
+                    )
+                }
+            );
+        }
+        tunneld.stop().await;
+    }
 }

@@ -6,8 +6,9 @@
 use std::path::PathBuf;
 
 use crate::address::{self, Field};
-use crate::model::{BindAddress, DynamicForward, Listen, LocalForward, RemoteForward, Target};
-use crate::streamlocal;
+use crate::model::{
+    BindAddress, DynamicForward, Listen, LocalForward, RemoteForward, RemoteListen, Target,
+};
 
 const FORWARD_SYNTAX: &str = "[bind:]port:host:hostport";
 const DYNAMIC_SYNTAX: &str = "[bind:]port";
@@ -20,12 +21,9 @@ struct Parts {
     host_port: u16,
 }
 
-/// Parses a `local` forward (`-L [bind:]port:host:hostport`, or a form with a Unix socket at
-/// either end, whose listening socket gets file mode `mode`).
-pub(crate) fn local(spec: &str, mode: u32) -> Result<LocalForward, String> {
-    if let Some(forward) = streamlocal::local(spec, mode)? {
-        return Ok(forward);
-    }
+/// Parses a `local` forward (`-L [bind:]port:host:hostport`); the forms with a Unix socket are
+/// `streamlocal`'s.
+pub(crate) fn local(spec: &str) -> Result<LocalForward, String> {
     let parts = forward(spec, false)?;
     Ok(LocalForward {
         listen: Listen::Port {
@@ -41,24 +39,35 @@ pub(crate) fn local(spec: &str, mode: u32) -> Result<LocalForward, String> {
 }
 
 /// Parses a `remote` forward (`-R [bind:]port:host:hostport`); port 0 lets the server pick.
+/// The forms with a Unix socket are `streamlocal`'s.
 pub(crate) fn remote(spec: &str) -> Result<RemoteForward, String> {
-    if streamlocal::is_socket_remote(spec) {
-        return Err(format!(
-            "{spec:?}: remote forwards with a Unix socket are not supported yet (expected {FORWARD_SYNTAX})"
-        ));
-    }
     let parts = forward(spec, true)?;
     Ok(RemoteForward {
-        bind: parts.bind,
-        port: parts.port,
-        host: parts.host,
-        host_port: parts.host_port,
+        listen: RemoteListen::Port {
+            bind: parts.bind,
+            port: parts.port,
+        },
+        target: Target::Port {
+            host: parts.host,
+            port: parts.host_port,
+        },
         spec: spec.to_owned(),
     })
 }
 
 /// Parses the listening address of a `dynamic` forward (`-D [bind:]port`).
 pub(crate) fn dynamic(spec: &str, auth_file: Option<PathBuf>) -> Result<DynamicForward, String> {
+    let (bind, port) = listen_address(spec, false)?;
+    Ok(DynamicForward {
+        bind,
+        port,
+        auth_file,
+        spec: spec.to_owned(),
+    })
+}
+
+/// Parses a listening address, `[bind:]port`; `allow_zero` for a server that picks the port.
+pub(crate) fn listen_address(spec: &str, allow_zero: bool) -> Result<(BindAddress, u16), String> {
     let shape = || format!("{spec:?} is not {DYNAMIC_SYNTAX}");
     let fields = address::split_fields(spec).ok_or_else(shape)?;
     let (bind, port) = match fields.as_slice() {
@@ -66,12 +75,7 @@ pub(crate) fn dynamic(spec: &str, auth_file: Option<PathBuf>) -> Result<DynamicF
         [bind, port] if !port.bracketed => (bind_address(spec, *bind, DYNAMIC_SYNTAX)?, *port),
         _ => return Err(shape()),
     };
-    Ok(DynamicForward {
-        bind,
-        port: field_port(spec, port.text, false)?,
-        auth_file,
-        spec: spec.to_owned(),
-    })
+    Ok((bind, field_port(spec, port.text, allow_zero)?))
 }
 
 fn forward(spec: &str, allow_zero: bool) -> Result<Parts, String> {
@@ -168,7 +172,7 @@ mod tests {
                 },
                 spec: spec.to_owned(),
             };
-            assert_eq!(local(spec, 0o600), Ok(expected), "{spec}");
+            assert_eq!(local(spec), Ok(expected), "{spec}");
         }
     }
 
@@ -227,7 +231,7 @@ mod tests {
             ),
         ];
         for (spec, message) in table {
-            assert_eq!(local(spec, 0o600), Err(message.to_owned()), "{spec}");
+            assert_eq!(local(spec), Err(message.to_owned()), "{spec}");
         }
     }
 
@@ -249,10 +253,11 @@ mod tests {
         ];
         for (spec, bind, port, host, host_port) in table {
             let expected = RemoteForward {
-                bind,
-                port,
-                host: host.to_owned(),
-                host_port,
+                listen: RemoteListen::Port { bind, port },
+                target: Target::Port {
+                    host: host.to_owned(),
+                    port: host_port,
+                },
                 spec: spec.to_owned(),
             };
             assert_eq!(remote(spec), Ok(expected), "{spec}");

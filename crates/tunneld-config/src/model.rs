@@ -277,16 +277,28 @@ pub const DEFAULT_SOCKET_MODE: u32 = 0o660;
 /// A `remote` forward: the server listens, connections come back to a host we reach (`-R`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RemoteForward {
-    /// Where the server listens.
-    pub bind: BindAddress,
-    /// The port the server listens on; 0 lets the server pick.
-    pub port: u16,
-    /// The host this side connects to for each forwarded connection.
-    pub host: String,
-    /// The port this side connects to.
-    pub host_port: u16,
+    /// Where the server listens: a port (tcpip-forward), or a Unix socket on the server
+    /// (streamlocal-forward@openssh.com).
+    pub listen: RemoteListen,
+    /// What this side connects to for each forwarded connection: a host and port, or a Unix
+    /// socket here.
+    pub target: Target,
     /// The forward as written in the file, for messages.
     pub spec: String,
+}
+
+/// Where the server listens for a `remote` forward.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum RemoteListen {
+    /// A TCP port on `bind`; port 0 lets the server pick.
+    Port {
+        /// Where the server listens.
+        bind: BindAddress,
+        /// The port the server listens on.
+        port: u16,
+    },
+    /// A Unix socket on the server, at an absolute path.
+    Socket(PathBuf),
 }
 
 /// A `dynamic` forward: a SOCKS proxy whose connections go out from the server (`-D`).

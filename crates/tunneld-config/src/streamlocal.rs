@@ -1,13 +1,15 @@
-//! The Unix-socket forms of `local` forwards (OpenSSH's streamlocal), in ssh's syntax: a field
+//! The Unix-socket forms of `local` and `remote` forwards (OpenSSH's streamlocal), in ssh's syntax: a field
 //! that starts with `/` is a socket path. Paths cannot contain `:`, as in ssh.
 
 use std::path::PathBuf;
 
 use crate::address;
 use crate::forward;
-use crate::model::{Listen, LocalForward, Target};
+use crate::model::{BindAddress, Listen, LocalForward, RemoteForward, RemoteListen, Target};
 
 const LOCAL_SYNTAX: &str = "/socket:host:hostport, /socket:/socket or [bind:]port:/socket";
+const REMOTE_SYNTAX: &str =
+    "/serversocket:host:hostport, /serversocket:/socket or [bind:]port:/socket";
 
 /// The longest socket path the kernel takes (`sun_path` is 108 bytes with its NUL).
 const MAX_PATH: usize = 107;
@@ -15,23 +17,59 @@ const MAX_PATH: usize = 107;
 /// Parses a `local` forward with a socket at either end; `None` when neither end is one.
 /// `mode` is the `socket_mode` of the tunnel, for a socket it listens on.
 pub(crate) fn local(spec: &str, mode: u32) -> Result<Option<LocalForward>, String> {
-    let shape = || format!("{spec:?} is not {LOCAL_SYNTAX}");
+    let Some((listen, target)) = ends(spec, false, LOCAL_SYNTAX)? else {
+        return Ok(None);
+    };
+    let listen = match listen {
+        End::Port { bind, port } => Listen::Port { bind, port },
+        End::Socket(path) => Listen::Socket { path, mode },
+    };
+    Ok(Some(LocalForward {
+        listen,
+        target,
+        spec: spec.to_owned(),
+    }))
+}
+
+/// Parses a `remote` forward with a socket at either end (the listening one is the server's);
+/// `None` when neither end is one.
+pub(crate) fn remote(spec: &str) -> Result<Option<RemoteForward>, String> {
+    let Some((listen, target)) = ends(spec, true, REMOTE_SYNTAX)? else {
+        return Ok(None);
+    };
+    let listen = match listen {
+        End::Port { bind, port } => RemoteListen::Port { bind, port },
+        End::Socket(path) => RemoteListen::Socket(path),
+    };
+    Ok(Some(RemoteForward {
+        listen,
+        target,
+        spec: spec.to_owned(),
+    }))
+}
+
+/// The listening end of a forward with a socket.
+enum End {
+    Port { bind: BindAddress, port: u16 },
+    Socket(PathBuf),
+}
+
+fn ends(spec: &str, allow_zero: bool, syntax: &str) -> Result<Option<(End, Target)>, String> {
+    let shape = || format!("{spec:?} is not {syntax}");
     let (listen, target) = if spec.starts_with('/') {
         let (path, target) = spec.split_once(':').ok_or_else(shape)?;
-        let listen = Listen::Socket {
-            path: socket_path(spec, path)?,
-            mode,
-        };
-        (listen, target)
+        (End::Socket(socket_path(spec, path)?), target)
     } else if let Some(at) = spec.find(":/") {
         let (bind, rest) = spec.split_at(at);
-        let port = forward::dynamic(bind, None)
-            .map_err(|e| format!("{spec:?}: {e} (expected {LOCAL_SYNTAX})"))?;
-        let listen = Listen::Port {
-            bind: port.bind,
-            port: port.port,
-        };
-        (listen, &rest[1..])
+        let port = forward::listen_address(bind, allow_zero)
+            .map_err(|e| format!("{spec:?}: {e} (expected {syntax})"))?;
+        (
+            End::Port {
+                bind: port.0,
+                port: port.1,
+            },
+            &rest[1..],
+        )
     } else {
         return Ok(None);
     };
@@ -45,22 +83,13 @@ pub(crate) fn local(spec: &str, mode: u32) -> Result<Option<LocalForward>, Strin
         if port.bracketed {
             return Err(shape());
         }
-        address::host(host.text).map_err(|e| format!("{spec:?}: {e} (expected {LOCAL_SYNTAX})"))?;
+        address::host(host.text).map_err(|e| format!("{spec:?}: {e} (expected {syntax})"))?;
         Target::Port {
             host: host.text.to_owned(),
             port: address::port(port.text, false).map_err(|e| format!("{spec:?}: {e}"))?,
         }
     };
-    Ok(Some(LocalForward {
-        listen,
-        target,
-        spec: spec.to_owned(),
-    }))
-}
-
-/// Whether a `remote` forward names a socket at either end (not supported yet).
-pub(crate) fn is_socket_remote(spec: &str) -> bool {
-    spec.starts_with('/') || spec.contains(":/")
+    Ok(Some((listen, target)))
 }
 
 fn socket_path(spec: &str, path: &str) -> Result<PathBuf, String> {
@@ -95,7 +124,6 @@ pub(crate) fn mode(text: &str) -> Result<u32, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::BindAddress;
 
     fn socket(path: &str) -> Listen {
         Listen::Socket {
@@ -191,6 +219,50 @@ mod tests {
         for (spec, message) in table {
             assert_eq!(local(spec, 0o660), Err(message), "{spec}");
         }
+    }
+
+    #[test]
+    fn remote_socket_forms() {
+        let table = [
+            (
+                "/home/tunnel/app.sock:localhost:3000",
+                RemoteListen::Socket(PathBuf::from("/home/tunnel/app.sock")),
+                Target::Port {
+                    host: "localhost".to_owned(),
+                    port: 3000,
+                },
+            ),
+            (
+                "8080:/run/app.sock",
+                RemoteListen::Port {
+                    bind: BindAddress::Default,
+                    port: 8080,
+                },
+                Target::Socket(PathBuf::from("/run/app.sock")),
+            ),
+            (
+                "0:/run/app.sock",
+                RemoteListen::Port {
+                    bind: BindAddress::Default,
+                    port: 0,
+                },
+                Target::Socket(PathBuf::from("/run/app.sock")),
+            ),
+            (
+                "/srv/a.sock:/run/b.sock",
+                RemoteListen::Socket(PathBuf::from("/srv/a.sock")),
+                Target::Socket(PathBuf::from("/run/b.sock")),
+            ),
+        ];
+        for (spec, listen, target) in table {
+            let expected = RemoteForward {
+                listen,
+                target,
+                spec: spec.to_owned(),
+            };
+            assert_eq!(remote(spec), Ok(Some(expected)), "{spec}");
+        }
+        assert_eq!(remote("9000:localhost:3000"), Ok(None));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::forward;
 use crate::listeners::{self, Listener, Resolved};
 use crate::model::{
     Backoff, DEFAULT_SOCKET_MODE, DynamicForward, Keepalive, Listen, LocalForward, RemoteForward,
-    Tunnel,
+    RemoteListen, Tunnel,
 };
 use crate::raw::{RawDynamic, RawTunnel};
 use crate::resolve::{self, JumpList, Named, Pick, Place, Resolver};
@@ -225,18 +225,28 @@ fn forwards(
         None => DEFAULT_SOCKET_MODE,
     };
     for (spec, at) in items(&t.local, "local") {
-        let forward = forward::local(spec.get_ref(), socket_mode)
-            .map_err(|e| r.source.error(&spec.span(), &at, e))?;
+        let forward = match streamlocal::local(spec.get_ref(), socket_mode) {
+            Ok(Some(forward)) => Ok(forward),
+            Ok(None) => forward::local(spec.get_ref()),
+            Err(e) => Err(e),
+        }
+        .map_err(|e| r.source.error(&spec.span(), &at, e))?;
         if let Listen::Port { bind, port } = &forward.listen {
             listeners.push(Listener::new(bind, *port, at, spec.span()));
         }
         forwards.local.push(forward);
     }
     for (spec, at) in items(&t.remote, "remote") {
-        let forward =
-            forward::remote(spec.get_ref()).map_err(|e| r.source.error(&spec.span(), &at, e))?;
-        if forward.port != 0 {
-            remote_listeners.push(Listener::new(&forward.bind, forward.port, at, spec.span()));
+        let forward = match streamlocal::remote(spec.get_ref()) {
+            Ok(Some(forward)) => Ok(forward),
+            Ok(None) => forward::remote(spec.get_ref()),
+            Err(e) => Err(e),
+        }
+        .map_err(|e| r.source.error(&spec.span(), &at, e))?;
+        if let RemoteListen::Port { bind, port } = &forward.listen
+            && *port != 0
+        {
+            remote_listeners.push(Listener::new(bind, *port, at, spec.span()));
         }
         forwards.remote.push(forward);
     }

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use tunneld_config::{
     Backoff, BindAddress, Config, DynamicForward, Environment, Finding, Hop, HostKeyPolicy,
-    IdentityFile, Keepalive, Listen, LocalForward, Location, RekeyLimit, RemoteForward, Target,
-    parse, parse_with_findings,
+    IdentityFile, Keepalive, Listen, LocalForward, Location, RekeyLimit, RemoteForward,
+    RemoteListen, Target, parse, parse_with_findings,
 };
 
 /// The reference example, kept verbatim: do not edit it to make a test pass.
@@ -180,10 +180,14 @@ fn db_forwards() {
     assert_eq!(
         db.remote,
         [RemoteForward {
-            bind: BindAddress::Default,
-            port: 9000,
-            host: "localhost".to_owned(),
-            host_port: 3000,
+            listen: RemoteListen::Port {
+                bind: BindAddress::Default,
+                port: 9000
+            },
+            target: Target::Port {
+                host: "localhost".to_owned(),
+                port: 3000
+            },
             spec: "9000:localhost:3000".to_owned(),
         }]
     );

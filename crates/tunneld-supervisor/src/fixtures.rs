@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tunneld_config::{
     Backoff, BindAddress, Hop, HostKeyPolicy, Keepalive, Listen, LocalForward, RemoteForward,
-    Target, Tunnel,
+    RemoteListen, Target, Tunnel,
 };
 use tunneld_ssh::Negotiated;
 
@@ -126,10 +126,14 @@ pub(crate) fn local_forward(port: u16) -> LocalForward {
 /// `8080:localhost:80`.
 pub(crate) fn remote_forward() -> RemoteForward {
     RemoteForward {
-        bind: BindAddress::Default,
-        port: 8080,
-        host: "localhost".to_owned(),
-        host_port: 80,
+        listen: RemoteListen::Port {
+            bind: BindAddress::Default,
+            port: 8080,
+        },
+        target: Target::Port {
+            host: "localhost".to_owned(),
+            port: 80,
+        },
         spec: "8080:localhost:80".to_owned(),
     }
 }

@@ -2,18 +2,19 @@
 //! server's listeners for remote forwards.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use russh::Channel;
 use russh::client::Msg;
 use tokio::sync::mpsc;
 use tracing::debug;
-use tunneld_config::{RemoteForward, Target};
+use tunneld_config::{RemoteForward, RemoteListen, Target};
 
 use super::Connection;
 use crate::error::{ChannelOpenError, RemoteForwardError};
 use crate::in_order;
-use crate::routes::{IncomingForward, request_address};
+use crate::routes::{IncomingForward, Routes, request_address};
 
 impl Connection {
     /// Opens a direct-tcpip channel to `host:port` as seen from the server, bounded by the
@@ -122,7 +123,7 @@ impl Connection {
 
     /// Asks the server to listen for `forward`. The route is registered first, so a connection
     /// that arrives before the answer finds it. Returns the port the server listens on (the one
-    /// it picked, for port 0).
+    /// it picked, for port 0; 0 for a Unix socket).
     pub async fn request_remote(
         &self,
         forward: &Arc<RemoteForward>,
@@ -130,22 +131,22 @@ impl Connection {
         let Some(routes) = &self.target.routes else {
             return Err(RemoteForwardError::Closed);
         };
-        let address = request_address(&forward.bind);
+        let (bind, port) = match &forward.listen {
+            RemoteListen::Port { bind, port } => (bind, *port),
+            RemoteListen::Socket(path) => return self.request_socket(routes, forward, path).await,
+        };
+        let address = request_address(bind);
         routes.add(forward.clone());
         let handle = &self.target.handle;
         let asked = tokio::time::timeout(
             self.channel_open_timeout,
-            handle.tcpip_forward(address.clone(), u32::from(forward.port)),
+            handle.tcpip_forward(address.clone(), u32::from(port)),
         )
         .await;
         match asked {
             Ok(Ok(picked)) => {
                 // russh returns 0 for a fixed port (pitfall 5).
-                let port = if forward.port == 0 {
-                    picked
-                } else {
-                    u32::from(forward.port)
-                };
+                let port = if port == 0 { picked } else { u32::from(port) };
                 routes.bound(forward, port);
                 Ok(port)
             }
@@ -157,7 +158,7 @@ impl Connection {
                         spec: forward.spec.clone(),
                     })
                 } else {
-                    Err(RemoteForwardError::PortBusy { port: forward.port })
+                    Err(RemoteForwardError::PortBusy { port })
                 }
             }
             Ok(Err(err)) => {
@@ -169,11 +170,45 @@ impl Connection {
                 routes.remove(forward);
                 Err(RemoteForwardError::Timeout {
                     server: self.label().to_string(),
-                    port: forward.port,
+                    what: format!("port {port}"),
                     after: self.channel_open_timeout,
                 })
             }
         }
+    }
+
+    /// Asks the server to listen on the Unix socket at `path` (streamlocal-forward@openssh.com).
+    async fn request_socket(
+        &self,
+        routes: &Routes,
+        forward: &Arc<RemoteForward>,
+        path: &Path,
+    ) -> Result<u32, RemoteForwardError> {
+        let path = path.to_string_lossy().into_owned();
+        routes.add(forward.clone());
+        let asked = tokio::time::timeout(
+            self.channel_open_timeout,
+            self.target.handle.streamlocal_forward(path.clone()),
+        )
+        .await;
+        let err = match asked {
+            Ok(Ok(())) => return Ok(0),
+            Ok(Err(russh::Error::RequestDenied)) => RemoteForwardError::SocketRefused {
+                server: self.label().to_string(),
+                path,
+            },
+            Ok(Err(err)) => {
+                debug!(error = %err, "streamlocal-forward failed");
+                RemoteForwardError::Closed
+            }
+            Err(_) => RemoteForwardError::Timeout {
+                server: self.label().to_string(),
+                what: format!("socket {path}"),
+                after: self.channel_open_timeout,
+            },
+        };
+        routes.remove(forward);
+        Err(err)
     }
 
     /// Asks the server to stop listening for `forward` on `port` (what [`Self::request_remote`]
@@ -182,12 +217,24 @@ impl Connection {
         if let Some(routes) = &self.target.routes {
             routes.remove(forward);
         }
-        let address = request_address(&forward.bind);
-        let cancelled = tokio::time::timeout(
-            self.channel_open_timeout,
-            self.target.handle.cancel_tcpip_forward(address, port),
-        )
-        .await;
+        let handle = &self.target.handle;
+        let cancelled = match &forward.listen {
+            RemoteListen::Port { bind, .. } => {
+                let address = request_address(bind);
+                tokio::time::timeout(
+                    self.channel_open_timeout,
+                    handle.cancel_tcpip_forward(address, port),
+                )
+                .await
+            }
+            RemoteListen::Socket(path) => {
+                tokio::time::timeout(
+                    self.channel_open_timeout,
+                    handle.cancel_streamlocal_forward(path.to_string_lossy()),
+                )
+                .await
+            }
+        };
         matches!(cancelled, Ok(Ok(())))
     }
 

@@ -1,7 +1,7 @@
 //! The `authorized_keys` line each server of a tunnel needs: what it may forward, and nothing
 //! more, in the form sshd matches against what tunneld asks for.
 
-use tunneld_config::{BindAddress, Hop, Target, Tunnel};
+use tunneld_config::{BindAddress, Hop, RemoteListen, Target, Tunnel};
 
 /// The forced command: tunneld never opens a session, so it loses nothing, and a stolen key
 /// cannot run anything (`restrict` alone does not stop `ssh host cmd`).
@@ -141,7 +141,11 @@ fn target_grant(tunnel: &Tunnel) -> Grant {
             );
         }
     }
-    if tunnel.remote.is_empty() {
+    let listens_on_ports = tunnel
+        .remote
+        .iter()
+        .any(|f| matches!(f.listen, RemoteListen::Port { .. }));
+    if !listens_on_ports {
         options.push(format!("permitlisten=\"{NOTHING}\""));
         notes.push(nothing_note(
             "permitlisten",
@@ -149,15 +153,23 @@ fn target_grant(tunnel: &Tunnel) -> Grant {
         ));
     }
     for forward in &tunnel.remote {
+        let RemoteListen::Port { bind, port } = &forward.listen else {
+            notes.push(format!(
+                "remote {}: the server listens on a Unix socket, which permitlisten does not \
+                 narrow",
+                forward.spec
+            ));
+            continue;
+        };
         // sshd compares the address tunneld sends (`localhost` when none is written, the empty
         // string for `*`) with the option's host, and the port as asked: port 0 matches only
         // `*`, any port.
-        let bind = match &forward.bind {
+        let bind = match bind {
             BindAddress::Default => "localhost",
             BindAddress::Any => "*",
             BindAddress::Host(host) => host,
         };
-        let port = match forward.port {
+        let port = match *port {
             0 => {
                 notes.push(format!(
                     "remote {}: port 0 lets the server pick, so any port on {bind} is permitted",
