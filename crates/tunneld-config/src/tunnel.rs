@@ -6,7 +6,7 @@ use toml::Spanned;
 use crate::duration;
 use crate::error::{ConfigError, Key};
 use crate::forward;
-use crate::listeners::{self, Listener, Resolved};
+use crate::listeners::{self, Listener, Resolved, SocketListener};
 use crate::model::{
     Backoff, DEFAULT_SOCKET_MODE, DynamicForward, Keepalive, Listen, LocalForward, RemoteForward,
     RemoteListen, Tunnel,
@@ -125,6 +125,7 @@ pub(crate) fn resolve(
         },
         listeners,
         remote,
+        sockets: forwards.sockets,
         dialled,
     })
 }
@@ -199,6 +200,7 @@ fn backoff(r: &Resolver<'_>, pick: &Pick<'_>, tunnel: &str) -> Result<Backoff, C
 #[derive(Default)]
 struct Forwards {
     local: Vec<LocalForward>,
+    sockets: Vec<SocketListener>,
     remote: Vec<RemoteForward>,
     dynamic: Vec<DynamicForward>,
 }
@@ -231,8 +233,15 @@ fn forwards(
             Err(e) => Err(e),
         }
         .map_err(|e| r.source.error(&spec.span(), &at, e))?;
-        if let Listen::Port { bind, port } = &forward.listen {
-            listeners.push(Listener::new(bind, *port, at, spec.span()));
+        match &forward.listen {
+            Listen::Port { bind, port } => {
+                listeners.push(Listener::new(bind, *port, at, spec.span()));
+            }
+            Listen::Socket { path, .. } => forwards.sockets.push(SocketListener {
+                path: path.clone(),
+                key: at,
+                span: spec.span(),
+            }),
         }
         forwards.local.push(forward);
     }
