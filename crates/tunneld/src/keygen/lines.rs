@@ -147,10 +147,12 @@ fn target_grant(tunnel: &Tunnel) -> Grant {
         .any(|f| matches!(f.listen, RemoteListen::Port { .. }));
     if !listens_on_ports {
         options.push(format!("permitlisten=\"{NOTHING}\""));
-        notes.push(nothing_note(
-            "permitlisten",
-            "a tunnel without remote forwards",
-        ));
+        let what = if tunnel.remote.is_empty() {
+            "a tunnel without remote forwards"
+        } else {
+            "a tunnel whose remote forwards all listen on Unix sockets"
+        };
+        notes.push(nothing_note("permitlisten", what));
     }
     for forward in &tunnel.remote {
         let RemoteListen::Port { bind, port } = &forward.listen else {
