@@ -379,3 +379,60 @@ async fn a_reconnect_needs_stream_local_bind_unlink() {
         tunneld.stop().await;
     }
 }
+
+/// socat, not tunneld's own code, on both sockets: a client on the socket here, and the
+/// server's socket (an echo through `cat`), bytes verified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socat_on_both_ends_of_a_socket_to_socket_forward() {
+    let dir = test_dir();
+    let sshd = Sshd::start();
+    let server_socket = dir.join("socat-server.sock");
+    let mut server = std::process::Command::new("socat")
+        .arg(format!("UNIX-LISTEN:{},fork", server_socket.display()))
+        .arg("EXEC:cat")
+        .spawn()
+        .expect("socat (apt-get install socat)");
+    let listening = wait_until_async(WAIT, || async { server_socket.exists() }).await;
+    assert!(listening, "socat did not create its socket");
+    let socket = dir.join("here.sock");
+    let block = format!(
+        "local = [\"{}:{}\"]\n",
+        socket.display(),
+        server_socket.display()
+    );
+    let tunneld = InProcess::start(&write_one_tunnel(dir.path(), &sshd, "socat", &block));
+    tunneld.wait_up("socat").await;
+
+    let payload = random_bytes(1 << 20, 31);
+    let client_socket = socket.clone();
+    let sent = payload.clone();
+    let back = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut client = std::process::Command::new("socat")
+            .args(["-t", "10", "-"])
+            .arg(format!("UNIX-CONNECT:{}", client_socket.display()))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = client.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || stdin.write_all(&sent).unwrap());
+        let mut back = Vec::new();
+        client
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        writer.join().unwrap();
+        assert!(client.wait().unwrap().success());
+        back
+    })
+    .await
+    .unwrap();
+    assert_eq!(back.len(), payload.len());
+    assert!(back == payload, "the bytes socat got back differ");
+    tunneld.stop().await;
+    let _ = server.kill();
+    let _ = server.wait();
+}
