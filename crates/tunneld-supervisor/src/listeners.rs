@@ -126,6 +126,7 @@ impl Listening {
                         drop(file);
                     })
                 }
+                // Never made: `bind_socket` binds sockets for local forwards only.
                 (Bound::Unix(..), Forward::Dynamic(_)) => return,
             };
         tracker.spawn(serving.in_current_span());

@@ -150,10 +150,10 @@ pub trait Accept: Send + 'static {
     fn describe(&self) -> Option<String>;
 }
 
-/// The originator sent for a client of a Unix socket, as OpenSSH sends it: the loopback
-/// address, port 0.
+/// The originator sent for a client of a Unix socket, which has no address: what OpenSSH sends
+/// in its place ("to appease peers that validate it"), 127.0.0.1 port 65535.
 pub const UNIX_ORIGINATOR: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 65535);
 
 impl Accept for TcpListener {
     type Stream = tokio::net::TcpStream;
