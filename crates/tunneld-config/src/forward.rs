@@ -6,7 +6,9 @@
 use std::path::PathBuf;
 
 use crate::address::{self, Field};
-use crate::model::{BindAddress, DynamicForward, LocalForward, RemoteForward};
+use crate::model::{
+    BindAddress, DynamicForward, Listen, LocalForward, RemoteForward, RemoteListen, Target,
+};
 
 const FORWARD_SYNTAX: &str = "[bind:]port:host:hostport";
 const DYNAMIC_SYNTAX: &str = "[bind:]port";
@@ -19,32 +21,53 @@ struct Parts {
     host_port: u16,
 }
 
-/// Parses a `local` forward (`-L [bind:]port:host:hostport`).
+/// Parses a `local` forward (`-L [bind:]port:host:hostport`); the forms with a Unix socket are
+/// `streamlocal`'s.
 pub(crate) fn local(spec: &str) -> Result<LocalForward, String> {
     let parts = forward(spec, false)?;
     Ok(LocalForward {
-        bind: parts.bind,
-        port: parts.port,
-        host: parts.host,
-        host_port: parts.host_port,
+        listen: Listen::Port {
+            bind: parts.bind,
+            port: parts.port,
+        },
+        target: Target::Port {
+            host: parts.host,
+            port: parts.host_port,
+        },
         spec: spec.to_owned(),
     })
 }
 
 /// Parses a `remote` forward (`-R [bind:]port:host:hostport`); port 0 lets the server pick.
+/// The forms with a Unix socket are `streamlocal`'s.
 pub(crate) fn remote(spec: &str) -> Result<RemoteForward, String> {
     let parts = forward(spec, true)?;
     Ok(RemoteForward {
-        bind: parts.bind,
-        port: parts.port,
-        host: parts.host,
-        host_port: parts.host_port,
+        listen: RemoteListen::Port {
+            bind: parts.bind,
+            port: parts.port,
+        },
+        target: Target::Port {
+            host: parts.host,
+            port: parts.host_port,
+        },
         spec: spec.to_owned(),
     })
 }
 
 /// Parses the listening address of a `dynamic` forward (`-D [bind:]port`).
 pub(crate) fn dynamic(spec: &str, auth_file: Option<PathBuf>) -> Result<DynamicForward, String> {
+    let (bind, port) = listen_address(spec, false)?;
+    Ok(DynamicForward {
+        bind,
+        port,
+        auth_file,
+        spec: spec.to_owned(),
+    })
+}
+
+/// Parses a listening address, `[bind:]port`; `allow_zero` for a server that picks the port.
+pub(crate) fn listen_address(spec: &str, allow_zero: bool) -> Result<(BindAddress, u16), String> {
     let shape = || format!("{spec:?} is not {DYNAMIC_SYNTAX}");
     let fields = address::split_fields(spec).ok_or_else(shape)?;
     let (bind, port) = match fields.as_slice() {
@@ -52,12 +75,7 @@ pub(crate) fn dynamic(spec: &str, auth_file: Option<PathBuf>) -> Result<DynamicF
         [bind, port] if !port.bracketed => (bind_address(spec, *bind, DYNAMIC_SYNTAX)?, *port),
         _ => return Err(shape()),
     };
-    Ok(DynamicForward {
-        bind,
-        port: field_port(spec, port.text, false)?,
-        auth_file,
-        spec: spec.to_owned(),
-    })
+    Ok((bind, field_port(spec, port.text, allow_zero)?))
 }
 
 fn forward(spec: &str, allow_zero: bool) -> Result<Parts, String> {
@@ -147,10 +165,11 @@ mod tests {
         ];
         for (spec, bind, port, host, host_port) in table {
             let expected = LocalForward {
-                bind,
-                port,
-                host: host.to_owned(),
-                host_port,
+                listen: Listen::Port { bind, port },
+                target: Target::Port {
+                    host: host.to_owned(),
+                    port: host_port,
+                },
                 spec: spec.to_owned(),
             };
             assert_eq!(local(spec), Ok(expected), "{spec}");
@@ -234,10 +253,11 @@ mod tests {
         ];
         for (spec, bind, port, host, host_port) in table {
             let expected = RemoteForward {
-                bind,
-                port,
-                host: host.to_owned(),
-                host_port,
+                listen: RemoteListen::Port { bind, port },
+                target: Target::Port {
+                    host: host.to_owned(),
+                    port: host_port,
+                },
                 spec: spec.to_owned(),
             };
             assert_eq!(remote(spec), Ok(expected), "{spec}");

@@ -30,6 +30,7 @@ mod remote_ports;
 mod resolve;
 mod settings;
 mod ssh_config;
+mod streamlocal;
 mod toml_error;
 mod tunnel;
 mod verdicts;
@@ -129,6 +130,7 @@ fn resolve_file(
         ));
     }
     let mut findings = listeners::check_across_tunnels(&source, &tunnels)?;
+    listeners::check_sockets(&source, &tunnels)?;
     findings.extend(remote_ports::check(&source, &tunnels)?);
     findings.extend(near_names::find(&source, raw, &resolver.hosts, &tunnels));
     findings.sort_by_key(|finding| (finding.at().line, finding.at().column));

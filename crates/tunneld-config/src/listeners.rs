@@ -15,9 +15,38 @@ pub(crate) struct Resolved {
     pub(crate) listeners: Vec<Listener>,
     /// `remote` forwards with a port (not 0).
     pub(crate) remote: Vec<Listener>,
+    /// The Unix sockets of `local` forwards.
+    pub(crate) sockets: Vec<SocketListener>,
     /// Where the servers the tunnel dials are named, in dialling order: this machine resolves
     /// the first one's name, the jump host before it each other's.
     pub(crate) dialled: Vec<Key>,
+}
+
+/// A Unix socket that a `local` forward listens on, and where it was written.
+pub(crate) struct SocketListener {
+    pub(crate) path: std::path::PathBuf,
+    pub(crate) key: Key,
+    pub(crate) span: Range<usize>,
+}
+
+/// No socket path is listened on twice in the file: the second forward would find the first
+/// one's live socket and never bind.
+pub(crate) fn check_sockets(source: &Source<'_>, tunnels: &[Resolved]) -> Result<(), ConfigError> {
+    let all: Vec<&SocketListener> = tunnels.iter().flat_map(|t| &t.sockets).collect();
+    for (index, later) in all.iter().enumerate() {
+        if let Some(earlier) = all.iter().take(index).find(|e| e.path == later.path) {
+            return Err(source.error(
+                &later.span,
+                &later.key,
+                format!(
+                    "socket {} is listened on already at {} (expected each socket once)",
+                    later.path.display(),
+                    earlier.key
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// One address and port that a forward listens on, and where it was written.

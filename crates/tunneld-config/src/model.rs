@@ -219,31 +219,86 @@ impl fmt::Display for BindAddress {
 /// A `local` forward: listen here, connect there through the server (`-L`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct LocalForward {
-    /// Where to listen.
-    pub bind: BindAddress,
-    /// The port to listen on (1-65535).
-    pub port: u16,
-    /// The host the server connects to (IPv6 without brackets).
-    pub host: String,
-    /// The port the server connects to.
-    pub host_port: u16,
+    /// Where to listen: a port, or a Unix socket.
+    pub listen: Listen,
+    /// What the server connects to: a host and port (direct-tcpip), or a Unix socket on the
+    /// server (direct-streamlocal@openssh.com).
+    pub target: Target,
     /// The forward as written in the file, for messages.
     pub spec: String,
 }
 
+/// Where a `local` forward listens.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Listen {
+    /// A TCP port (1-65535) on `bind`.
+    Port {
+        /// Where to listen.
+        bind: BindAddress,
+        /// The port to listen on.
+        port: u16,
+    },
+    /// A Unix socket at an absolute path, created with file mode `mode` (`socket_mode`).
+    Socket {
+        /// The socket file.
+        path: PathBuf,
+        /// The socket file's permission bits.
+        mode: u32,
+    },
+}
+
+/// What a forwarded connection is connected to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// A host (IPv6 without brackets) and port.
+    Port {
+        /// The host name or address.
+        host: String,
+        /// The port.
+        port: u16,
+    },
+    /// A Unix socket at an absolute path.
+    Socket(PathBuf),
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Port { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
+            Target::Port { host, port } => write!(f, "{host}:{port}"),
+            Target::Socket(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// The mode of a socket file when `socket_mode` is not set: owner and group may connect.
+pub const DEFAULT_SOCKET_MODE: u32 = 0o660;
+
 /// A `remote` forward: the server listens, connections come back to a host we reach (`-R`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RemoteForward {
-    /// Where the server listens.
-    pub bind: BindAddress,
-    /// The port the server listens on; 0 lets the server pick.
-    pub port: u16,
-    /// The host this side connects to for each forwarded connection.
-    pub host: String,
-    /// The port this side connects to.
-    pub host_port: u16,
+    /// Where the server listens: a port (tcpip-forward), or a Unix socket on the server
+    /// (streamlocal-forward@openssh.com).
+    pub listen: RemoteListen,
+    /// What this side connects to for each forwarded connection: a host and port, or a Unix
+    /// socket here.
+    pub target: Target,
     /// The forward as written in the file, for messages.
     pub spec: String,
+}
+
+/// Where the server listens for a `remote` forward.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum RemoteListen {
+    /// A TCP port on `bind`; port 0 lets the server pick.
+    Port {
+        /// Where the server listens.
+        bind: BindAddress,
+        /// The port the server listens on.
+        port: u16,
+    },
+    /// A Unix socket on the server, at an absolute path.
+    Socket(PathBuf),
 }
 
 /// A `dynamic` forward: a SOCKS proxy whose connections go out from the server (`-D`).

@@ -120,6 +120,7 @@ section! {
         local: Opt<Vec<Spanned<String>>>,
         remote: Opt<Vec<Spanned<String>>>,
         dynamic: Opt<Vec<Spanned<RawDynamic>>>,
+        socket_mode: Opt<String>,
     }
 }
 
@@ -246,7 +247,7 @@ mod tests {
              `identity_files`, `certificate_files`, `use_agent`, `known_hosts`, `global_known_hosts`, \
              `host_key_policy`, `update_host_keys`, `keepalive_interval`, `keepalive_max`, `connect_timeout`, `backoff_min`, \
              `backoff_max`, `backoff_max_network`, `compression`, `ciphers`, `exit_on_forward_failure`, `rekey_limit`, `proxy`, `host`, `jump`, \
-             `local`, `remote`, `dynamic`"
+             `local`, `remote`, `dynamic`, `socket_mode`"
         );
         assert_eq!(
             error("[tunnels.t]\ndynamic = [\"1\", { listen = \"1\", auth = \"x\" }]\n"),

@@ -6,11 +6,15 @@ use toml::Spanned;
 use crate::duration;
 use crate::error::{ConfigError, Key};
 use crate::forward;
-use crate::listeners::{self, Listener, Resolved};
-use crate::model::{Backoff, DynamicForward, Keepalive, LocalForward, RemoteForward, Tunnel};
+use crate::listeners::{self, Listener, Resolved, SocketListener};
+use crate::model::{
+    Backoff, DEFAULT_SOCKET_MODE, DynamicForward, Keepalive, Listen, LocalForward, RemoteForward,
+    RemoteListen, Tunnel,
+};
 use crate::raw::{RawDynamic, RawTunnel};
 use crate::resolve::{self, JumpList, Named, Pick, Place, Resolver};
 use crate::settings::{self, Located, Settings};
+use crate::streamlocal;
 
 /// Resolves `[tunnels.NAME]`.
 pub(crate) fn resolve(
@@ -121,6 +125,7 @@ pub(crate) fn resolve(
         },
         listeners,
         remote,
+        sockets: forwards.sockets,
         dialled,
     })
 }
@@ -195,6 +200,7 @@ fn backoff(r: &Resolver<'_>, pick: &Pick<'_>, tunnel: &str) -> Result<Backoff, C
 #[derive(Default)]
 struct Forwards {
     local: Vec<LocalForward>,
+    sockets: Vec<SocketListener>,
     remote: Vec<RemoteForward>,
     dynamic: Vec<DynamicForward>,
 }
@@ -215,17 +221,41 @@ fn forwards(
             .enumerate()
             .map(move |(index, spec)| (spec, list_key.index(index)))
     };
+    let socket_mode = match &t.socket_mode {
+        Some(text) => streamlocal::mode(text.get_ref())
+            .map_err(|e| r.source.error(&text.span(), key.field("socket_mode"), e))?,
+        None => DEFAULT_SOCKET_MODE,
+    };
     for (spec, at) in items(&t.local, "local") {
-        let forward =
-            forward::local(spec.get_ref()).map_err(|e| r.source.error(&spec.span(), &at, e))?;
-        listeners.push(Listener::new(&forward.bind, forward.port, at, spec.span()));
+        let forward = match streamlocal::local(spec.get_ref(), socket_mode) {
+            Ok(Some(forward)) => Ok(forward),
+            Ok(None) => forward::local(spec.get_ref()),
+            Err(e) => Err(e),
+        }
+        .map_err(|e| r.source.error(&spec.span(), &at, e))?;
+        match &forward.listen {
+            Listen::Port { bind, port } => {
+                listeners.push(Listener::new(bind, *port, at, spec.span()));
+            }
+            Listen::Socket { path, .. } => forwards.sockets.push(SocketListener {
+                path: path.clone(),
+                key: at,
+                span: spec.span(),
+            }),
+        }
         forwards.local.push(forward);
     }
     for (spec, at) in items(&t.remote, "remote") {
-        let forward =
-            forward::remote(spec.get_ref()).map_err(|e| r.source.error(&spec.span(), &at, e))?;
-        if forward.port != 0 {
-            remote_listeners.push(Listener::new(&forward.bind, forward.port, at, spec.span()));
+        let forward = match streamlocal::remote(spec.get_ref()) {
+            Ok(Some(forward)) => Ok(forward),
+            Ok(None) => forward::remote(spec.get_ref()),
+            Err(e) => Err(e),
+        }
+        .map_err(|e| r.source.error(&spec.span(), &at, e))?;
+        if let RemoteListen::Port { bind, port } = &forward.listen
+            && *port != 0
+        {
+            remote_listeners.push(Listener::new(bind, *port, at, spec.span()));
         }
         forwards.remote.push(forward);
     }

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use tunneld_config::{
     Backoff, BindAddress, Config, DynamicForward, Environment, Finding, Hop, HostKeyPolicy,
-    IdentityFile, Keepalive, LocalForward, Location, RekeyLimit, RemoteForward, parse,
-    parse_with_findings,
+    IdentityFile, Keepalive, Listen, LocalForward, Location, RekeyLimit, RemoteForward,
+    RemoteListen, Target, parse, parse_with_findings,
 };
 
 /// The reference example, kept verbatim: do not edit it to make a test pass.
@@ -154,17 +154,25 @@ fn db_forwards() {
         db.local,
         [
             LocalForward {
-                bind: BindAddress::Default,
-                port: 5432,
-                host: "localhost".to_owned(),
-                host_port: 5432,
+                listen: Listen::Port {
+                    bind: BindAddress::Default,
+                    port: 5432,
+                },
+                target: Target::Port {
+                    host: "localhost".to_owned(),
+                    port: 5432,
+                },
                 spec: "5432:localhost:5432".to_owned(),
             },
             LocalForward {
-                bind: BindAddress::Host("127.0.0.1".to_owned()),
-                port: 6379,
-                host: "localhost".to_owned(),
-                host_port: 6379,
+                listen: Listen::Port {
+                    bind: BindAddress::Host("127.0.0.1".to_owned()),
+                    port: 6379,
+                },
+                target: Target::Port {
+                    host: "localhost".to_owned(),
+                    port: 6379,
+                },
                 spec: "127.0.0.1:6379:localhost:6379".to_owned(),
             },
         ]
@@ -172,10 +180,14 @@ fn db_forwards() {
     assert_eq!(
         db.remote,
         [RemoteForward {
-            bind: BindAddress::Default,
-            port: 9000,
-            host: "localhost".to_owned(),
-            host_port: 3000,
+            listen: RemoteListen::Port {
+                bind: BindAddress::Default,
+                port: 9000
+            },
+            target: Target::Port {
+                host: "localhost".to_owned(),
+                port: 3000
+            },
             spec: "9000:localhost:3000".to_owned(),
         }]
     );

@@ -48,7 +48,7 @@ fn unknown_key() {
         "unknown field `lokal`, expected one of `user`, `identity_files`, `certificate_files`, `use_agent`, \
          `known_hosts`, `global_known_hosts`, `host_key_policy`, `update_host_keys`, `keepalive_interval`, \
          `keepalive_max`, `connect_timeout`, `backoff_min`, `backoff_max`, `backoff_max_network`, `compression`, `ciphers`, \
-         `exit_on_forward_failure`, `rekey_limit`, `proxy`, `host`, `jump`, `local`, `remote`, `dynamic`",
+         `exit_on_forward_failure`, `rekey_limit`, `proxy`, `host`, `jump`, `local`, `remote`, `dynamic`, `socket_mode`",
     );
     assert_error(
         "[hosts.b]\nhostnme = \"b.example.com\"\n",
@@ -771,5 +771,39 @@ fn a_pasted_ssh_config_is_recognised() {
     assert_eq!(
         err.to_string(),
         "db.toml:5:6: key with no value, expected `=`"
+    );
+}
+
+#[test]
+fn unix_socket_forwards() {
+    assert_error(
+        "[tunnels.db]\nhost = \"db.example.com\"\nlocal = [\"/run/a.sock:db\"]\n",
+        6,
+        10,
+        "tunnels.db.local[0]",
+        "\"/run/a.sock:db\" is not /socket:host:hostport, /socket:/socket or [bind:]port:/socket",
+    );
+    assert_error(
+        "[tunnels.db]\nhost = \"db.example.com\"\nremote = [\"x:/run/app.sock\"]\n",
+        6,
+        11,
+        "tunnels.db.remote[0]",
+        "\"x:/run/app.sock\": \"x\": \"x\" is not a port number (expected 0-65535) (expected \
+         /serversocket:host:hostport, /serversocket:/socket or [bind:]port:/socket)",
+    );
+    assert_error(
+        "[tunnels.db]\nhost = \"db.example.com\"\nlocal = [\"/run/a.sock:db:5432\"]\nsocket_mode = \"rw\"\n",
+        7,
+        15,
+        "tunnels.db.socket_mode",
+        "\"rw\" is not an octal file mode (expected e.g. \"0660\")",
+    );
+    assert_error(
+        "[tunnels.a]\nhost = \"a.example.com\"\nlocal = [\"/run/a.sock:db:5432\"]\n\
+         [tunnels.b]\nhost = \"b.example.com\"\nlocal = [\"/run/a.sock:/srv/x.sock\"]\n",
+        9,
+        10,
+        "tunnels.b.local[0]",
+        "socket /run/a.sock is listened on already at tunnels.a.local[0] (expected each socket once)",
     );
 }

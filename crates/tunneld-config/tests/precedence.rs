@@ -461,8 +461,12 @@ fn tunnels_are_sorted_and_forwards_kept_in_order() {
     );
     let names: Vec<&str> = config.tunnels.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["alpha", "mid", "zeta"]);
-    let ports: Vec<u16> = config.tunnels[2].local.iter().map(|f| f.port).collect();
-    assert_eq!(ports, [2, 1]);
+    let specs: Vec<&str> = config.tunnels[2]
+        .local
+        .iter()
+        .map(|f| f.spec.as_str())
+        .collect();
+    assert_eq!(specs, ["2:x:2", "1:x:1"]);
     // Port 0 may repeat: the server picks a different port for each.
     assert_eq!(config.tunnels[0].remote.len(), 2);
     let specs: Vec<&str> = config.tunnels[1]

@@ -259,14 +259,22 @@ impl russh::client::Handler for ClientHandler {
         Ok(())
     }
 
+    /// A connection to a socket the server listens on for us (streamlocal-forward): only the
+    /// sockets this tunnel asked for are taken.
     async fn server_channel_open_forwarded_streamlocal(
         &mut self,
-        _channel: Channel<Msg>,
-        _socket_path: &str,
+        channel: Channel<Msg>,
+        socket_path: &str,
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.refuse("forwarded-streamlocal", reply).await;
+        match &self.routes {
+            Some(routes) => routes.dispatch_socket(channel, reply, socket_path).await,
+            None => {
+                let what = format!("forwarded-streamlocal for {socket_path}");
+                self.refuse(&what, reply).await;
+            }
+        }
         Ok(())
     }
 

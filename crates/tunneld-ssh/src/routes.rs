@@ -12,7 +12,7 @@ use russh::client::{ChannelOpenHandle, Msg};
 use russh::{Channel, ChannelOpenFailure};
 use tokio::sync::mpsc;
 use tracing::warn;
-use tunneld_config::{BindAddress, RemoteForward};
+use tunneld_config::{BindAddress, RemoteForward, RemoteListen};
 
 /// The address string a `tcpip-forward` request carries, as ssh sends it: no bind address sends
 /// `localhost`, `*` the empty string (all interfaces, if GatewayPorts lets the client choose),
@@ -39,7 +39,10 @@ pub struct IncomingForward {
 
 #[derive(Debug)]
 struct Route {
+    /// The bind address asked for; for a socket, its path.
     address: String,
+    /// Whether the server listens on a Unix socket (streamlocal-forward) at `address`.
+    socket: bool,
     requested_port: u32,
     /// The port the server listens on: the requested one, or the one it picked for port 0.
     bound_port: Option<u32>,
@@ -66,11 +69,21 @@ impl Routes {
 
     /// Registers a route before its request is sent.
     pub(crate) fn add(&self, forward: Arc<RemoteForward>) {
-        let route = Route {
-            address: request_address(&forward.bind),
-            requested_port: u32::from(forward.port),
-            bound_port: (forward.port != 0).then_some(u32::from(forward.port)),
-            forward,
+        let route = match &forward.listen {
+            RemoteListen::Port { bind, port } => Route {
+                address: request_address(bind),
+                socket: false,
+                requested_port: u32::from(*port),
+                bound_port: (*port != 0).then_some(u32::from(*port)),
+                forward,
+            },
+            RemoteListen::Socket(path) => Route {
+                address: path.to_string_lossy().into_owned(),
+                socket: true,
+                requested_port: 0,
+                bound_port: None,
+                forward,
+            },
         };
         if let Ok(mut routes) = self.routes.lock() {
             routes.push(route);
@@ -98,6 +111,7 @@ impl Routes {
     /// the one asked for); else the only port-0 request still waiting for its answer.
     fn route(&self, address: &str, port: u32) -> Option<Arc<RemoteForward>> {
         let routes = self.routes.lock().ok()?;
+        let routes: Vec<&Route> = routes.iter().filter(|r| !r.socket).collect();
         if let Some(route) = routes
             .iter()
             .find(|r| r.address == address && r.bound_port == Some(port))
@@ -115,6 +129,40 @@ impl Routes {
             (Some(only), None) => Some(only.forward.clone()),
             _ => None,
         }
+    }
+
+    /// The forward a forwarded-streamlocal channel for the socket at `path` belongs to.
+    fn socket_route(&self, path: &str) -> Option<Arc<RemoteForward>> {
+        let routes = self.routes.lock().ok()?;
+        let route = routes.iter().find(|r| r.socket && r.address == path)?;
+        Some(route.forward.clone())
+    }
+
+    /// Hands a forwarded-streamlocal channel to the tunnel if it is for a socket we asked for;
+    /// refuses it otherwise.
+    pub(crate) async fn dispatch_socket(
+        &self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        path: &str,
+    ) {
+        let Some(forward) = self.socket_route(path) else {
+            warn!(
+                path,
+                "refusing a forwarded connection for a socket this tunnel did not request"
+            );
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return;
+        };
+        let incoming = IncomingForward {
+            channel,
+            reply,
+            forward,
+            originator: format!("socket {path}"),
+        };
+        let _ = self.incoming.send(incoming);
     }
 
     /// Hands a forwarded-tcpip channel to the tunnel if it is for a port we asked for; refuses

@@ -31,6 +31,8 @@ pub(crate) struct Board {
     listeners: Mutex<Vec<ListenerStatus>>,
     /// What the log last said about the current connection.
     announced: Mutex<Announced>,
+    /// The remote forwards that a server has granted on some connection of this tunnel.
+    granted: Mutex<Vec<usize>>,
 }
 
 /// What the log last said about the forwards of the current connection.
@@ -66,6 +68,7 @@ impl Board {
             remote: tunnel.remote.iter().map(|f| f.spec.clone()).collect(),
             listeners: Mutex::new(listeners),
             announced: Mutex::new(Announced::Nothing),
+            granted: Mutex::new(Vec::new()),
         }
     }
 
@@ -114,8 +117,19 @@ impl Board {
         self.announce();
     }
 
+    /// Whether the `index`th remote forward was granted on an earlier connection.
+    pub(crate) fn granted_before(&self, index: usize) -> bool {
+        lock(&self.granted).contains(&index)
+    }
+
     /// The `index`th remote forward is now `new` (on the current connection).
     pub(crate) fn set_remote(&self, index: usize, new: RemoteState) {
+        if matches!(new, RemoteState::Listening { .. }) {
+            let mut granted = lock(&self.granted);
+            if !granted.contains(&index) {
+                granted.push(index);
+            }
+        }
         let changed = self.state.send_if_modified(|state| {
             let Some(mut connected) = take_connected(state) else {
                 return false;

@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 use tunneld_config::{
-    Backoff, BindAddress, Hop, HostKeyPolicy, Keepalive, LocalForward, RemoteForward, Tunnel,
+    Backoff, BindAddress, Hop, HostKeyPolicy, Keepalive, Listen, LocalForward, RemoteForward,
+    RemoteListen, Target, Tunnel,
 };
 use tunneld_ssh::Negotiated;
 
@@ -110,10 +111,14 @@ pub(crate) fn tunnel(local: &[LocalForward], remote: &[RemoteForward]) -> Tunnel
 /// `5432:localhost:5432` on 127.0.0.1 and a given port.
 pub(crate) fn local_forward(port: u16) -> LocalForward {
     LocalForward {
-        bind: BindAddress::Host("127.0.0.1".to_owned()),
-        port,
-        host: "localhost".to_owned(),
-        host_port: 5432,
+        listen: Listen::Port {
+            bind: BindAddress::Host("127.0.0.1".to_owned()),
+            port,
+        },
+        target: Target::Port {
+            host: "localhost".to_owned(),
+            port: 5432,
+        },
         spec: format!("127.0.0.1:{port}:localhost:5432"),
     }
 }
@@ -121,10 +126,14 @@ pub(crate) fn local_forward(port: u16) -> LocalForward {
 /// `8080:localhost:80`.
 pub(crate) fn remote_forward() -> RemoteForward {
     RemoteForward {
-        bind: BindAddress::Default,
-        port: 8080,
-        host: "localhost".to_owned(),
-        host_port: 80,
+        listen: RemoteListen::Port {
+            bind: BindAddress::Default,
+            port: 8080,
+        },
+        target: Target::Port {
+            host: "localhost".to_owned(),
+            port: 80,
+        },
         spec: "8080:localhost:80".to_owned(),
     }
 }

@@ -12,12 +12,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, warn};
-use tunneld_config::{BindAddress, DynamicForward, LocalForward, Tunnel};
+use tunneld_config::{BindAddress, DynamicForward, Listen, LocalForward, Tunnel};
 use tunneld_ssh::TunnelError;
 use tunneld_ssh::forward::listen::{self, ListenAddress};
+use tunneld_ssh::forward::socket_file::{self, SocketFile};
 use tunneld_ssh::forward::{ForwardContext, ForwardCounters, serve_dynamic, serve_local};
 use tunneld_ssh::socks::users::Credentials;
 
@@ -54,11 +55,27 @@ impl Listening {
         }
     }
 
-    fn address(&self) -> (&BindAddress, u16) {
+    /// The TCP address it listens on; `None` for a Unix socket.
+    fn address(&self) -> Option<(&BindAddress, u16)> {
         match &self.forward {
-            Forward::Local(f) => (&f.bind, f.port),
-            Forward::Dynamic(f) => (&f.bind, f.port),
+            Forward::Local(f) => match &f.listen {
+                Listen::Port { bind, port } => Some((bind, *port)),
+                Listen::Socket { .. } => None,
+            },
+            Forward::Dynamic(f) => Some((&f.bind, f.port)),
         }
+    }
+
+    /// Binds the Unix socket it listens on, when it does.
+    fn bind_socket(&self) -> Option<Result<Bound, TunnelError>> {
+        let Forward::Local(f) = &self.forward else {
+            return None;
+        };
+        let Listen::Socket { path, mode } = &f.listen else {
+            return None;
+        };
+        let bound = socket_file::bind(path, *mode).map_err(|err| socket_file::failed(path, err));
+        Some(bound.map(|(listener, file)| Bound::Unix(listener, file)))
     }
 
     /// Checks what the forward needs besides its port: the users file of an authenticated
@@ -80,19 +97,51 @@ impl Listening {
     }
 
     /// Serves `listener` until cancelled, as a task of `tracker`.
-    fn serve(&self, listener: TcpListener, tracker: &TaskTracker, ctx: &ForwardContext) {
-        if let Ok(addr) = listener.local_addr() {
-            info!(forward = %self.spec(), listen = %addr, "listening");
-            self.counters.listening(addr);
-        }
+    fn serve(&self, listener: impl Into<Bound>, tracker: &TaskTracker, ctx: &ForwardContext) {
         let counters = self.counters.clone();
-        let serving: Pin<Box<dyn Future<Output = ()> + Send>> = match &self.forward {
-            Forward::Local(f) => Box::pin(serve_local(listener, f.clone(), counters, ctx.clone())),
-            Forward::Dynamic(f) => {
-                Box::pin(serve_dynamic(listener, f.clone(), counters, ctx.clone()))
-            }
-        };
+        let serving: Pin<Box<dyn Future<Output = ()> + Send>> =
+            match (listener.into(), &self.forward) {
+                (Bound::Tcp(listener), forward) => {
+                    if let Ok(addr) = listener.local_addr() {
+                        info!(forward = %self.spec(), listen = %addr, "listening");
+                        self.counters.listening(addr);
+                    }
+                    match forward {
+                        Forward::Local(f) => {
+                            Box::pin(serve_local(listener, f.clone(), counters, ctx.clone()))
+                        }
+                        Forward::Dynamic(f) => {
+                            Box::pin(serve_dynamic(listener, f.clone(), counters, ctx.clone()))
+                        }
+                    }
+                }
+                (Bound::Unix(listener, file), Forward::Local(f)) => {
+                    info!(forward = %self.spec(), listen = %file.path().display(), "listening");
+                    self.counters
+                        .listening_on(file.path().display().to_string());
+                    let serving = serve_local(listener, f.clone(), counters, ctx.clone());
+                    // The socket file goes when the forward stops serving (stop, reload).
+                    Box::pin(async move {
+                        serving.await;
+                        drop(file);
+                    })
+                }
+                // Never made: `bind_socket` binds sockets for local forwards only.
+                (Bound::Unix(..), Forward::Dynamic(_)) => return,
+            };
         tracker.spawn(serving.in_current_span());
+    }
+}
+
+/// A bound listener.
+pub(crate) enum Bound {
+    Tcp(TcpListener),
+    Unix(UnixListener, SocketFile),
+}
+
+impl From<TcpListener> for Bound {
+    fn from(listener: TcpListener) -> Self {
+        Bound::Tcp(listener)
     }
 }
 
@@ -121,9 +170,14 @@ pub(crate) async fn bind_all(
     let mut bound = Vec::new();
     for forward in forwards {
         forward.check().await?;
-        let (bind, port) = forward.address();
-        for listener in listen::bind(bind, port).await? {
-            bound.push((forward, listener));
+        if let Some(socket) = forward.bind_socket() {
+            bound.push((forward, socket?));
+            continue;
+        }
+        if let Some((bind, port)) = forward.address() {
+            for listener in listen::bind(bind, port).await? {
+                bound.push((forward, Bound::Tcp(listener)));
+            }
         }
     }
     for (forward, listener) in bound {
@@ -213,14 +267,20 @@ async fn bind_left(
     forward: &Listening,
     left: Left,
     binder: &dyn Binder,
-) -> (Vec<TcpListener>, Option<(Left, TunnelError)>) {
+) -> (Vec<Bound>, Option<(Left, TunnelError)>) {
+    if let Some(socket) = forward.bind_socket() {
+        return match socket {
+            Ok(bound) => (vec![bound], None),
+            Err(err) => (Vec::new(), Some((Left::All, err))),
+        };
+    }
     let addresses = match left {
         Left::Addresses(addresses) => addresses,
         Left::All => {
-            let (bind, port) = forward.address();
-            let resolved = match forward.check().await {
-                Ok(()) => listen::addresses(bind, port).await,
-                Err(err) => Err(err),
+            let resolved = match (forward.check().await, forward.address()) {
+                (Ok(()), Some((bind, port))) => listen::addresses(bind, port).await,
+                (Ok(()), None) => Ok(Vec::new()),
+                (Err(err), _) => Err(err),
             };
             match resolved {
                 Ok(addresses) => addresses,
@@ -233,7 +293,7 @@ async fn bind_left(
     let mut first = None;
     for address in addresses {
         match binder.bind(&address) {
-            Ok(listener) => bound.extend(listener),
+            Ok(listener) => bound.extend(listener.map(Bound::Tcp)),
             Err(err) => {
                 first.get_or_insert_with(|| address.failed(err));
                 still.push(address);

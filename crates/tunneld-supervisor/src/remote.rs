@@ -6,8 +6,9 @@
 //! the new connection, serves every other forward, and asks again every couple of seconds until
 //! the port is free.
 //!
-//! A forward that the server refuses by policy (`PermitListen`, `AllowTcpForwarding`) is asked
-//! for again about every `backoff_max` on the same connection, so that the tunnel's other
+//! A forward that the server refuses by policy (`PermitListen`, `AllowTcpForwarding`), or a
+//! Unix socket it refuses to listen on, is asked for again about every `backoff_max` on the
+//! same connection, so that the tunnel's other
 //! forwards keep serving; only with `exit_on_forward_failure` does it fail the tunnel.
 
 use std::future::Future;
@@ -93,9 +94,20 @@ pub(crate) async fn keep(
                 return Ok(());
             }
             Err(RemoteForwardError::Closed) => return Ok(()),
+            // sshd without StreamLocalBindUnlink refuses a socket it listened on for the
+            // previous connection: said as such, since nothing else changed.
+            Err(RemoteForwardError::SocketRefused { path, .. }) if board.granted_before(index) => {
+                RemoteForwardError::StaleSocket { path }
+            }
             Err(err) => err,
         };
-        refused = matches!(err, RemoteForwardError::Policy { .. });
+        // A refused socket does not come free by waiting: its file stays on the server.
+        refused = matches!(
+            err,
+            RemoteForwardError::Policy { .. }
+                | RemoteForwardError::SocketRefused { .. }
+                | RemoteForwardError::StaleSocket { .. }
+        );
         let reason = err.to_string();
         let (state, pause) = match (refused, on_refusal) {
             (true, OnRefusal::Fail) => return Err(TunnelError::Remote(err)),

@@ -104,7 +104,20 @@ fn accepted(kind: &str, spec: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::fields;
+    use super::{accepted, fields};
+
+    #[test]
+    fn unix_socket_forwards_are_taken_as_ssh_writes_them() {
+        for (kind, spec) in [
+            ("local", "/run/pg.sock:/var/run/postgresql/.s.PGSQL.5432"),
+            ("local", "5432:/var/run/postgresql/.s.PGSQL.5432"),
+            ("remote", "/home/tunnel/app.sock:localhost:3000"),
+            ("remote", "8080:/run/app.sock"),
+        ] {
+            assert_eq!(accepted(kind, spec), Ok(()), "{spec}");
+        }
+        assert!(accepted("local", "pg.sock:db:5432").is_err());
+    }
 
     #[test]
     fn fields_outside_brackets() {

@@ -2,18 +2,19 @@
 //! server's listeners for remote forwards.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use russh::Channel;
 use russh::client::Msg;
 use tokio::sync::mpsc;
 use tracing::debug;
-use tunneld_config::RemoteForward;
+use tunneld_config::{RemoteForward, RemoteListen, Target};
 
 use super::Connection;
 use crate::error::{ChannelOpenError, RemoteForwardError};
 use crate::in_order;
-use crate::routes::{IncomingForward, request_address};
+use crate::routes::{IncomingForward, Routes, request_address};
 
 impl Connection {
     /// Opens a direct-tcpip channel to `host:port` as seen from the server, bounded by the
@@ -29,26 +30,43 @@ impl Connection {
         port: u16,
         originator: SocketAddr,
     ) -> Result<Channel<Msg>, ChannelOpenError> {
-        let target = if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
+        let target = Target::Port {
+            host: host.to_owned(),
+            port,
         };
+        self.open_channel(target, originator).await
+    }
+
+    /// Opens a channel to `target` as seen from the server: direct-tcpip for a host and port,
+    /// direct-streamlocal@openssh.com for a Unix socket (which carries no originator). Bounded
+    /// like [`Connection::open_direct_tcpip`].
+    pub async fn open_channel(
+        self: &Arc<Self>,
+        target: Target,
+        originator: SocketAddr,
+    ) -> Result<Channel<Msg>, ChannelOpenError> {
+        let shown = target.to_string();
         let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
         let connection = Arc::clone(self);
-        let request = (host.to_string(), originator);
         let opening = Box::pin(async move {
-            let (host, originator) = request;
-            let opened = connection
-                .target
-                .handle
-                .channel_open_direct_tcpip(
-                    host,
-                    u32::from(port),
-                    originator.ip().to_string(),
-                    u32::from(originator.port()),
-                )
-                .await;
+            let handle = &connection.target.handle;
+            let opened = match target {
+                Target::Port { host, port } => {
+                    handle
+                        .channel_open_direct_tcpip(
+                            host,
+                            u32::from(port),
+                            originator.ip().to_string(),
+                            u32::from(originator.port()),
+                        )
+                        .await
+                }
+                Target::Socket(path) => {
+                    handle
+                        .channel_open_direct_streamlocal(path.to_string_lossy())
+                        .await
+                }
+            };
             if let Err(Ok(late)) = reply_tx.send(opened) {
                 debug!("the server confirmed a channel after its open timed out; closing it");
                 let _ = late.eof().await;
@@ -72,7 +90,7 @@ impl Connection {
                     .ok()
                     .and_then(|d| d.clone());
                 Err(ChannelOpenError::Refused {
-                    target,
+                    target: shown,
                     server: self.label().to_string(),
                     reason,
                     description,
@@ -81,16 +99,16 @@ impl Connection {
             Ok(Ok(Err(err))) => {
                 debug!(error = %err, "channel open failed");
                 Err(ChannelOpenError::Closed {
-                    target,
+                    target: shown,
                     server: self.label().to_string(),
                 })
             }
             Ok(Err(_)) => Err(ChannelOpenError::Closed {
-                target,
+                target: shown,
                 server: self.label().to_string(),
             }),
             Err(_) => Err(ChannelOpenError::Timeout {
-                target,
+                target: shown,
                 server: self.label().to_string(),
                 after: self.channel_open_timeout,
             }),
@@ -105,7 +123,7 @@ impl Connection {
 
     /// Asks the server to listen for `forward`. The route is registered first, so a connection
     /// that arrives before the answer finds it. Returns the port the server listens on (the one
-    /// it picked, for port 0).
+    /// it picked, for port 0; 0 for a Unix socket).
     pub async fn request_remote(
         &self,
         forward: &Arc<RemoteForward>,
@@ -113,22 +131,22 @@ impl Connection {
         let Some(routes) = &self.target.routes else {
             return Err(RemoteForwardError::Closed);
         };
-        let address = request_address(&forward.bind);
+        let (bind, port) = match &forward.listen {
+            RemoteListen::Port { bind, port } => (bind, *port),
+            RemoteListen::Socket(path) => return self.request_socket(routes, forward, path).await,
+        };
+        let address = request_address(bind);
         routes.add(forward.clone());
         let handle = &self.target.handle;
         let asked = tokio::time::timeout(
             self.channel_open_timeout,
-            handle.tcpip_forward(address.clone(), u32::from(forward.port)),
+            handle.tcpip_forward(address.clone(), u32::from(port)),
         )
         .await;
         match asked {
             Ok(Ok(picked)) => {
                 // russh returns 0 for a fixed port (pitfall 5).
-                let port = if forward.port == 0 {
-                    picked
-                } else {
-                    u32::from(forward.port)
-                };
+                let port = if port == 0 { picked } else { u32::from(port) };
                 routes.bound(forward, port);
                 Ok(port)
             }
@@ -140,7 +158,7 @@ impl Connection {
                         spec: forward.spec.clone(),
                     })
                 } else {
-                    Err(RemoteForwardError::PortBusy { port: forward.port })
+                    Err(RemoteForwardError::PortBusy { port })
                 }
             }
             Ok(Err(err)) => {
@@ -152,11 +170,45 @@ impl Connection {
                 routes.remove(forward);
                 Err(RemoteForwardError::Timeout {
                     server: self.label().to_string(),
-                    port: forward.port,
+                    what: format!("port {port}"),
                     after: self.channel_open_timeout,
                 })
             }
         }
+    }
+
+    /// Asks the server to listen on the Unix socket at `path` (streamlocal-forward@openssh.com).
+    async fn request_socket(
+        &self,
+        routes: &Routes,
+        forward: &Arc<RemoteForward>,
+        path: &Path,
+    ) -> Result<u32, RemoteForwardError> {
+        let path = path.to_string_lossy().into_owned();
+        routes.add(forward.clone());
+        let asked = tokio::time::timeout(
+            self.channel_open_timeout,
+            self.target.handle.streamlocal_forward(path.clone()),
+        )
+        .await;
+        let err = match asked {
+            Ok(Ok(())) => return Ok(0),
+            Ok(Err(russh::Error::RequestDenied)) => RemoteForwardError::SocketRefused {
+                server: self.label().to_string(),
+                path,
+            },
+            Ok(Err(err)) => {
+                debug!(error = %err, "streamlocal-forward failed");
+                RemoteForwardError::Closed
+            }
+            Err(_) => RemoteForwardError::Timeout {
+                server: self.label().to_string(),
+                what: format!("socket {path}"),
+                after: self.channel_open_timeout,
+            },
+        };
+        routes.remove(forward);
+        Err(err)
     }
 
     /// Asks the server to stop listening for `forward` on `port` (what [`Self::request_remote`]
@@ -165,12 +217,24 @@ impl Connection {
         if let Some(routes) = &self.target.routes {
             routes.remove(forward);
         }
-        let address = request_address(&forward.bind);
-        let cancelled = tokio::time::timeout(
-            self.channel_open_timeout,
-            self.target.handle.cancel_tcpip_forward(address, port),
-        )
-        .await;
+        let handle = &self.target.handle;
+        let cancelled = match &forward.listen {
+            RemoteListen::Port { bind, .. } => {
+                let address = request_address(bind);
+                tokio::time::timeout(
+                    self.channel_open_timeout,
+                    handle.cancel_tcpip_forward(address, port),
+                )
+                .await
+            }
+            RemoteListen::Socket(path) => {
+                tokio::time::timeout(
+                    self.channel_open_timeout,
+                    handle.cancel_streamlocal_forward(path.to_string_lossy()),
+                )
+                .await
+            }
+        };
         matches!(cancelled, Ok(Ok(())))
     }
 

@@ -64,13 +64,33 @@ pub enum RemoteForwardError {
         /// The port asked for.
         port: u16,
     },
+    /// The server refused to listen on a Unix socket after it granted it on an earlier
+    /// connection: sshd without `StreamLocalBindUnlink yes` finds the socket file of the
+    /// previous session there, and refuses every reconnect.
+    #[error(
+        "the server still has {path} from the previous connection; set StreamLocalBindUnlink yes in sshd_config"
+    )]
+    StaleSocket {
+        /// The socket path on the server.
+        path: String,
+    },
+    /// The server refused to listen on a Unix socket (streamlocal-forward).
+    #[error(
+        "{server} refused to listen on {path}: a socket file left there by an earlier connection (set StreamLocalBindUnlink yes in sshd_config), AllowStreamLocalForwarding, or the directory's permissions"
+    )]
+    SocketRefused {
+        /// The server's label.
+        server: String,
+        /// The socket path on the server.
+        path: String,
+    },
     /// The server did not answer in time.
-    #[error("{server} did not answer the request for remote port {port} within {}s", .after.as_secs())]
+    #[error("{server} did not answer the request for remote {what} within {}s", .after.as_secs())]
     Timeout {
         /// The server's label.
         server: String,
-        /// The port asked for.
-        port: u16,
+        /// What was asked for: `port N` or `socket PATH`.
+        what: String,
         /// The timeout that ran out.
         after: Duration,
     },

@@ -6,13 +6,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
+use super::client::ClientStream;
 use super::pipe::PipeLimits;
 use crate::connection::Connection;
 use crate::descriptors;
@@ -66,20 +67,18 @@ pub(crate) fn waited(since: Instant) -> String {
 /// served in order once connections close) instead of being accepted and dropped, which would
 /// itself cost a descriptor per client and look like a failed target. The pause ends when any
 /// counted descriptor is given back, or after [`PAUSE`] at most: never a busy loop.
-pub(crate) async fn accept_loop<F, Fut>(
-    listener: TcpListener,
+pub(crate) async fn accept_loop<L, F, Fut>(
+    listener: L,
     spec: &str,
     ctx: ForwardContext,
     mut serve: F,
 ) where
-    F: FnMut(TcpStream, SocketAddr, ForwardContext) -> Fut,
+    L: Accept,
+    F: FnMut(L::Stream, SocketAddr, ForwardContext) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let _listener_slot = descriptors::hold();
-    let listen = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|_| spec.to_string());
+    let listen = listener.describe().unwrap_or_else(|| spec.to_string());
     let mut paused_since: Option<Instant> = None;
     loop {
         let slot = match descriptors::try_take() {
@@ -135,6 +134,50 @@ pub(crate) async fn accept_loop<F, Fut>(
                 debug!(listen, error = %err, "accept failed");
             }
         }
+    }
+}
+
+/// A listening socket that forwarded connections are accepted on.
+pub trait Accept: Send + 'static {
+    /// A connection it accepts.
+    type Stream: ClientStream;
+
+    /// The next client, with its address (for a Unix socket, which has none,
+    /// [`UNIX_ORIGINATOR`]).
+    fn accept(&self) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send;
+
+    /// Where it listens, for messages.
+    fn describe(&self) -> Option<String>;
+}
+
+/// The originator sent for a client of a Unix socket, which has no address: what OpenSSH sends
+/// in its place ("to appease peers that validate it"), 127.0.0.1 port 65535.
+pub const UNIX_ORIGINATOR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 65535);
+
+impl Accept for TcpListener {
+    type Stream = tokio::net::TcpStream;
+
+    async fn accept(&self) -> io::Result<(Self::Stream, SocketAddr)> {
+        TcpListener::accept(self).await
+    }
+
+    fn describe(&self) -> Option<String> {
+        self.local_addr().ok().map(|a| a.to_string())
+    }
+}
+
+impl Accept for UnixListener {
+    type Stream = tokio::net::UnixStream;
+
+    async fn accept(&self) -> io::Result<(Self::Stream, SocketAddr)> {
+        let (stream, _) = UnixListener::accept(self).await?;
+        Ok((stream, UNIX_ORIGINATOR))
+    }
+
+    fn describe(&self) -> Option<String> {
+        let addr = self.local_addr().ok()?;
+        addr.as_pathname().map(|p| p.display().to_string())
     }
 }
 

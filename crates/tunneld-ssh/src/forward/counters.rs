@@ -20,6 +20,7 @@ pub struct ForwardCounters {
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     listen: Mutex<Vec<SocketAddr>>,
+    sockets: Mutex<Vec<String>>,
 }
 
 /// The counters of one forward, read at one instant (each value on its own: a connection may
@@ -36,6 +37,8 @@ pub struct CountersRead {
     pub bytes_out: u64,
     /// The addresses its listeners are bound to (local and dynamic forwards), in bind order.
     pub listen: Vec<SocketAddr>,
+    /// The Unix sockets it listens on (local forwards), by path.
+    pub sockets: Vec<String>,
 }
 
 impl ForwardCounters {
@@ -64,6 +67,14 @@ impl ForwardCounters {
         }
     }
 
+    /// Records the Unix socket a forward listens on, once it is bound.
+    pub fn listening_on(&self, path: String) {
+        let mut sockets = self.sockets.lock().unwrap_or_else(PoisonError::into_inner);
+        if !sockets.contains(&path) {
+            sockets.push(path);
+        }
+    }
+
     /// The values now.
     pub fn read(&self) -> CountersRead {
         CountersRead {
@@ -73,6 +84,11 @@ impl ForwardCounters {
             bytes_out: self.bytes_out.load(Relaxed),
             listen: self
                 .listen
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+            sockets: self
+                .sockets
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone(),

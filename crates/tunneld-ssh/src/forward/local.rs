@@ -1,21 +1,22 @@
-//! `local` forwards (like `ssh -L`): accept here, open a direct-tcpip channel to the target.
+//! `local` forwards (like `ssh -L`): accept here (a TCP port or a Unix socket), open a
+//! direct-tcpip channel to the target, or a direct-streamlocal one to a socket on the server.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info_span, warn};
 use tunneld_config::LocalForward;
 
-use super::context::{ForwardContext, accept_loop, waited};
+use super::client::ClientStream;
+use super::context::{Accept, ForwardContext, accept_loop, waited};
 use super::counters::{ForwardCounters, Tally};
 use super::pipe::{PipeEnd, pipe};
 
 /// Accepts clients on `listener` until cancelled, forwarding each through the tunnel and
 /// counting them in `counters`.
-pub async fn serve_local(
-    listener: TcpListener,
+pub async fn serve_local<L: Accept>(
+    listener: L,
     forward: Arc<LocalForward>,
     counters: Arc<ForwardCounters>,
     ctx: ForwardContext,
@@ -28,14 +29,14 @@ pub async fn serve_local(
     .await;
 }
 
-async fn forward_one(
-    stream: TcpStream,
+async fn forward_one<S: ClientStream>(
+    stream: S,
     client: SocketAddr,
     forward: Arc<LocalForward>,
     counters: Arc<ForwardCounters>,
     ctx: ForwardContext,
 ) {
-    let _ = stream.set_nodelay(true);
+    stream.no_delay();
     let arrived = Instant::now();
     let Some(connection) = ctx.connection().await else {
         // What the client really waited: shutdown, or a tunnel task that ended, cuts the wait
@@ -47,7 +48,7 @@ async fn forward_one(
         return;
     };
     let channel = match connection
-        .open_direct_tcpip(&forward.host, forward.host_port, client)
+        .open_channel(forward.target.clone(), client)
         .await
     {
         Ok(channel) => channel,

@@ -1,5 +1,6 @@
 //! Forwarders: what carries client connections through a tunnel's SSH connection.
 
+pub mod client;
 pub mod context;
 pub mod counters;
 pub mod dynamic;
@@ -7,7 +8,9 @@ pub mod listen;
 pub mod local;
 pub mod pipe;
 pub mod remote;
+pub mod socket_file;
 
+pub use client::ClientStream;
 pub use context::{ConnectionWatch, ForwardContext};
 pub use counters::{Active, CountersRead, ForwardCounters, RemoteCounters, Tally};
 pub use dynamic::serve_dynamic;

@@ -1,4 +1,4 @@
-//! Copying between a TCP socket and an SSH channel, closing the way russh needs.
+//! Copying between a client's socket (TCP or Unix) and an SSH channel, closing the way russh needs.
 //!
 //! Three russh behaviours shape this file (the pitfalls of docs/design.md):
 //! - Pitfall 2: russh as released grants the server more window as data arrives, not as it is
@@ -23,13 +23,12 @@ use std::time::Duration;
 use bytes::{Buf, Bytes};
 use russh::client::Msg;
 use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use super::client::ClientStream;
 use super::counters::Tally;
 
 /// Bounds for one forwarded connection.
@@ -82,15 +81,15 @@ pub struct PipeReport {
 
 /// Copies in both directions until the server closes the channel (or a limit runs out),
 /// counting the connection and its bytes as they go.
-pub async fn pipe(
-    tcp: TcpStream,
+pub async fn pipe<S: ClientStream>(
+    tcp: S,
     channel: russh::Channel<Msg>,
     limits: PipeLimits,
     cancel: &CancellationToken,
     tally: Tally<'_>,
 ) -> PipeReport {
     let _active = tally.opened();
-    let (tcp_read, mut tcp_write) = tcp.into_split();
+    let (tcp_read, mut tcp_write) = tcp.into_halves();
     let (from_server, to_server) = channel.split();
     let mut from_server = Some(from_server);
     let upstream = upstream(tcp_read, &to_server, tally);
@@ -114,7 +113,7 @@ pub async fn pipe(
             biased;
             () = cancel.cancelled() => {
                 report.end = PipeEnd::Cancelled;
-                reset(tcp_write);
+                S::reset(tcp_write);
                 return report;
             }
 
@@ -147,7 +146,7 @@ pub async fn pipe(
                     // The session is gone: whatever the server had not sent yet is lost.
                     debug!("the SSH connection ended under this forwarded connection; resetting the client");
                     report.end = PipeEnd::Lost;
-                    reset(tcp_write);
+                    S::reset(tcp_write);
                     return report;
                 }
                 Some(_) => {}
@@ -186,20 +185,11 @@ pub async fn pipe(
     }
 }
 
-/// Ends the client's connection with a reset: SO_LINGER 0, and no FIN first (a dropped write
-/// half would send one).
-fn reset(tcp_write: OwnedWriteHalf) {
-    let _ = socket2::SockRef::from(tcp_write.as_ref()).set_linger(Some(Duration::ZERO));
-    // The read half, inside the upstream future, is dropped with the pipe; the socket closes
-    // then, with the reset.
-    tcp_write.forget();
-}
-
 /// Reads the client until EOF (or an error), writing to the channel, then sends EOF. A channel
 /// write waits for the server's window, which is why this runs beside the draining loop rather
 /// than inside it.
 async fn upstream(
-    mut tcp_read: OwnedReadHalf,
+    mut tcp_read: impl AsyncRead + Unpin,
     to_server: &ChannelWriteHalf<Msg>,
     tally: Tally<'_>,
 ) -> u64 {
@@ -248,7 +238,7 @@ async fn wait(from_server: &mut Option<ChannelReadHalf>) -> Option<ChannelMsg> {
 
 /// Writes (part of) the oldest pending chunk; returns how many bytes the client took.
 async fn write_front(
-    tcp_write: &mut OwnedWriteHalf,
+    tcp_write: &mut (impl AsyncWrite + Unpin),
     pending: &mut VecDeque<Bytes>,
     tally: Tally<'_>,
 ) -> std::io::Result<usize> {
@@ -268,7 +258,7 @@ async fn write_front(
 }
 
 async fn flush_all(
-    tcp_write: &mut OwnedWriteHalf,
+    tcp_write: &mut (impl AsyncWrite + Unpin),
     pending: &mut VecDeque<Bytes>,
     limit: Duration,
     tally: Tally<'_>,

@@ -1,5 +1,6 @@
-//! `remote` forwards (like `ssh -R`): the server listens and opens a forwarded-tcpip channel per
-//! connection; tunneld connects it to a target on this side.
+//! `remote` forwards (like `ssh -R`): the server listens (on a port or a Unix socket) and opens
+//! a forwarded-tcpip or forwarded-streamlocal channel per connection; tunneld connects it to a
+//! target on this side (a host and port, or a Unix socket).
 //!
 //! The session's `Routes` (routes.rs) decide which forward a channel belongs to; this file
 //! connects it to its target.
@@ -7,10 +8,12 @@
 use std::sync::Arc;
 
 use russh::ChannelOpenFailure;
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info_span, warn};
+use tunneld_config::Target;
 
+use super::client::ClientStream;
 use super::context::ForwardContext;
 use super::counters::{ForwardCounters, RemoteCounters, Tally};
 use super::pipe::pipe;
@@ -57,7 +60,7 @@ async fn forward_one(
         forward,
         ..
     } = incoming;
-    let target = format!("{}:{}", forward.host, forward.host_port);
+    let target = forward.target.to_string();
     // A server's client cannot be made to wait as a listener's can: at the limit it is refused,
     // as ssh refuses a channel whose socket it cannot open.
     let slot = match descriptors::try_take() {
@@ -68,7 +71,14 @@ async fn forward_one(
             return;
         }
     };
-    let connect = TcpStream::connect((forward.host.as_str(), forward.host_port));
+    let connect = async {
+        match &forward.target {
+            Target::Port { host, port } => TcpStream::connect((host.as_str(), *port))
+                .await
+                .map(Connected::Tcp),
+            Target::Socket(path) => UnixStream::connect(path).await.map(Connected::Unix),
+        }
+    };
     let stream = tokio::select! {
         () = ctx.cancel.cancelled() => return,
         // The tunnel's connect_timeout bounds the connect to the target too.
@@ -87,17 +97,22 @@ async fn forward_one(
             return;
         }
     };
-    let _ = stream.set_nodelay(true);
     reply.accept().await;
     debug!(target = %target, "forwarding");
-    let report = pipe(
-        stream,
-        channel,
-        ctx.limits,
-        &ctx.cancel,
-        Tally::channel_client(&counters),
-    )
-    .await;
+    let tally = Tally::channel_client(&counters);
+    let report = match stream {
+        Connected::Tcp(stream) => {
+            stream.no_delay();
+            pipe(stream, channel, ctx.limits, &ctx.cancel, tally).await
+        }
+        Connected::Unix(stream) => pipe(stream, channel, ctx.limits, &ctx.cancel, tally).await,
+    };
     drop(slot);
     debug!(sent = report.sent, received = report.received, end = ?report.end, "forwarded connection ended");
+}
+
+/// A target connected on this side.
+enum Connected {
+    Tcp(TcpStream),
+    Unix(UnixStream),
 }

@@ -1,7 +1,7 @@
 //! Each forward of a tunnel in a snapshot: its state, as the published state tells it, and what
 //! it carried, as its counters tell.
 
-use tunneld_config::Tunnel;
+use tunneld_config::{RemoteListen, Tunnel};
 
 use super::{ForwardKind, ForwardSnapshot, ForwardStateName, TunnelSnapshot};
 use crate::counters::TunnelCounters;
@@ -18,6 +18,7 @@ pub(super) fn counted(tunnel: &mut TunnelSnapshot, counters: &TunnelCounters) {
         forward.bytes_out = read.bytes_out;
         if forward.kind != ForwardKind::Remote {
             forward.listen = read.listen.iter().map(ToString::to_string).collect();
+            forward.listen.extend(read.sockets);
         }
     }
 }
@@ -65,7 +66,10 @@ pub(super) fn forwards(tunnel: &Tunnel, state: &TunnelState) -> Vec<ForwardSnaps
         match remote.get(index).map(|r| &r.state) {
             Some(RemoteState::Listening { port }) => {
                 snapshot.state = ForwardStateName::Up;
-                snapshot.listen = vec![format!("{}:{port}", forward.bind)];
+                snapshot.listen = vec![match &forward.listen {
+                    RemoteListen::Port { bind, .. } => format!("{bind}:{port}"),
+                    RemoteListen::Socket(path) => path.display().to_string(),
+                }];
             }
             Some(RemoteState::Requesting) => snapshot.state = ForwardStateName::Requesting,
             Some(RemoteState::Waiting { reason } | RemoteState::Refused { reason }) => {

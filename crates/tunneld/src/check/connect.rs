@@ -1,12 +1,13 @@
 //! `tunneld check --connect`: connects each tunnel once, with the daemon's own code, and tries
 //! each forward without binding anything here: a channel to each local forward's target, and
-//! each remote port asked for and given back. Nothing is written (known_hosts included), so it
+//! each remote port asked for and given back (a socket the server would listen on is not asked
+//! for: sshd keeps its file). Nothing is written (known_hosts included), so it
 //! runs beside the live daemon; a remote port that daemon holds is reported as such.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-use tunneld_config::Tunnel;
+use tunneld_config::{RemoteListen, Tunnel};
 use tunneld_control::StatusReply;
 use tunneld_ssh::{Connection, Progress, RemoteForwardError};
 
@@ -70,7 +71,7 @@ pub(crate) async fn tunnel(tunnel: &Tunnel, held: &Held) -> usize {
     for forward in &tunnel.local {
         let originator = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         match connection
-            .open_direct_tcpip(&forward.host, forward.host_port, originator)
+            .open_channel(forward.target.clone(), originator)
             .await
         {
             Ok(channel) => {
@@ -85,6 +86,16 @@ pub(crate) async fn tunnel(tunnel: &Tunnel, held: &Held) -> usize {
         }
     }
     for forward in &tunnel.remote {
+        if let RemoteListen::Socket(path) = &forward.listen {
+            // sshd leaves the socket file behind when the request is cancelled (unless it has
+            // StreamLocalBindUnlink yes), and the daemon's own request would then be refused.
+            println!(
+                "  remote {}: not tried: asking for {} would leave its socket file on the server",
+                forward.spec,
+                path.display()
+            );
+            continue;
+        }
         let forward = Arc::new(forward.clone());
         match connection.request_remote(&forward).await {
             Ok(port) => {

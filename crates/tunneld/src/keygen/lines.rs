@@ -1,7 +1,7 @@
 //! The `authorized_keys` line each server of a tunnel needs: what it may forward, and nothing
 //! more, in the form sshd matches against what tunneld asks for.
 
-use tunneld_config::{BindAddress, Hop, Tunnel};
+use tunneld_config::{BindAddress, Hop, RemoteListen, Target, Tunnel};
 
 /// The forced command: tunneld never opens a session, so it loses nothing, and a stolen key
 /// cannot run anything (`restrict` alone does not stop `ssh host cmd`).
@@ -76,6 +76,14 @@ fn streamlocal_note(any_target: bool) -> String {
     )
 }
 
+/// A TCP target as permitopen names it (socket targets get no permitopen at all).
+fn host_port_of(target: &Target) -> String {
+    match target {
+        Target::Port { host, port } => host_port(host, &port.to_string()),
+        Target::Socket(path) => path.display().to_string(),
+    }
+}
+
 fn nothing_note(option: &str, what: &str) -> String {
     format!(
         "{option}=\"{NOTHING}\": {what} needs none, and authorized_keys has no {option}=\"none\"; \
@@ -103,7 +111,17 @@ fn jump_grant(next: &Hop) -> Grant {
 fn target_grant(tunnel: &Tunnel) -> Grant {
     let mut options = base();
     let mut notes = Vec::new();
-    if let Some(dynamic) = tunnel.dynamic.first() {
+    let to_socket = tunnel
+        .local
+        .iter()
+        .find(|f| matches!(f.target, Target::Socket(_)));
+    if let Some(forward) = to_socket {
+        notes.push(format!(
+            "no permitopen: local {} connects to a Unix socket on the server, and sshd refuses \
+             every socket connection to a key with permitopen",
+            forward.spec
+        ));
+    } else if let Some(dynamic) = tunnel.dynamic.first() {
         notes.push(format!(
             "no permitopen: dynamic {} connects wherever its SOCKS clients ask, and any \
              permitopen would confine it",
@@ -119,30 +137,41 @@ fn target_grant(tunnel: &Tunnel) -> Grant {
         for forward in &tunnel.local {
             push_new(
                 &mut options,
-                format!(
-                    "permitopen=\"{}\"",
-                    host_port(&forward.host, &forward.host_port.to_string())
-                ),
+                format!("permitopen=\"{}\"", host_port_of(&forward.target)),
             );
         }
     }
-    if tunnel.remote.is_empty() {
+    let listens_on_ports = tunnel
+        .remote
+        .iter()
+        .any(|f| matches!(f.listen, RemoteListen::Port { .. }));
+    if !listens_on_ports {
         options.push(format!("permitlisten=\"{NOTHING}\""));
-        notes.push(nothing_note(
-            "permitlisten",
-            "a tunnel without remote forwards",
-        ));
+        let what = if tunnel.remote.is_empty() {
+            "a tunnel without remote forwards"
+        } else {
+            "a tunnel whose remote forwards all listen on Unix sockets"
+        };
+        notes.push(nothing_note("permitlisten", what));
     }
     for forward in &tunnel.remote {
+        let RemoteListen::Port { bind, port } = &forward.listen else {
+            notes.push(format!(
+                "remote {}: the server listens on a Unix socket, which permitlisten does not \
+                 narrow",
+                forward.spec
+            ));
+            continue;
+        };
         // sshd compares the address tunneld sends (`localhost` when none is written, the empty
         // string for `*`) with the option's host, and the port as asked: port 0 matches only
         // `*`, any port.
-        let bind = match &forward.bind {
+        let bind = match bind {
             BindAddress::Default => "localhost",
             BindAddress::Any => "*",
             BindAddress::Host(host) => host,
         };
-        let port = match forward.port {
+        let port = match *port {
             0 => {
                 notes.push(format!(
                     "remote {}: port 0 lets the server pick, so any port on {bind} is permitted",
@@ -157,7 +186,15 @@ fn target_grant(tunnel: &Tunnel) -> Grant {
             format!("permitlisten=\"{}\"", host_port(bind, &port)),
         );
     }
-    notes.push(streamlocal_note(!tunnel.dynamic.is_empty()));
+    if to_socket.is_some() {
+        notes.push(
+            "port-forwarding lets the key reach any Unix socket of the server: socket forwards \
+             cannot be narrowed in authorized_keys"
+                .to_owned(),
+        );
+    } else {
+        notes.push(streamlocal_note(!tunnel.dynamic.is_empty()));
+    }
     Grant { options, notes }
 }
 

@@ -176,3 +176,35 @@ fn every_example_recommends_the_lines_keygen_prints() {
     }
     assert!(checked >= 7, "{checked}");
 }
+
+#[test]
+fn a_forward_to_a_server_socket_gets_no_permitopen_and_a_socket_on_the_server_no_permitlisten() {
+    let got = lines(
+        "host = \"db.example\"\n\
+         local = [\"5432:/var/run/postgresql/.s.PGSQL.5432\", \"6379:localhost:6379\"]\n\
+         remote = [\"/home/tunnel/app.sock:localhost:3000\"]\n",
+    );
+    assert_eq!(
+        got,
+        [
+            "# no permitopen: local 5432:/var/run/postgresql/.s.PGSQL.5432 connects to a Unix \
+             socket on the server, and sshd refuses every socket connection to a key with \
+             permitopen"
+                .to_owned(),
+            "# permitlisten=\"none.invalid:1\": a tunnel whose remote forwards all listen on Unix \
+             sockets needs none, and authorized_keys has no permitlisten=\"none\"; this target \
+             matches nothing tunneld asks for and opens nothing"
+                .to_owned(),
+            "# remote /home/tunnel/app.sock:localhost:3000: the server listens on a Unix socket, \
+             which permitlisten does not narrow"
+                .to_owned(),
+            "# port-forwarding lets the key reach any Unix socket of the server: socket forwards \
+             cannot be narrowed in authorized_keys"
+                .to_owned(),
+            format!(
+                "db.example: restrict,port-forwarding,command=\"/usr/sbin/nologin\",\
+                 permitlisten=\"none.invalid:1\" {KEY} tunneld:t@pi"
+            ),
+        ]
+    );
+}
