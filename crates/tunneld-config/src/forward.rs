@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use crate::address::{self, Field};
-use crate::model::{BindAddress, DynamicForward, LocalForward, RemoteForward};
+use crate::model::{BindAddress, DynamicForward, LocalForward, RemoteForward, RemoteTarget};
 
 const FORWARD_SYNTAX: &str = "[bind:]port:host:hostport";
 const DYNAMIC_SYNTAX: &str = "[bind:]port";
@@ -31,14 +31,38 @@ pub(crate) fn local(spec: &str) -> Result<LocalForward, String> {
     })
 }
 
-/// Parses a `remote` forward (`-R [bind:]port:host:hostport`); port 0 lets the server pick.
+/// Parses a `remote` forward (`-R [bind:]port:host:hostport`, or `-R [bind:]port` for remote
+/// dynamic forwarding); port 0 lets the server pick.
 pub(crate) fn remote(spec: &str) -> Result<RemoteForward, String> {
+    if let Some(socks) = remote_dynamic(spec) {
+        return Ok(socks);
+    }
+    // Anything else is judged as the fixed-target form, whose messages name its syntax.
     let parts = forward(spec, true)?;
     Ok(RemoteForward {
         bind: parts.bind,
         port: parts.port,
-        host: parts.host,
-        host_port: parts.host_port,
+        target: RemoteTarget::Connect {
+            host: parts.host,
+            port: parts.host_port,
+        },
+        spec: spec.to_owned(),
+    })
+}
+
+/// `[bind:]port` alone, as ssh reads `-R`: the server's port becomes a SOCKS proxy whose
+/// connections leave from this side.
+fn remote_dynamic(spec: &str) -> Option<RemoteForward> {
+    let fields = address::split_fields(spec)?;
+    let (bind, port) = match fields.as_slice() {
+        [port] if !port.bracketed => (BindAddress::Default, *port),
+        [bind, port] if !port.bracketed => (bind_address(spec, *bind, DYNAMIC_SYNTAX).ok()?, *port),
+        _ => return None,
+    };
+    Some(RemoteForward {
+        bind,
+        port: address::port(port.text, true).ok()?,
+        target: RemoteTarget::Socks,
         spec: spec.to_owned(),
     })
 }
@@ -236,8 +260,10 @@ mod tests {
             let expected = RemoteForward {
                 bind,
                 port,
-                host: host.to_owned(),
-                host_port,
+                target: RemoteTarget::Connect {
+                    host: host.to_owned(),
+                    port: host_port,
+                },
                 spec: spec.to_owned(),
             };
             assert_eq!(remote(spec), Ok(expected), "{spec}");
@@ -250,6 +276,38 @@ mod tests {
             remote("9000:localhost"),
             Err(r#""9000:localhost" is not [bind:]port:host:hostport"#.to_owned())
         );
+    }
+
+    #[test]
+    fn remote_dynamic_forwards() {
+        let table = [
+            ("1080", Default, 1080),
+            ("0", Default, 0),
+            ("127.0.0.1:1080", h("127.0.0.1"), 1080),
+            ("[::1]:1080", h("::1"), 1080),
+            ("*:1080", Any, 1080),
+            (":1080", Any, 1080),
+        ];
+        for (spec, bind, port) in table {
+            let expected = RemoteForward {
+                bind,
+                port,
+                target: RemoteTarget::Socks,
+                spec: spec.to_owned(),
+            };
+            assert_eq!(remote(spec), Ok(expected), "{spec}");
+        }
+        // What is not `[bind:]port` is judged as the fixed-target form, with its messages.
+        let table = [
+            ("", r#""" is not [bind:]port:host:hostport"#),
+            ("socks", r#""socks" is not [bind:]port:host:hostport"#),
+            ("65536", r#""65536" is not [bind:]port:host:hostport"#),
+            ("[::1]", r#""[::1]" is not [bind:]port:host:hostport"#),
+            ("a b:1080", r#""a b:1080" is not [bind:]port:host:hostport"#),
+        ];
+        for (spec, message) in table {
+            assert_eq!(remote(spec), Err(message.to_owned()), "{spec}");
+        }
     }
 
     #[test]

@@ -238,12 +238,26 @@ pub struct RemoteForward {
     pub bind: BindAddress,
     /// The port the server listens on; 0 lets the server pick.
     pub port: u16,
-    /// The host this side connects to for each forwarded connection.
-    pub host: String,
-    /// The port this side connects to.
-    pub host_port: u16,
+    /// Where this side sends each forwarded connection.
+    pub target: RemoteTarget,
     /// The forward as written in the file, for messages.
     pub spec: String,
+}
+
+/// Where a `remote` forward's connections go from this side.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum RemoteTarget {
+    /// One fixed target (`-R [bind:]port:host:hostport`).
+    Connect {
+        /// The host this side connects to (IPv6 without brackets).
+        host: String,
+        /// The port this side connects to.
+        port: u16,
+    },
+    /// Remote dynamic forwarding (`-R [bind:]port`, OpenSSH 7.6+): each connection carries a
+    /// SOCKS4/4a/5 request, and this side connects wherever it asks. The server's port is a SOCKS
+    /// proxy into this side's network.
+    Socks,
 }
 
 /// A `dynamic` forward: a SOCKS proxy whose connections go out from the server (`-D`).

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use tunneld_config::{
     Backoff, BindAddress, Config, DynamicForward, Environment, Finding, Hop, HostKeyPolicy,
-    IdentityFile, Keepalive, LocalForward, Location, RekeyLimit, RemoteForward, parse,
-    parse_with_findings,
+    IdentityFile, Keepalive, LocalForward, Location, RekeyLimit, RemoteForward, RemoteTarget,
+    parse, parse_with_findings,
 };
 
 /// The reference example, kept verbatim: do not edit it to make a test pass.
@@ -174,8 +174,10 @@ fn db_forwards() {
         [RemoteForward {
             bind: BindAddress::Default,
             port: 9000,
-            host: "localhost".to_owned(),
-            host_port: 3000,
+            target: RemoteTarget::Connect {
+                host: "localhost".to_owned(),
+                port: 3000,
+            },
             spec: "9000:localhost:3000".to_owned(),
         }]
     );

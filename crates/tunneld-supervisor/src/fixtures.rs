@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 use tunneld_config::{
-    Backoff, BindAddress, Hop, HostKeyPolicy, Keepalive, LocalForward, RemoteForward, Tunnel,
+    Backoff, BindAddress, Hop, HostKeyPolicy, Keepalive, LocalForward, RemoteForward, RemoteTarget,
+    Tunnel,
 };
 use tunneld_ssh::Negotiated;
 
@@ -123,8 +124,10 @@ pub(crate) fn remote_forward() -> RemoteForward {
     RemoteForward {
         bind: BindAddress::Default,
         port: 8080,
-        host: "localhost".to_owned(),
-        host_port: 80,
+        target: RemoteTarget::Connect {
+            host: "localhost".to_owned(),
+            port: 80,
+        },
         spec: "8080:localhost:80".to_owned(),
     }
 }

@@ -3,10 +3,12 @@
 pub mod context;
 pub mod counters;
 pub mod dynamic;
+mod handshake;
 pub mod listen;
 pub mod local;
 pub mod pipe;
 pub mod remote;
+mod remote_socks;
 
 pub use context::{ConnectionWatch, ForwardContext};
 pub use counters::{Active, CountersRead, ForwardCounters, RemoteCounters, Tally};

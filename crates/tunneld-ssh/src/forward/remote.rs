@@ -1,5 +1,6 @@
 //! `remote` forwards (like `ssh -R`): the server listens and opens a forwarded-tcpip channel per
-//! connection; tunneld connects it to a target on this side.
+//! connection; tunneld connects it to a target on this side, fixed or (remote dynamic
+//! forwarding) asked for in SOCKS (remote_socks.rs).
 //!
 //! The session's `Routes` (routes.rs) decide which forward a channel belongs to; this file
 //! connects it to its target.
@@ -10,10 +11,12 @@ use russh::ChannelOpenFailure;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info_span, warn};
+use tunneld_config::RemoteTarget;
 
 use super::context::ForwardContext;
 use super::counters::{ForwardCounters, RemoteCounters, Tally};
 use super::pipe::pipe;
+use super::remote_socks;
 use crate::descriptors;
 use crate::in_order;
 use crate::routes::IncomingForward;
@@ -57,7 +60,13 @@ async fn forward_one(
         forward,
         ..
     } = incoming;
-    let target = format!("{}:{}", forward.host, forward.host_port);
+    let (host, port) = match &forward.target {
+        RemoteTarget::Connect { host, port } => (host.as_str(), *port),
+        RemoteTarget::Socks => {
+            return remote_socks::forward_socks(channel, reply, counters, ctx).await;
+        }
+    };
+    let target = format!("{host}:{port}");
     // A server's client cannot be made to wait as a listener's can: at the limit it is refused,
     // as ssh refuses a channel whose socket it cannot open.
     let slot = match descriptors::try_take() {
@@ -68,7 +77,7 @@ async fn forward_one(
             return;
         }
     };
-    let connect = TcpStream::connect((forward.host.as_str(), forward.host_port));
+    let connect = TcpStream::connect((host, port));
     let stream = tokio::select! {
         () = ctx.cancel.cancelled() => return,
         // The tunnel's connect_timeout bounds the connect to the target too.
