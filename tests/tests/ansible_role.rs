@@ -857,13 +857,13 @@ fn role_generates_keys_on_the_device_and_installs_their_lines_on_the_server() {
         second.output
     );
 
-    // Another forward and target: the same key, its line replaced; the account's own line
-    // stays.
+    // Other forwards (another remote port): the same key, its line replaced; the account's own
+    // line stays.
     c.run("echo 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOwn other@elsewhere' >> /home/tg1/.ssh/authorized_keys");
     let changed = play_file(
         &c,
         "generate-keys.yml",
-        r#"{"gamma_local": ["15023:localhost:22"]}"#,
+        r#"{"gamma_local": ["15023:127.0.0.1:22"], "gamma_remote": ["15024"]}"#,
         "",
     );
     assert_play(&changed, "a changed forward");
@@ -871,7 +871,7 @@ fn role_generates_keys_on_the_device_and_installs_their_lines_on_the_server() {
     let lines: Vec<&str> = authorized.lines().collect();
     assert_eq!(lines.len(), 2, "{authorized}");
     assert!(
-        lines[0].contains("permitopen=\"localhost:22\",permitlisten=\"localhost:15022\"")
+        lines[0].contains("permitopen=\"127.0.0.1:22\",permitlisten=\"localhost:15024\"")
             && lines[0].ends_with(&comment),
         "{authorized}"
     );
