@@ -16,6 +16,11 @@
 //!   instance untouched), a bad variable refused at validate with tunneld's message and nothing
 //!   changed, `state: absent`, and a change that validates but cannot come up failing the host
 //!   with the instance's status.
+//! - `role_generates_keys_on_the_device_and_installs_their_lines_on_the_server`:
+//!   `tunneld_generate_keys` in the same kind of container (packaging/ansible/tests/
+//!   generate-keys.yml): the device's `tunneld keygen` makes the key, its restricted line is
+//!   installed in the server account's authorized_keys with `delegate_to`, and the tunnel (a
+//!   local and a remote dynamic forward) comes up with it.
 //!
 //! Ansible comes from PyPI, pinned, in a venv made once by `packaging/ansible/venv.sh` (cached
 //! next to the container's rootfs); inside the container the venv's packages run with the
@@ -132,6 +137,7 @@ fn role_lints_clean() {
 
     for (dir, playbook) in [
         ("tests", "container.yml"),
+        ("tests", "generate-keys.yml"),
         ("examples/pi-fleet", "site.yml"),
     ] {
         let check = venv_command(&venv, "ansible-playbook")
@@ -295,11 +301,13 @@ fn stage(opt: &Path, deb: &Path, venv: &Path, pyver: &str) -> String {
     let ansible = opt.join("ansible");
     copy_tree(&ansible_dir().join("roles"), &ansible.join("roles"));
     fs::create_dir_all(ansible.join("tests")).unwrap();
-    fs::copy(
-        ansible_dir().join("tests/container.yml"),
-        ansible.join("tests/container.yml"),
-    )
-    .unwrap();
+    for play in ["container.yml", "generate-keys.yml"] {
+        fs::copy(
+            ansible_dir().join("tests").join(play),
+            ansible.join("tests").join(play),
+        )
+        .unwrap();
+    }
     copy_tree(
         &venv.join(format!("lib/python{pyver}/site-packages")),
         &opt.join("python"),
@@ -331,13 +339,18 @@ struct Play {
 
 /// Runs the test play inside the container with these extra variables (JSON), `-c local`.
 fn play(c: &Container, extra_vars: &str, args: &str) -> Play {
+    play_file(c, "container.yml", extra_vars, args)
+}
+
+/// Runs the play `file` of packaging/ansible/tests inside the container, `-c local`.
+fn play_file(c: &Container, file: &str, extra_vars: &str, args: &str) -> Play {
     let started = Instant::now();
     let script = format!(
         "cd /opt/tunneld/ansible/tests && \
          HOME=/root PYTHONPATH=/opt/tunneld/python PYTHONDONTWRITEBYTECODE=1 \
          ANSIBLE_ROLES_PATH=/opt/tunneld/ansible/roles ANSIBLE_NOCOLOR=1 \
          ANSIBLE_RETRY_FILES_ENABLED=0 ANSIBLE_PYTHON_INTERPRETER=/usr/bin/python3 \
-         python3 -m ansible.cli.playbook -i localhost, -c local {args} -e '{extra_vars}' container.yml 2>&1"
+         python3 -m ansible.cli.playbook -i localhost, -c local {args} -e '{extra_vars}' {file} 2>&1"
     );
     let output = c.exec(&script, Duration::from_secs(600));
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -755,4 +768,118 @@ fn role_deploys_reloads_and_removes_tunnel_sets_under_systemd() {
         total.elapsed().as_secs_f64(),
         prepared.as_secs_f64()
     );
+}
+
+/// With `tunneld_generate_keys`: the device makes its key (owned by tunneld, never in Ansible's
+/// output), the line keygen printed lands in the server account's authorized_keys through
+/// `delegate_to`, and the tunnel comes up with it: bytes through the local forward, and curl on
+/// the server side through the remote dynamic forward's SOCKS proxy. A second run changes
+/// nothing; a changed forward replaces the line, the account's other lines stay.
+#[test]
+fn role_generates_keys_on_the_device_and_installs_their_lines_on_the_server() {
+    let test = "role_generates_keys_on_the_device_and_installs_their_lines_on_the_server";
+    let Some(rootfs) = rootfs_or_skip(test) else {
+        return;
+    };
+    let Some(venv) = venv_or_skip(test) else {
+        return;
+    };
+    let deb = package();
+    let host_python = Command::new(venv.join("bin/python"))
+        .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
+        .output()
+        .unwrap();
+    let pyver = String::from_utf8_lossy(&host_python.stdout)
+        .trim()
+        .to_owned();
+    nspawn::clean_leftovers();
+    let run = RunDir::new();
+    stage(&run.opt(), &deb, &venv, &pyver);
+    let c = Container::boot(&rootfs, run);
+    c.run(service::SSHD);
+    c.run(SETUP);
+    // tg1: the tunnel's account, with no ~/.ssh at all; an unrelated line of its own file must
+    // survive the role's later runs.
+    c.run("useradd --create-home --shell /bin/bash tg1");
+
+    let first = play_file(&c, "generate-keys.yml", "{}", "--diff");
+    eprintln!("ansible: the first run said:\n{}", first.output);
+    assert_play(&first, "first run with tunneld_generate_keys");
+    let layout = c.run(
+        "stat -c '%n %U:%G %a' /etc/tunneld/keys/gamma /home/tg1/.ssh \
+         /home/tg1/.ssh/authorized_keys",
+    );
+    for line in [
+        "/etc/tunneld/keys/gamma tunneld:tunneld 600",
+        "/home/tg1/.ssh tg1:",
+        "/home/tg1/.ssh/authorized_keys tg1:",
+    ] {
+        assert!(layout.contains(line), "{line:?} missing:\n{layout}");
+    }
+    let private = c.run("sed -n 2p /etc/tunneld/keys/gamma");
+    assert!(
+        !private.trim().is_empty() && !first.output.contains(private.trim()),
+        "the private key appeared in Ansible's output:\n{}",
+        first.output
+    );
+    let public = c.run("cut -d' ' -f1,2 /etc/tunneld/keys/gamma.pub");
+    let device = c.run("hostname");
+    let comment = format!("tunneld:g1@{}", device.trim());
+    let authorized = c.run("cat /home/tg1/.ssh/authorized_keys");
+    assert_eq!(
+        authorized.trim(),
+        format!(
+            "restrict,port-forwarding,command=\"/usr/sbin/nologin\",permitopen=\"127.0.0.1:22\",\
+             permitlisten=\"localhost:15022\" {} {comment}",
+            public.trim()
+        )
+    );
+    assert_eq!(
+        c.property("tunneld@gamma.service", "StatusText"),
+        "1/1 tunnels up"
+    );
+    assert_round_trip(&c, 15021, 1, "through the tunnel of the generated key");
+    // The server side's curl, through the remote dynamic forward, reaches the device's sshd.
+    let banner = c.run(
+        "curl --silent --http0.9 --max-time 10 --socks5-hostname 127.0.0.1:15022 \
+         http://127.0.0.1:22/ | head -c 7 || true",
+    );
+    assert_eq!(
+        banner, "SSH-2.0",
+        "curl through the SOCKS proxy on the server"
+    );
+
+    let second = play_file(&c, "generate-keys.yml", "{}", "");
+    assert_play(&second, "second run");
+    assert_eq!(
+        second.changed, 0,
+        "the second run must change nothing:\n{}",
+        second.output
+    );
+
+    // Other forwards (another remote port): the same key, its line replaced; the account's own
+    // line stays.
+    c.run("echo 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOwn other@elsewhere' >> /home/tg1/.ssh/authorized_keys");
+    let changed = play_file(
+        &c,
+        "generate-keys.yml",
+        r#"{"gamma_local": ["15023:127.0.0.1:22"], "gamma_remote": ["15024"]}"#,
+        "",
+    );
+    assert_play(&changed, "a changed forward");
+    let authorized = c.run("cat /home/tg1/.ssh/authorized_keys");
+    let lines: Vec<&str> = authorized.lines().collect();
+    assert_eq!(lines.len(), 2, "{authorized}");
+    assert!(
+        lines[0].contains("permitopen=\"127.0.0.1:22\",permitlisten=\"localhost:15024\"")
+            && lines[0].ends_with(&comment),
+        "{authorized}"
+    );
+    assert!(lines[1].ends_with("other@elsewhere"), "{authorized}");
+    assert_eq!(
+        c.run("cut -d' ' -f1,2 /etc/tunneld/keys/gamma.pub"),
+        public,
+        "the key stays"
+    );
+    assert_round_trip(&c, 15023, 1, "after the change");
 }

@@ -74,6 +74,8 @@ fn load(path: &Path) -> Config {
 /// A forward as (bind, port, host, hostport), brackets removed, from ssh's `-G` form
 /// (`[::1]:5432 [db]:5432`) or tunneld's (`[::1]:5432:db:5432`).
 fn forward(text: &str) -> Vec<String> {
+    // ssh prints a remote dynamic forward (`-R [bind:]port`) with `[socks]:0` as its target.
+    let text = text.strip_suffix(" [socks]:0").unwrap_or(text);
     let mut parts = Vec::new();
     let mut part = String::new();
     let mut bracket = false;
@@ -489,6 +491,10 @@ fn a_command_line_imports_as_ssh_reads_it() {
         "1080",
         "-R",
         "0:localhost:22",
+        "-R",
+        "1081",
+        "-R",
+        "127.0.0.1:1082",
         "-A",
         "-X",
         "-o",
@@ -508,6 +514,11 @@ fn a_command_line_imports_as_ssh_reads_it() {
     assert_eq!(imported.tunnels.len(), 1);
     let tunnel = &imported.tunnels[0];
     assert_eq!(tunnel.name, "192.0.2.9");
+    // `-R [bind:]port` alone is remote dynamic forwarding, as ssh reads it.
+    assert!(
+        toml.contains("remote = [\"0:localhost:22\", \"1081\", \"127.0.0.1:1082\"]"),
+        "{toml}"
+    );
     let mut ssh_args = vec!["-F", "none"];
     ssh_args.extend(args);
     let ssh = ssh_g(&ssh_args);

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 use crate::address::{self, Field};
 use crate::model::{
-    BindAddress, DynamicForward, Listen, LocalForward, RemoteForward, RemoteListen, Target,
+    BindAddress, DynamicForward, Listen, LocalForward, RemoteForward, RemoteListen, RemoteTarget,
+    Target,
 };
 
 const FORWARD_SYNTAX: &str = "[bind:]port:host:hostport";
@@ -38,21 +39,55 @@ pub(crate) fn local(spec: &str) -> Result<LocalForward, String> {
     })
 }
 
-/// Parses a `remote` forward (`-R [bind:]port:host:hostport`); port 0 lets the server pick.
-/// The forms with a Unix socket are `streamlocal`'s.
+/// Parses a `remote` forward (`-R [bind:]port:host:hostport`, or `-R [bind:]port` for remote
+/// dynamic forwarding); port 0 lets the server pick. The forms with a Unix socket are
+/// `streamlocal`'s.
 pub(crate) fn remote(spec: &str) -> Result<RemoteForward, String> {
+    if let Some(socks) = remote_dynamic(spec)? {
+        return Ok(socks);
+    }
+    // Anything else is judged as the fixed-target form, whose messages name its syntax.
     let parts = forward(spec, true)?;
     Ok(RemoteForward {
         listen: RemoteListen::Port {
             bind: parts.bind,
             port: parts.port,
         },
-        target: Target::Port {
+        target: RemoteTarget::Connect(Target::Port {
             host: parts.host,
             port: parts.host_port,
-        },
+        }),
         spec: spec.to_owned(),
     })
+}
+
+/// `[bind:]port` alone, as ssh reads `-R`: the server's port becomes a SOCKS proxy whose
+/// connections leave from this side. `None` when the spec has another shape; an error when it
+/// has this one with a bad port or bind address.
+fn remote_dynamic(spec: &str) -> Result<Option<RemoteForward>, String> {
+    let Some(fields) = address::split_fields(spec) else {
+        return Ok(None);
+    };
+    let (bind, port) = match fields.as_slice() {
+        [port] if !port.bracketed && is_number(port.text) => (BindAddress::Default, *port),
+        [bind, port] if !port.bracketed && is_number(port.text) => {
+            (bind_address(spec, *bind, DYNAMIC_SYNTAX)?, *port)
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(RemoteForward {
+        listen: RemoteListen::Port {
+            bind,
+            port: field_port(spec, port.text, true)?,
+        },
+        target: RemoteTarget::Socks,
+        spec: spec.to_owned(),
+    }))
+}
+
+/// A field of digits only: what makes `[bind:]port` a port and not a host.
+fn is_number(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Parses the listening address of a `dynamic` forward (`-D [bind:]port`).
@@ -254,10 +289,10 @@ mod tests {
         for (spec, bind, port, host, host_port) in table {
             let expected = RemoteForward {
                 listen: RemoteListen::Port { bind, port },
-                target: Target::Port {
+                target: RemoteTarget::Connect(Target::Port {
                     host: host.to_owned(),
                     port: host_port,
-                },
+                }),
                 spec: spec.to_owned(),
             };
             assert_eq!(remote(spec), Ok(expected), "{spec}");
@@ -270,6 +305,43 @@ mod tests {
             remote("9000:localhost"),
             Err(r#""9000:localhost" is not [bind:]port:host:hostport"#.to_owned())
         );
+    }
+
+    #[test]
+    fn remote_dynamic_forwards() {
+        let table = [
+            ("1080", Default, 1080),
+            ("0", Default, 0),
+            ("127.0.0.1:1080", h("127.0.0.1"), 1080),
+            ("[::1]:1080", h("::1"), 1080),
+            ("*:1080", Any, 1080),
+            (":1080", Any, 1080),
+        ];
+        for (spec, bind, port) in table {
+            let expected = RemoteForward {
+                listen: RemoteListen::Port { bind, port },
+                target: RemoteTarget::Socks,
+                spec: spec.to_owned(),
+            };
+            assert_eq!(remote(spec), Ok(expected), "{spec}");
+        }
+        // What is not `[bind:]port` is judged as the fixed-target form, with its messages.
+        let table = [
+            ("", r#""" is not [bind:]port:host:hostport"#),
+            ("socks", r#""socks" is not [bind:]port:host:hostport"#),
+            (
+                "65536",
+                r#""65536": port 65536 is out of range (expected 0-65535)"#,
+            ),
+            (
+                "a b:1080",
+                r#""a b:1080": bind address: host name "a b" contains ' ' (expected [bind:]port)"#,
+            ),
+            ("[::1]", r#""[::1]" is not [bind:]port:host:hostport"#),
+        ];
+        for (spec, message) in table {
+            assert_eq!(remote(spec), Err(message.to_owned()), "{spec}");
+        }
     }
 
     #[test]

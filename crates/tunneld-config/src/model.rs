@@ -280,9 +280,8 @@ pub struct RemoteForward {
     /// Where the server listens: a port (tcpip-forward), or a Unix socket on the server
     /// (streamlocal-forward@openssh.com).
     pub listen: RemoteListen,
-    /// What this side connects to for each forwarded connection: a host and port, or a Unix
-    /// socket here.
-    pub target: Target,
+    /// Where this side sends each forwarded connection.
+    pub target: RemoteTarget,
     /// The forward as written in the file, for messages.
     pub spec: String,
 }
@@ -299,6 +298,17 @@ pub enum RemoteListen {
     },
     /// A Unix socket on the server, at an absolute path.
     Socket(PathBuf),
+}
+
+/// Where a `remote` forward's connections go from this side.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum RemoteTarget {
+    /// One fixed target (`-R [bind:]port:host:hostport`, or a Unix socket here).
+    Connect(Target),
+    /// Remote dynamic forwarding (`-R [bind:]port`, OpenSSH 7.6+): each connection carries a
+    /// SOCKS4/4a/5 request, and this side connects wherever it asks. The server's port is a SOCKS
+    /// proxy into this side's network.
+    Socks,
 }
 
 /// A `dynamic` forward: a SOCKS proxy whose connections go out from the server (`-D`).

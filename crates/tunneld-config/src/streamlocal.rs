@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use crate::address;
 use crate::forward;
-use crate::model::{BindAddress, Listen, LocalForward, RemoteForward, RemoteListen, Target};
+use crate::model::{
+    BindAddress, Listen, LocalForward, RemoteForward, RemoteListen, RemoteTarget, Target,
+};
 
 const LOCAL_SYNTAX: &str = "/socket:host:hostport, /socket:/socket or [bind:]port:/socket";
 const REMOTE_SYNTAX: &str =
@@ -43,7 +45,7 @@ pub(crate) fn remote(spec: &str) -> Result<Option<RemoteForward>, String> {
     };
     Ok(Some(RemoteForward {
         listen,
-        target,
+        target: RemoteTarget::Connect(target),
         spec: spec.to_owned(),
     }))
 }
@@ -257,7 +259,7 @@ mod tests {
         for (spec, listen, target) in table {
             let expected = RemoteForward {
                 listen,
-                target,
+                target: RemoteTarget::Connect(target),
                 spec: spec.to_owned(),
             };
             assert_eq!(remote(spec), Ok(Some(expected)), "{spec}");

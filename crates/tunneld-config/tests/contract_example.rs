@@ -13,7 +13,7 @@ use std::time::Duration;
 use tunneld_config::{
     Backoff, BindAddress, Config, DynamicForward, Environment, Finding, Hop, HostKeyPolicy,
     IdentityFile, Keepalive, Listen, LocalForward, Location, RekeyLimit, RemoteForward,
-    RemoteListen, Target, parse, parse_with_findings,
+    RemoteListen, RemoteTarget, Target, parse, parse_with_findings,
 };
 
 /// The reference example, kept verbatim: do not edit it to make a test pass.
@@ -184,10 +184,10 @@ fn db_forwards() {
                 bind: BindAddress::Default,
                 port: 9000
             },
-            target: Target::Port {
+            target: RemoteTarget::Connect(Target::Port {
                 host: "localhost".to_owned(),
                 port: 3000
-            },
+            }),
             spec: "9000:localhost:3000".to_owned(),
         }]
     );

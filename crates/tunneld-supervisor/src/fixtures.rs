@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tunneld_config::{
     Backoff, BindAddress, Hop, HostKeyPolicy, Keepalive, Listen, LocalForward, RemoteForward,
-    RemoteListen, Target, Tunnel,
+    RemoteListen, RemoteTarget, Target, Tunnel,
 };
 use tunneld_ssh::Negotiated;
 
@@ -130,10 +130,10 @@ pub(crate) fn remote_forward() -> RemoteForward {
             bind: BindAddress::Default,
             port: 8080,
         },
-        target: Target::Port {
+        target: RemoteTarget::Connect(Target::Port {
             host: "localhost".to_owned(),
             port: 80,
-        },
+        }),
         spec: "8080:localhost:80".to_owned(),
     }
 }

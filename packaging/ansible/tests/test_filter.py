@@ -507,3 +507,58 @@ def test_newest_deb():
         filters.tunneld_newest_deb([])
     with pytest.raises(filters.AnsibleFilterError, match="is not named"):
         filters.tunneld_newest_deb(["/d/other.deb", "/d/tunneld_0.1.0-1_amd64.deb"])
+
+
+# --- tunneld_authorized_keys ---------------------------------------------------------------------
+
+
+def test_authorized_keys_of_what_tunneld_keygen_prints(tmp_path):
+    """The real `tunneld keygen`: it creates the key, and each of its lines comes out with the
+    server and account it is for (a jump host's too), the notes left out."""
+    import pwd
+    import socket
+
+    key = tmp_path / "keys" / "t"
+    config = tmp_path / "t.toml"
+    config.write_text(
+        '[defaults]\nidentity_files = ["%s"]\n'
+        '[hosts.bastion]\nhostname = "fd00::1"\nuser = "jumper"\n'
+        '[tunnels.t]\nhost = "tg@192.0.2.5:2200"\njump = ["bastion"]\n'
+        'local = ["5432:localhost:5432"]\nremote = ["1080"]\n' % key
+    )
+    (tmp_path / "keys").mkdir()
+    owner = pwd.getpwuid(os.getuid()).pw_name
+    result = subprocess.run(
+        [tunneld_bin(), "keygen", "--config", str(config), "--owner", owner],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert key.is_file() and (tmp_path / "keys" / "t.pub").is_file()
+    public = " ".join((tmp_path / "keys" / "t.pub").read_text().split()[:2])
+    comment = "tunneld:t@%s" % socket.gethostname()
+    lines = filters.tunneld_authorized_keys([result.stdout])
+    assert [(e["host"], e["port"], e["user"], e["tunnel"], e["comment"]) for e in lines] == [
+        ("fd00::1", 22, "jumper", "t", comment),
+        ("192.0.2.5", 2200, "tg", "t", comment),
+    ], result.stdout
+    assert lines[0]["line"] == (
+        'restrict,port-forwarding,command="/usr/sbin/nologin",permitopen="192.0.2.5:2200",'
+        'permitlisten="none.invalid:1" %s %s' % (public, comment)
+    )
+    assert lines[1]["line"] == (
+        'restrict,port-forwarding,command="/usr/sbin/nologin",permitopen="localhost:5432",'
+        'permitlisten="localhost:1080" %s %s' % (public, comment)
+    )
+    # The same output twice (two sets naming one key and server) gives each line once.
+    assert filters.tunneld_authorized_keys([result.stdout, result.stdout]) == lines
+    # The private key is never among them.
+    private = key.read_text()
+    assert all(e["line"] not in private for e in lines)
+
+
+def test_authorized_keys_refuses_a_line_without_a_heading():
+    with pytest.raises(filters.AnsibleFilterError, match="before any server heading"):
+        filters.tunneld_authorized_keys("ssh-ed25519 AAAA x\n")

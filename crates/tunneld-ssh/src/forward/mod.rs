@@ -4,10 +4,12 @@ pub mod client;
 pub mod context;
 pub mod counters;
 pub mod dynamic;
+mod handshake;
 pub mod listen;
 pub mod local;
 pub mod pipe;
 pub mod remote;
+mod remote_socks;
 pub mod socket_file;
 
 pub use client::ClientStream;

@@ -1,6 +1,7 @@
 //! `remote` forwards (like `ssh -R`): the server listens (on a port or a Unix socket) and opens
 //! a forwarded-tcpip or forwarded-streamlocal channel per connection; tunneld connects it to a
-//! target on this side (a host and port, or a Unix socket).
+//! target on this side: a host and port, a Unix socket, or (remote dynamic forwarding) wherever
+//! the connection asks in SOCKS (remote_socks.rs).
 //!
 //! The session's `Routes` (routes.rs) decide which forward a channel belongs to; this file
 //! connects it to its target.
@@ -11,12 +12,13 @@ use russh::ChannelOpenFailure;
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info_span, warn};
-use tunneld_config::Target;
+use tunneld_config::{RemoteTarget, Target};
 
 use super::client::ClientStream;
 use super::context::ForwardContext;
 use super::counters::{ForwardCounters, RemoteCounters, Tally};
 use super::pipe::pipe;
+use super::remote_socks;
 use crate::descriptors;
 use crate::in_order;
 use crate::routes::IncomingForward;
@@ -60,7 +62,13 @@ async fn forward_one(
         forward,
         ..
     } = incoming;
-    let target = forward.target.to_string();
+    let to = match &forward.target {
+        RemoteTarget::Connect(to) => to,
+        RemoteTarget::Socks => {
+            return remote_socks::forward_socks(channel, reply, counters, ctx).await;
+        }
+    };
+    let target = to.to_string();
     // A server's client cannot be made to wait as a listener's can: at the limit it is refused,
     // as ssh refuses a channel whose socket it cannot open.
     let slot = match descriptors::try_take() {
@@ -72,7 +80,7 @@ async fn forward_one(
         }
     };
     let connect = async {
-        match &forward.target {
+        match to {
             Target::Port { host, port } => TcpStream::connect((host.as_str(), *port))
                 .await
                 .map(Connected::Tcp),

@@ -1,7 +1,7 @@
 //! The `authorized_keys` line each server of a tunnel needs: what it may forward, and nothing
 //! more, in the form sshd matches against what tunneld asks for.
 
-use tunneld_config::{BindAddress, Hop, RemoteListen, Target, Tunnel};
+use tunneld_config::{BindAddress, Hop, RemoteListen, RemoteTarget, Target, Tunnel};
 
 /// The forced command: tunneld never opens a session, so it loses nothing, and a stolen key
 /// cannot run anything (`restrict` alone does not stop `ssh host cmd`).
@@ -181,6 +181,15 @@ fn target_grant(tunnel: &Tunnel) -> Grant {
             }
             port => port.to_string(),
         };
+        if forward.target == RemoteTarget::Socks {
+            notes.push(format!(
+                "remote {}: a SOCKS proxy on the server whose connections leave from this \
+                 device (remote dynamic forwarding): the server permits nothing more for it, but \
+                 whoever reaches {} on the server reaches this device's network",
+                forward.spec,
+                host_port(bind, &port)
+            ));
+        }
         push_new(
             &mut options,
             format!("permitlisten=\"{}\"", host_port(bind, &port)),

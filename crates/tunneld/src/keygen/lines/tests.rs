@@ -71,6 +71,29 @@ fn a_remote_port_0_is_permitted_as_any_port_and_says_so() {
 }
 
 #[test]
+fn a_remote_dynamic_forward_is_permitted_to_listen_and_says_what_it_exposes() {
+    let got = lines("host = \"db.example\"\nremote = [\"1080\"]\n");
+    assert_eq!(
+        got,
+        [
+            "# permitopen=\"none.invalid:1\": a tunnel without local forwards needs none, and \
+             authorized_keys has no permitopen=\"none\"; this target matches nothing tunneld \
+             asks for and opens nothing"
+                .to_owned(),
+            "# remote 1080: a SOCKS proxy on the server whose connections leave from this device \
+             (remote dynamic forwarding): the server permits nothing more for it, but whoever \
+             reaches localhost:1080 on the server reaches this device's network"
+                .to_owned(),
+            STREAMLOCAL.to_owned(),
+            format!(
+                "db.example: restrict,port-forwarding,command=\"/usr/sbin/nologin\",\
+                 permitopen=\"none.invalid:1\",permitlisten=\"localhost:1080\" {KEY} tunneld:t@pi"
+            ),
+        ]
+    );
+}
+
+#[test]
 fn a_dynamic_forward_leaves_permitopen_out_and_says_why() {
     let got = lines(
         "host = \"db.example\"\ndynamic = [\"1080\"]\nlocal = [\"5432:localhost:5432\"]\nremote = [\"2222:localhost:22\"]\n",

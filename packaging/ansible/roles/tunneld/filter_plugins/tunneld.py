@@ -18,6 +18,9 @@ faithfully, or refuses it with the dotted path of the value:
 ``tunneld_newest_deb``: of a list of paths of ``tunneld_<version>_<arch>.deb`` files, the one
 with the highest version, compared as dpkg does (epochs, ``~``, revisions).
 
+``tunneld_authorized_keys``: the authorized_keys lines that ``tunneld keygen`` printed, each with
+the server and user it is for (``tunneld_generate_keys``).
+
 The controller runs these; they need the Python standard library only.
 """
 
@@ -259,6 +262,53 @@ def tunneld_newest_deb(paths):
     return best
 
 
+# The heading ``tunneld keygen`` prints above the lines of each server (crates/tunneld/src/keygen.rs):
+# ``# tunnel T, server LABEL: in ~USER/.ssh/authorized_keys on HOST:PORT`` (``jump host I of N``
+# in place of ``server`` for a jump host; an IPv6 HOST in brackets).
+_KEYGEN_HEADING = re.compile(
+    r"^# tunnel (?P<tunnel>\S+), (?:server|jump host \d+ of \d+) (?P<label>.+): "
+    r"in ~(?P<user>[^/]+)/\.ssh/authorized_keys on (?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:]+)):(?P<port>\d+)$"
+)
+
+
+def tunneld_authorized_keys(outputs):
+    """The authorized_keys lines of ``tunneld keygen`` outputs (a string or a list of them).
+
+    Each is a mapping: ``host`` and ``port`` of the server as the configuration names it,
+    ``user`` (whose authorized_keys holds it), ``tunnel``, ``line`` (options, public key,
+    comment) and ``comment`` (``tunneld:TUNNEL@DEVICE``, which tells a line of this device and
+    tunnel from the others). Comment lines (``#``) are notes for people, and are left out.
+    """
+    if isinstance(outputs, str):
+        outputs = [outputs]
+    found = []
+    for output in outputs:
+        server = None
+        for raw in str(output).splitlines():
+            text = raw.strip()
+            heading = _KEYGEN_HEADING.match(text)
+            if heading:
+                server = heading
+                continue
+            if not text or text.startswith("#"):
+                continue
+            if server is None:
+                raise AnsibleFilterError(
+                    "tunneld_authorized_keys: a line before any server heading: %r" % text
+                )
+            entry = {
+                "tunnel": server.group("tunnel"),
+                "user": server.group("user"),
+                "host": server.group("v6") or server.group("host"),
+                "port": int(server.group("port")),
+                "line": text,
+                "comment": text.split()[-1],
+            }
+            if entry not in found:
+                found.append(entry)
+    return found
+
+
 class FilterModule:
     """The tunneld role's filters."""
 
@@ -266,4 +316,5 @@ class FilterModule:
         return {
             "to_tunneld_toml": to_tunneld_toml,
             "tunneld_newest_deb": tunneld_newest_deb,
+            "tunneld_authorized_keys": tunneld_authorized_keys,
         }
