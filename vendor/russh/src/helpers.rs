@@ -177,6 +177,17 @@ mod name_list {
     }
 }
 
+/// A channel's data, copied once out of its packet. (tunneld) ssh-encoding's `Bytes::decode`
+/// fills a new buffer with zeros and then copies into it: a memset of every byte received,
+/// which measured 5 % of a bulk download's CPU, and as much again in page faults.
+pub(crate) fn decode_channel_data(r: &mut &[u8]) -> Result<bytes::Bytes, ssh_encoding::Error> {
+    let len = u32::decode(r)? as usize;
+    let (data, rest) = r.split_at_checked(len).ok_or(ssh_encoding::Error::Length)?;
+    let data = bytes::Bytes::copy_from_slice(data);
+    *r = rest;
+    Ok(data)
+}
+
 pub use limited_string::LimitedString;
 pub use name_list::NameList;
 

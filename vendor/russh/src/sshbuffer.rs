@@ -329,6 +329,9 @@ pub struct SSHBuffer {
     // Sequence numbers are on 32 bits and wrap.
     // https://tools.ietf.org/html/rfc4253#section-6.4
     pub seqn: Wrapping<u32>,
+    /// (tunneld) Bytes read from the stream past the end of the last packet: the start of the
+    /// next one, taken in the same read (`cipher::read`).
+    pub ahead: Vec<u8>,
 }
 
 impl SSHBuffer {
@@ -338,6 +341,7 @@ impl SSHBuffer {
             len: 0,
             bytes: 0,
             seqn: Wrapping(0),
+            ahead: Vec::new(),
         }
     }
 

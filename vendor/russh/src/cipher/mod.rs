@@ -300,7 +300,14 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
     if buffer.len == 0 {
         let mut len = vec![0; cipher.packet_length_to_read_for_block_length()];
 
-        stream.read_exact(&mut len).await?;
+        // (tunneld) The previous read may already hold the start of this packet.
+        let from_ahead = buffer.ahead.len().min(len.len());
+        #[allow(clippy::indexing_slicing)] // from_ahead is within both
+        {
+            len[..from_ahead].copy_from_slice(&buffer.ahead[..from_ahead]);
+            stream.read_exact(&mut len[from_ahead..]).await?;
+        }
+        buffer.ahead.drain(..from_ahead);
         trace!("reading, len = {len:?}");
         {
             let seqn = buffer.seqn.0;
@@ -331,13 +338,34 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
         }
     }
 
-    buffer.buffer.resize(buffer.len + 4, 0);
-    trace!("read_exact {:?}", buffer.len + 4);
-
     let l = cipher.packet_length_to_read_for_block_length();
+    let end = buffer.len + 4;
+    trace!("read_exact {:?}", end);
 
-    #[allow(clippy::indexing_slicing)] // length checked
-    stream.read_exact(&mut buffer.buffer[l..]).await?;
+    // (tunneld) The rest of the packet and the first block of the next one are read together:
+    // one read per packet instead of two during a transfer, when the next packet has arrived
+    // already. What came of the next packet waits in `ahead`; at most one block is read past
+    // the end, so nothing larger is ever copied twice.
+    buffer.buffer.resize(end + l, 0);
+    let mut filled = l;
+    #[allow(clippy::indexing_slicing)] // filled < end <= buffer.len()
+    if !buffer.ahead.is_empty() {
+        let n = buffer.ahead.len().min(end - filled);
+        buffer.buffer[filled..filled + n].copy_from_slice(&buffer.ahead[..n]);
+        buffer.ahead.drain(..n);
+        filled += n;
+    }
+    while filled < end {
+        #[allow(clippy::indexing_slicing)] // filled < end < buffer.len()
+        let n = stream.read(&mut buffer.buffer[filled..]).await?;
+        if n == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+        filled += n;
+    }
+    #[allow(clippy::indexing_slicing)] // end <= filled <= buffer.len()
+    buffer.ahead.extend_from_slice(&buffer.buffer[end..filled]);
+    buffer.buffer.truncate(end);
 
     trace!("read_exact done");
     let seqn = buffer.seqn.0;
