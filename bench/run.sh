@@ -21,7 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command_line="bench/run.sh${*:+ $*}"
 
-runs=5; quick=0; write=; rows="bulk,remote,dynamic,jump,zlib,iperf,duplex,latency,requests,startup,rss,reconnect"
+runs=; quick=0; write=; rows="bulk,remote,dynamic,jump,zlib,iperf,duplex,latency,requests,startup,rss,reconnect"
 while [ $# -gt 0 ]; do
     case $1 in
         --quick) quick=1 ;;
@@ -37,10 +37,10 @@ done
 if [ "$quick" = 1 ]; then
     # Small enough that the whole run takes well under a minute on a busy machine: this checks
     # that every row works, not what it measures.
-    runs=1; mib=16; duplex_mib=16; zlib_mib=16; iperf_secs=1; conns=20; requests=20; many=5; outage=1
+    runs=${runs:-1}; mib=16; duplex_mib=16; zlib_mib=16; iperf_secs=1; conns=20; requests=20; many=5; outage=1
     write=0
 else
-    mib=1024; duplex_mib=256; zlib_mib=256; iperf_secs=5; conns=500; requests=300; many=50; outage=3
+    runs=${runs:-5}; mib=1024; duplex_mib=256; zlib_mib=256; iperf_secs=5; conns=500; requests=300; many=50; outage=3
     write=${write:-1}
 fi
 case $runs in ''|*[!0-9]*|0) echo "bench/run.sh: --runs takes a positive number" >&2; exit 2 ;; esac
@@ -357,12 +357,16 @@ row_reconnect() {
         -L "$o_probe:127.0.0.1:$echo_port" bench 2>"$work/autossh.log" & row_pids+=($!)
     traffic ready 30 "$t_probe" "$o_probe"
     : > "$work/v.t"; : > "$work/v.o"
+    local watcher
     for _ in $(seq "$runs"); do
+        # The watcher runs before sshd is back, so that its return is seen within 2 ms, not
+        # after a Python start-up.
+        python3 bench/traffic.py reconnect "$ssh_port" 120 "$t_probe" "$o_probe" > "$work/gaps" & watcher=$!; row_pids+=("$watcher")
         stop_sshd
         sleep "$outage"
         relaunch_sshd
         echo "$sshd_pid" > "$work/sshd.current"
-        traffic reconnect "$ssh_port" 120 "$t_probe" "$o_probe" > "$work/gaps"
+        wait "$watcher"
         sed -n 1p "$work/gaps" >> "$work/v.t"; sed -n 2p "$work/gaps" >> "$work/v.o"
     done
     result "Reconnect after sshd restart (down ${outage} s): sshd back to bytes through -L again, autossh as OpenSSH, s" lower "%.2f"

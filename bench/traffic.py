@@ -15,7 +15,8 @@ Clients (print one number on stdout; exit non-zero, saying why on stderr, on any
   latency PORT COUNT                                    p50 and p99 ms of connect + first byte
   ready TIMEOUT PORT...                                 waits until each PORT echoes
   startup PORT TIMEOUT -- CMD...                        ms from exec of CMD to its first echo on PORT
-  reconnect SSH_PORT TIMEOUT PORT...                    seconds from sshd's return until each PORT echoes
+  reconnect SSH_PORT TIMEOUT PORT...                    seconds from sshd's return (after it was
+                                                        down) until each PORT echoes
   rss PID...                                            summed VmRSS of the PIDs, MiB
 """
 import os
@@ -285,18 +286,22 @@ def startup(args):
 
 
 def reconnect(args):
-    """Waits until sshd accepts on SSH_PORT again, then until each forward echoes; prints each
-    forward's gap from sshd's return, in seconds, one a line (probes run at once, in threads)."""
+    """Started while sshd is being stopped: waits until SSH_PORT refuses (sshd down), then until it
+    accepts again (polled every 2 ms), then until each forward echoes; prints each forward's gap
+    from sshd's return, in seconds, one a line (the forwards are probed at once, in threads)."""
     ssh_port, timeout, ports = int(args[0]), float(args[1]), [int(p) for p in args[2:]]
     deadline = time.time() + timeout
+    down = False
     while True:
         try:
             socket.create_connection((ADDR, ssh_port), timeout=1).close()
-            break
+            if down:
+                break
         except OSError:
-            if time.time() > deadline:
-                die(f"reconnect: sshd never listened again on {ssh_port}")
-            time.sleep(0.002)
+            down = True
+        if time.time() > deadline:
+            die(f"reconnect: sshd never went down and came back on {ssh_port}")
+        time.sleep(0.002)
     back = time.time()
     gaps = {}
 
