@@ -53,6 +53,13 @@ for tool in ssh autossh iperf3 curl; do
 done
 bench_init tunneld-run
 traffic() { python3 bench/traffic.py "$@"; }
+# new_port: a free port not handed out before in this run. free_port alone can return the same
+# port twice (it releases it at once): two of 50 ssh -L on one port, and one of them exits.
+new_port() {
+    local port
+    while :; do port=$(free_port); grep -qx "$port" "$work/ports" 2>/dev/null || break; done
+    echo "$port" >> "$work/ports"; echo "$port"
+}
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 load_start=$(load)
 # The cipher of every row but the chacha20 one: AES-GCM is what both pick on a CPU with AES-NI.
@@ -61,8 +68,8 @@ aes=aes128-gcm@openssh.com
 # 50 ssh -N processes log in at once in the RSS row: sshd's default MaxStartups (10:30:100)
 # would drop some of them.
 start_sshd "MaxStartups 200:30:400" "MaxSessions 100"
-sink_port=$(free_port); echo_port=$(free_port); onebyte_port=$(free_port); web_port=$(free_port)
-iperf_port=$(free_port)
+sink_port=$(new_port); echo_port=$(new_port); onebyte_port=$(new_port); web_port=$(new_port)
+iperf_port=$(new_port)
 # python3 itself, not the traffic function: $! must be the process that cleanup kills.
 python3 bench/traffic.py servers "$sink_port" "$echo_port" "$onebyte_port" "$web_port" & pids+=($!)
 iperf3 -s -B 127.0.0.1 -p "$iperf_port" >"$work/iperf3.log" 2>&1 & pids+=($!)
@@ -104,7 +111,7 @@ tunneld_config() {
 # start_pair NAME TOML_LINES SSH_ARG...: tunneld ($t_pid) with the tunnel TOML_LINES describe,
 # and ssh -N ($o_pid) with SSH_ARGs. Both must carry a local forward to the echo server on
 # $t_probe and $o_probe (from new_probes): it returns once both echo.
-new_probes() { t_probe=$(free_port); o_probe=$(free_port); }
+new_probes() { t_probe=$(new_port); o_probe=$(new_port); }
 start_pair() {
     local name=$1 toml=$2; shift 2
     tunneld_config "$name" "$toml"
@@ -160,7 +167,7 @@ row_bulk() {
     local cipher
     bytes=$((mib << 20)); bulk_opts=()
     for cipher in "$aes" chacha20-poly1305@openssh.com; do
-        new_probes; t_fwd=$(free_port); o_fwd=$(free_port)
+        new_probes; t_fwd=$(new_port); o_fwd=$(new_port)
         start_pair "bulk-${cipher%%@*}" "ciphers = [\"$cipher\"]
 local = [\"$t_probe:127.0.0.1:$echo_port\", \"$t_fwd:127.0.0.1:$sink_port\"]" \
             -c "$cipher" -L "$o_probe:127.0.0.1:$echo_port" -L "$o_fwd:127.0.0.1:$sink_port"
@@ -171,7 +178,7 @@ local = [\"$t_probe:127.0.0.1:$echo_port\", \"$t_fwd:127.0.0.1:$sink_port\"]" \
 
 row_remote() {
     bytes=$((mib << 20)); bulk_opts=()
-    new_probes; t_fwd=$(free_port); o_fwd=$(free_port)
+    new_probes; t_fwd=$(new_port); o_fwd=$(new_port)
     start_pair remote "ciphers = [\"$aes\"]
 local = [\"$t_probe:127.0.0.1:$echo_port\"]
 remote = [\"$t_fwd:127.0.0.1:$sink_port\"]" \
@@ -185,7 +192,7 @@ remote = [\"$t_fwd:127.0.0.1:$sink_port\"]" \
 dynamic_once() { bulk_opts=(--socks "$(pick "$1" "$t_socks" "$o_socks")"); bulk_once "$1"; }
 row_dynamic() {
     bytes=$((mib << 20))
-    new_probes; t_socks=$(free_port); o_socks=$(free_port)
+    new_probes; t_socks=$(new_port); o_socks=$(new_port)
     start_pair dynamic "ciphers = [\"$aes\"]
 local = [\"$t_probe:127.0.0.1:$echo_port\"]
 dynamic = [\"$t_socks\"]" -c "$aes" -L "$o_probe:127.0.0.1:$echo_port" -D "$o_socks"
@@ -199,7 +206,7 @@ dynamic = [\"$t_socks\"]" -c "$aes" -L "$o_probe:127.0.0.1:$echo_port" -D "$o_so
 
 row_jump() {
     bytes=$((mib << 20)); bulk_opts=()
-    new_probes; t_fwd=$(free_port); o_fwd=$(free_port)
+    new_probes; t_fwd=$(new_port); o_fwd=$(new_port)
     # The same sshd serves as the jump host and the target.
     start_pair jump "ciphers = [\"$aes\"]
 jump = [\"jumphost\"]
@@ -211,7 +218,7 @@ local = [\"$t_probe:127.0.0.1:$echo_port\", \"$t_fwd:127.0.0.1:$sink_port\"]" \
 
 row_zlib() {
     bytes=$((zlib_mib << 20)); bulk_opts=(--text)
-    new_probes; t_fwd=$(free_port); o_fwd=$(free_port)
+    new_probes; t_fwd=$(new_port); o_fwd=$(new_port)
     start_pair zlib "ciphers = [\"$aes\"]
 compression = true
 local = [\"$t_probe:127.0.0.1:$echo_port\", \"$t_fwd:127.0.0.1:$sink_port\"]" \
@@ -229,7 +236,7 @@ if "error" in run:
 print("%.3f" % (run["end"]["sum_received"]["bits_per_second"] / 1e9))'
 }
 row_iperf() {
-    new_probes; t_fwd=$(free_port); o_fwd=$(free_port)
+    new_probes; t_fwd=$(new_port); o_fwd=$(new_port)
     start_pair iperf "ciphers = [\"$aes\"]
 local = [\"$t_probe:127.0.0.1:$echo_port\", \"$t_fwd:127.0.0.1:$iperf_port\"]" \
         -c "$aes" -L "$o_probe:127.0.0.1:$echo_port" -L "$o_fwd:127.0.0.1:$iperf_port"
@@ -252,7 +259,7 @@ local = [\"$t_probe:127.0.0.1:$echo_port\"]" -c "$aes" -L "$o_probe:127.0.0.1:$e
 
 latency_once() { traffic latency "$(pick "$1" "$t_fwd" "$o_fwd")" "$conns"; }
 row_latency() {
-    new_probes; t_fwd=$(free_port); o_fwd=$(free_port)
+    new_probes; t_fwd=$(new_port); o_fwd=$(new_port)
     start_pair latency "local = [\"$t_probe:127.0.0.1:$echo_port\", \"$t_fwd:127.0.0.1:$onebyte_port\"]" \
         -L "$o_probe:127.0.0.1:$echo_port" -L "$o_fwd:127.0.0.1:$onebyte_port"
     alternate latency_once
@@ -285,7 +292,7 @@ requests_once() {
     rate "" "http://127.0.0.1:$(pick "$1" "$t_r" "$o_r")/"
 }
 row_requests() {
-    new_probes; t_l=$(free_port); t_d=$(free_port); t_r=$(free_port); o_l=$(free_port); o_d=$(free_port); o_r=$(free_port)
+    new_probes; t_l=$(new_port); t_d=$(new_port); t_r=$(new_port); o_l=$(new_port); o_d=$(new_port); o_r=$(new_port)
     start_pair requests "local = [\"$t_probe:127.0.0.1:$echo_port\", \"$t_l:127.0.0.1:$web_port\"]
 dynamic = [\"$t_d\"]
 remote = [\"$t_r:127.0.0.1:$web_port\"]" \
@@ -299,7 +306,7 @@ remote = [\"$t_r:127.0.0.1:$web_port\"]" \
 }
 
 startup_once() {
-    local port; port=$(free_port)
+    local port; port=$(new_port)
     if [ "$1" = t ]; then
         tunneld_config startup "local = [\"$port:127.0.0.1:$echo_port\"]"
         traffic startup "$port" 30 -- "$tunneld" run --config "$work/startup.toml"
@@ -316,7 +323,7 @@ row_startup() {
 # local forward to the echo server, once every forward has echoed.
 rss_once() {
     local who=$1 n=$2 ports=() procs=() i
-    for i in $(seq "$n"); do ports+=("$(free_port)"); done
+    for i in $(seq "$n"); do ports+=("$(new_port)"); done
     if [ "$who" = t ]; then
         {
             printf '[defaults]\nidentity_files = ["%s"]\nknown_hosts = "%s"\n' "$work/client" "$work/known_hosts"

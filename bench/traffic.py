@@ -322,8 +322,11 @@ def reconnect(args):
 def rss(args):
     total = 0
     for p in args:
-        with open(f"/proc/{p}/status") as f:
-            total += int(next(l for l in f if l.startswith("VmRSS:")).split()[1])
+        try:
+            with open(f"/proc/{p}/status") as f:
+                total += int(next(l for l in f if l.startswith("VmRSS:")).split()[1])
+        except FileNotFoundError:
+            die(f"rss: process {p} has exited (its log is in the bench's work directory)")
     print(f"{total / 1024:.1f}")
 
 
