@@ -17,7 +17,7 @@ bench_init tunneld-bench
 start_sshd
 web_port=$(free_port); bulk_port=$(free_port)
 
-# Small requests: the HTTP server of bench/small-requests.sh (headers, then the body 1 ms later).
+# Small requests: the HTTP server of bench/run.sh (headers, then the body 1 ms later).
 python3 - "$web_port" <<'PY' & pids+=($!)
 import socket, sys, threading, time
 def serve(c):

@@ -40,7 +40,33 @@ start_sshd() {
         for line in "$@"; do echo "$line"; done
     } > "$work/sshd_config"
     if [ "$(id -u)" = 0 ]; then mkdir -p /run/sshd; fi
-    /usr/sbin/sshd -D -e -f "$work/sshd_config" 2>"$work/sshd.log" & pids+=($!)
+    /usr/sbin/sshd -D -e -f "$work/sshd_config" 2>"$work/sshd.log" & sshd_pid=$!; pids+=("$sshd_pid")
     echo "[127.0.0.1]:$ssh_port $(cat "$work/host.pub")" > "$work/known_hosts"
     wait_port "$ssh_port"
+}
+
+# stop_sshd: SIGKILLs the sshd of start_sshd and its session processes (its children), as a
+# crash or a reboot of the server would: the clients see their connections close at once.
+stop_sshd() {
+    local sessions
+    sessions=$(pgrep -P "$sshd_pid" | tr '\n' ' ' || true)
+    # shellcheck disable=SC2086 # a list of pids
+    kill -KILL $sessions "$sshd_pid" 2>/dev/null || true
+    wait "$sshd_pid" 2>/dev/null || true
+}
+# relaunch_sshd: starts it again, same port, keys and config, without waiting for it.
+relaunch_sshd() {
+    /usr/sbin/sshd -D -e -f "$work/sshd_config" 2>>"$work/sshd.log" & sshd_pid=$!; pids+=("$sshd_pid")
+}
+
+# release_tunneld: $tunneld, the release binary of this checkout (built if needed), or
+# $TUNNELD_BIN when set (a binary already built: no build on a busy machine).
+release_tunneld() {
+    if [ -n "${TUNNELD_BIN:-}" ]; then
+        tunneld=$TUNNELD_BIN
+    else
+        cargo build --quiet --release --bin tunneld
+        tunneld="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/tunneld"
+    fi
+    [ -x "$tunneld" ] || { echo "no tunneld binary at $tunneld" >&2; return 1; }
 }
