@@ -18,6 +18,12 @@ Clients (print one number on stdout; exit non-zero, saying why on stderr, on any
   reconnect SSH_PORT TIMEOUT PORT...                    seconds from sshd's return (after it was
                                                         down) until each PORT echoes
   rss PID...                                            summed VmRSS of the PIDs, MiB
+
+For bench/profile.sh's downloads:
+  source PORT BYTES                                     a server that sends BYTES to each
+                                                        connection, then closes it
+  drain PORT BYTES [--cpu PID]                          reads BYTES through PORT: MB/s, then CPU
+                                                        seconds per GiB of PID's tree
 """
 import os
 import random
@@ -95,6 +101,21 @@ def http(c):
         c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nContent-Type: text/plain\r\n\r\n" % len(body))
         time.sleep(0.001)
         c.sendall(body)
+
+
+def source_server(args):
+    port, total = int(args[0]), int(args[1])
+    block = payload(False)
+
+    def send(c):
+        left = total
+        while left:
+            n = min(left, CHUNK)
+            c.sendall(block[:n])
+            left -= n
+    serve_forever(port, send)
+    while True:
+        time.sleep(3600)
 
 
 def servers(args):
@@ -204,6 +225,26 @@ def bulk(args):
     s.close()
     if got != size:
         die(f"bulk through port {port}: the sink received {got} of {size} bytes")
+    print(f"{size / (t1 - t0) / 1e6:.1f}")
+    if pid:
+        print(f"{(cpu1 - cpu0) * (1 << 30) / size:.3f}")
+
+
+def drain(args):
+    port, size = int(args[0]), int(args[1])
+    pid = int(args[args.index("--cpu") + 1]) if "--cpu" in args else None
+    pids = tree(pid) if pid else []
+    s = connect(port)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * CHUNK)
+    buf = bytearray(CHUNK)
+    cpu0, t0 = cpu_seconds(pids), time.perf_counter()
+    got = 0
+    while n := s.recv_into(buf):
+        got += n
+    t1, cpu1 = time.perf_counter(), cpu_seconds(pids)
+    s.close()
+    if got != size:
+        die(f"drain through port {port}: received {got} of {size} bytes")
     print(f"{size / (t1 - t0) / 1e6:.1f}")
     if pid:
         print(f"{(cpu1 - cpu0) * (1 << 30) / size:.3f}")
@@ -341,7 +382,8 @@ def ready(args):
 
 if __name__ == "__main__":
     commands = {"servers": servers, "bulk": bulk, "duplex": duplex, "latency": latency,
-                "ready": ready, "startup": startup, "reconnect": reconnect, "rss": rss}
+                "ready": ready, "startup": startup, "reconnect": reconnect, "rss": rss,
+                "source": source_server, "drain": drain}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         die(__doc__)
     commands[sys.argv[1]](sys.argv[2:])

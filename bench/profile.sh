@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Where a bulk transfer's client CPU goes: one transfer through a `local` forward (tunneld, or
+# OpenSSH's ssh -N -L for comparison) against a throwaway sshd on loopback, with the client's
+# CPU seconds per GiB, and optionally a profile of the client while it runs.
+#
+#   bench/profile.sh [up|down] [CIPHER] [MIB]      (default: down aes128-gcm@openssh.com 1024)
+#   CLIENT=ssh bench/profile.sh ...                OpenSSH's ssh instead of tunneld
+#   PROFILE=perf bench/profile.sh ...              perf record -e cpu-clock (this VM has no
+#                                                  hardware counters); prints the top symbols
+#   PROFILE=strace bench/profile.sh ...            strace -c: the system calls, counted
+#   TUNNELD_BIN=PATH                               the binary (otherwise the release build)
+#
+# `up` sends from the client through the forward to a sink; `down` reads from a source behind
+# it. perf needs symbols, which the release binary strips. An optimised binary that keeps them:
+#   CARGO_PROFILE_MEASURE_STRIP=none CARGO_PROFILE_MEASURE_DEBUG=line-tables-only \
+#       cargo build --profile measure --bin tunneld
+# A profile's percentages hold under load; CPU seconds per GiB move by 10-20 % from run to run
+# on a busy machine, so compare medians of several runs (docs/performance.md, "Where a
+# transfer's CPU goes").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+direction=${1:-down}; cipher=${2:-aes128-gcm@openssh.com}; mib=${3:-1024}
+case $direction in up|down) ;; *) echo "bench/profile.sh: up or down, not $direction" >&2; exit 2 ;; esac
+bytes=$((mib << 20))
+
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+[ "${CLIENT:-tunneld}" = ssh ] || release_tunneld
+bench_init tunneld-profile
+# shellcheck disable=SC2119 # no extra sshd_config lines
+start_sshd
+target=$(free_port); forward=$(free_port)
+if [ "$direction" = up ]; then
+    python3 bench/traffic.py servers "$target" "$(free_port)" "$(free_port)" "$(free_port)" & pids+=($!)
+else
+    python3 bench/traffic.py source "$target" "$bytes" & pids+=($!)
+fi
+
+if [ "${CLIENT:-tunneld}" = ssh ]; then
+    ssh -N -F /dev/null -o BatchMode=yes -o UserKnownHostsFile="$work/known_hosts" \
+        -o Ciphers="$cipher" -i "$work/client" -p "$ssh_port" \
+        -L "$forward:127.0.0.1:$target" "$(id -un)@127.0.0.1" 2>"$work/client.log" & client=$!
+else
+    cat > "$work/tunneld.toml" <<CFG
+[tunnels.profile]
+host = "$(id -un)@127.0.0.1:$ssh_port"
+identity_files = ["$work/client"]
+known_hosts = "$work/known_hosts"
+ciphers = ["$cipher"]
+local = ["$forward:127.0.0.1:$target"]
+CFG
+    "$tunneld" run --config "$work/tunneld.toml" 2>"$work/client.log" & client=$!
+fi
+pids+=("$client")
+# Not wait_port on the forward: a probe through it would start a download from the source.
+for _ in $(seq 600); do
+    ss -Hltn "sport = :$forward" | grep -q . && ss -Hltn "sport = :$target" | grep -q . && break
+    sleep 0.05
+done
+
+case ${PROFILE:-} in
+    perf) perf record -q -e cpu-clock -F 2000 -p "$client" -o "$work/perf.data" 2>/dev/null & profiler=$! ;;
+    strace) strace -f -c -p "$client" -o "$work/strace.txt" 2>/dev/null & profiler=$! ;;
+    '') profiler= ;;
+    *) echo "bench/profile.sh: PROFILE is perf or strace, not $PROFILE" >&2; exit 2 ;;
+esac
+[ -z "$profiler" ] || sleep 0.5 # the profiler attaches
+
+if [ "$direction" = up ]; then
+    result=$(python3 bench/traffic.py bulk "$forward" "$bytes" --cpu "$client")
+else
+    result=$(python3 bench/traffic.py drain "$forward" "$bytes" --cpu "$client")
+fi
+read -r -d '' mbs cpu <<<"$result" || true
+echo "${CLIENT:-tunneld} $direction $cipher $mib MiB: $mbs MB/s, client CPU $cpu s/GiB"
+
+if [ -n "$profiler" ]; then
+    kill -INT "$profiler"; wait "$profiler" 2>/dev/null || true
+    case $PROFILE in
+        perf) perf report -i "$work/perf.data" --no-children --sort dso,sym --stdio 2>/dev/null |
+                  grep '%' | head -n 30 ;;
+        strace) head -n 15 "$work/strace.txt" ;;
+    esac
+fi
