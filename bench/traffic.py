@@ -205,6 +205,13 @@ def payload(text):
     return memoryview(b"".join(lines)[:CHUNK])
 
 
+def report(size, secs, cpu):
+    """MB/s, then (when a process was watched) its CPU seconds per GiB."""
+    print(f"{size / secs / 1e6:.1f}")
+    if cpu is not None:
+        print(f"{cpu * (1 << 30) / size:.3f}")
+
+
 def bulk(args):
     port, size = int(args[0]), int(args[1])
     socks = int(args[args.index("--socks") + 1]) if "--socks" in args else None
@@ -225,9 +232,7 @@ def bulk(args):
     s.close()
     if got != size:
         die(f"bulk through port {port}: the sink received {got} of {size} bytes")
-    print(f"{size / (t1 - t0) / 1e6:.1f}")
-    if pid:
-        print(f"{(cpu1 - cpu0) * (1 << 30) / size:.3f}")
+    report(size, t1 - t0, cpu1 - cpu0 if pid else None)
 
 
 def drain(args):
@@ -245,9 +250,7 @@ def drain(args):
     s.close()
     if got != size:
         die(f"drain through port {port}: received {got} of {size} bytes")
-    print(f"{size / (t1 - t0) / 1e6:.1f}")
-    if pid:
-        print(f"{(cpu1 - cpu0) * (1 << 30) / size:.3f}")
+    report(size, t1 - t0, cpu1 - cpu0 if pid else None)
 
 
 def duplex(args):
