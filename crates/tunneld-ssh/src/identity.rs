@@ -16,6 +16,8 @@ use zeroize::Zeroizing;
 
 use crate::private_file::{self, PrivateFileError, PrivateFileKind, PrivateFileProblem};
 
+mod short_scalar;
+
 /// A private key read from an identity file.
 #[derive(Clone)]
 pub struct LoadedKey {
@@ -199,7 +201,13 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<PrivateKey, KeyError> {
             path: path.to_owned(),
         });
     }
-    match russh::keys::decode_secret_key(text, None) {
+    let decoded = russh::keys::decode_secret_key(text, None).or_else(|error| {
+        // A valid ECDSA key that ssh-key cannot read as written (short_scalar.rs).
+        short_scalar::padded(text)
+            .and_then(|padded| russh::keys::decode_secret_key(&padded, None).ok())
+            .ok_or(error)
+    });
+    match decoded {
         Ok(key) => Ok(key),
         Err(russh::keys::Error::KeyIsEncrypted) => Err(KeyError::Encrypted {
             path: path.to_owned(),
