@@ -170,11 +170,16 @@ pub(crate) fn tune(stream: &TcpStream, user_timeout: Option<Duration>) {
     let _ = user_timeout;
 }
 
-/// The SSH socket, re-arming TCP_QUICKACK after every read.
+/// The SSH socket, re-arming TCP_QUICKACK after every read that emptied it.
 ///
 /// OpenSSH's sshd leaves Nagle on for sessions without a pty. A reply that a target writes in
 /// two pieces then waits for our delayed ACK: a 40 ms stall on every small request (pitfall 9).
-/// Linux clears QUICKACK by itself, so it has to be set again after each read.
+/// Linux clears QUICKACK by itself, so it has to be set again. Only a read that returned less
+/// than it asked for needs it: that read took all the kernel held, so we now wait for the
+/// server, and an ACK held back now is what would stall it. A read that filled its buffer
+/// leaves more to read at once (russh asks for each packet and the next one's first block
+/// together, vendor/russh/PATCHES.md change 4): during a transfer that saves a system call per
+/// packet.
 pub(crate) struct QuickAckStream {
     inner: TcpStream,
 }
@@ -194,7 +199,10 @@ impl AsyncRead for QuickAckStream {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
         #[cfg(any(target_os = "linux", target_os = "android"))]
-        if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+        if matches!(result, Poll::Ready(Ok(())))
+            && buf.filled().len() > before
+            && buf.remaining() > 0
+        {
             // Best effort: a failure only costs latency.
             let _ = SockRef::from(&self.inner).set_tcp_quickack(true);
         }
