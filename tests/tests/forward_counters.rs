@@ -16,7 +16,7 @@ use harness::{
 use support::{InProcess, UP_TIMEOUT, test_dir, write_one_tunnel};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tunneld_supervisor::{ForwardKind, ForwardSnapshot, RemoteState, TunnelState};
+use tunneld_supervisor::{ForwardKind, ForwardSnapshot};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -48,21 +48,8 @@ async fn wait_counts(tunneld: &InProcess, tunnel: &str, spec: &str, want: (u64, 
 
 /// The port the server picked for the tunnel's only remote forward.
 async fn remote_port(tunneld: &InProcess, tunnel: &str) -> u16 {
-    let state = tunneld
-        .wait_for(tunnel, UP_TIMEOUT, |s| match s {
-            TunnelState::Up { remote, .. } => remote
-                .iter()
-                .all(|r| matches!(r.state, RemoteState::Listening { .. })),
-            _ => false,
-        })
-        .await;
-    let TunnelState::Up { remote, .. } = state else {
-        unreachable!()
-    };
-    match remote[0].state {
-        RemoteState::Listening { port } => u16::try_from(port).unwrap(),
-        _ => unreachable!(),
-    }
+    let (_, ports) = tunneld.wait_remote_listening(tunnel).await;
+    u16::try_from(ports[0]).unwrap()
 }
 
 /// A SOCKS5 CONNECT to 127.0.0.1:`port` through the proxy at `proxy`, handshake done.

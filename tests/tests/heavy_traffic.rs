@@ -17,11 +17,11 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use harness::{Sshd, connection_id, free_port, localhost};
+use harness::{Sshd, free_port, localhost};
 use support::{InProcess, test_dir, write_one_tunnel};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tunneld_supervisor::{RemoteState, TunnelState};
+use tunneld_supervisor::TunnelState;
 
 const REKEY: &str = "rekey_limit = \"16M\"\n";
 
@@ -261,25 +261,12 @@ where
 
 /// The tunnel's connection once it is up with every remote forward listening, and their ports.
 async fn up(tunneld: &InProcess, tunnel: &str) -> (u64, Vec<u16>) {
-    let state = tunneld
-        .wait_for(tunnel, support::UP_TIMEOUT, |s| match s {
-            TunnelState::Up { remote, .. } => remote
-                .iter()
-                .all(|r| matches!(r.state, RemoteState::Listening { .. })),
-            _ => false,
-        })
-        .await;
-    let ports = match &state {
-        TunnelState::Up { remote, .. } => remote
-            .iter()
-            .filter_map(|r| match r.state {
-                RemoteState::Listening { port } => u16::try_from(port).ok(),
-                _ => None,
-            })
-            .collect(),
-        _ => unreachable!(),
-    };
-    (connection_id(&state), ports)
+    let (connection, ports) = tunneld.wait_remote_listening(tunnel).await;
+    let ports = ports
+        .into_iter()
+        .filter_map(|p| u16::try_from(p).ok())
+        .collect();
+    (connection, ports)
 }
 
 /// The tunnel is still up on connection `id`: nothing dropped it meanwhile.

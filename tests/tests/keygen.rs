@@ -22,7 +22,6 @@ use harness::{
     random_bytes, wait_until,
 };
 use support::{InProcess, echo_through, test_dir, write_config};
-use tunneld_supervisor::{RemoteState, TunnelState};
 
 /// Runs `tunneld keygen --config CONFIG ARGS...`: exit status, stdout, stderr.
 fn keygen(config: &Path, args: &[&str]) -> (Option<i32>, String, String) {
@@ -263,15 +262,7 @@ async fn the_printed_lines_carry_every_forward_and_nothing_else() {
 
     // Every forward works, through the jump host, with these keys alone.
     let tunneld = InProcess::start(&config);
-    let state = tunneld
-        .wait_for("db", support::UP_TIMEOUT, |s| match s {
-            TunnelState::Up { remote, .. } => remote
-                .iter()
-                .all(|r| matches!(r.state, RemoteState::Listening { .. })),
-            _ => false,
-        })
-        .await;
-    assert!(matches!(state, TunnelState::Up { .. }), "{state:?}");
+    tunneld.wait_remote_listening("db").await;
     let payload = random_bytes(1 << 20, 16);
     assert!(echo_through(localhost(local_port), &payload).await == payload);
     assert!(echo_through(localhost(remote_port), &payload).await == payload);
@@ -332,22 +323,9 @@ async fn a_socks_forward_and_a_remote_port_0_work_with_the_printed_line() {
     authorize(&server, lines[0]);
 
     let tunneld = InProcess::start(&config);
-    let state = tunneld
-        .wait_for("db", support::UP_TIMEOUT, |s| match s {
-            TunnelState::Up { remote, .. } => remote
-                .iter()
-                .all(|r| matches!(r.state, RemoteState::Listening { .. })),
-            _ => false,
-        })
-        .await;
-    let TunnelState::Up { remote, .. } = &state else {
-        unreachable!()
-    };
-    let RemoteState::Listening { port } = remote[0].state else {
-        unreachable!()
-    };
+    let (_, ports) = tunneld.wait_remote_listening("db").await;
     let payload = random_bytes(1 << 16, 17);
-    let port = u16::try_from(port).unwrap();
+    let port = u16::try_from(ports[0]).unwrap();
     assert!(echo_through(localhost(port), &payload).await == payload);
     let proxy = format!("127.0.0.1:{socks_port}");
     let url = web.url();

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use harness::{ClosedPort, HttpServer, Sshd, free_port, localhost, random_bytes};
 use support::{InProcess, test_dir, write_one_tunnel};
-use tunneld_supervisor::{ForwardKind, RemoteState, TunnelState};
+use tunneld_supervisor::{ForwardKind, TunnelState};
 
 /// Starts a tunnel with `remote = ["PORT"]` and waits until the server listens; returns tunneld,
 /// the port and the connection id.
@@ -22,21 +22,8 @@ async fn socks_back(sshd: &Sshd, dir: &std::path::Path) -> (InProcess, u16, u64)
     let port = free_port();
     let block = format!("remote = [\"{port}\"]\n");
     let tunneld = InProcess::start(&write_one_tunnel(dir, sshd, "back", &block));
-    let state = tunneld
-        .wait_for("back", support::UP_TIMEOUT, |s| match s {
-            TunnelState::Up { remote, .. } => remote
-                .iter()
-                .all(|r| matches!(r.state, RemoteState::Listening { .. })),
-            _ => false,
-        })
-        .await;
-    let TunnelState::Up {
-        connection, remote, ..
-    } = state
-    else {
-        unreachable!()
-    };
-    assert!(matches!(remote[0].state, RemoteState::Listening { port: p } if p == u32::from(port)));
+    let (connection, ports) = tunneld.wait_remote_listening("back").await;
+    assert_eq!(ports, [u32::from(port)]);
     (tunneld, port, connection)
 }
 

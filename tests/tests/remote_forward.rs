@@ -22,32 +22,6 @@ fn local(port: u32) -> SocketAddr {
     localhost(u16::try_from(port).unwrap())
 }
 
-/// Waits until every remote forward of `tunnel` listens, and returns their ports.
-async fn listening(tunneld: &InProcess, tunnel: &str) -> (u64, Vec<u32>) {
-    let state = tunneld
-        .wait_for(tunnel, support::UP_TIMEOUT, |s| match s {
-            TunnelState::Up { remote, .. } => remote
-                .iter()
-                .all(|r| matches!(r.state, RemoteState::Listening { .. })),
-            _ => false,
-        })
-        .await;
-    let TunnelState::Up {
-        connection, remote, ..
-    } = state
-    else {
-        unreachable!()
-    };
-    let ports = remote
-        .iter()
-        .map(|r| match r.state {
-            RemoteState::Listening { port } => port,
-            _ => unreachable!(),
-        })
-        .collect();
-    (connection, ports)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_64_mib_payload_round_trips_byte_identical() {
     let dir = test_dir();
@@ -56,7 +30,7 @@ async fn a_64_mib_payload_round_trips_byte_identical() {
     let port = free_port();
     let block = format!("remote = [\"{port}:127.0.0.1:{}\"]\n", echo.port());
     let tunneld = InProcess::start(&write_one_tunnel(dir.path(), &sshd, "back", &block));
-    let (_, ports) = listening(&tunneld, "back").await;
+    let (_, ports) = tunneld.wait_remote_listening("back").await;
     assert_eq!(ports, vec![u32::from(port)]);
 
     // A client on the server's side, through sshd's listener, back to our echo server.
@@ -78,7 +52,7 @@ async fn concurrent_connections_and_a_port_the_server_picks() {
         echo = echo.port()
     );
     let tunneld = InProcess::start(&write_one_tunnel(dir.path(), &sshd, "both", &block));
-    let (_, ports) = listening(&tunneld, "both").await;
+    let (_, ports) = tunneld.wait_remote_listening("both").await;
     assert_eq!(ports[0], u32::from(fixed));
     assert_ne!(
         ports[1], 0,
@@ -239,7 +213,7 @@ async fn a_target_that_is_down_fails_only_that_connection() {
         echo.port()
     );
     let tunneld = InProcess::start(&write_one_tunnel(dir.path(), &sshd, "half", &block));
-    let (connection, ports) = listening(&tunneld, "half").await;
+    let (connection, ports) = tunneld.wait_remote_listening("half").await;
 
     for round in 0..3u64 {
         let mut refused = TcpStream::connect(local(ports[0])).await.unwrap();
@@ -254,7 +228,7 @@ async fn a_target_that_is_down_fails_only_that_connection() {
         let payload = random_bytes(30_000, round);
         assert_eq!(echo_through(local(ports[1]), &payload).await, payload);
     }
-    let (still, _) = listening(&tunneld, "half").await;
+    let (still, _) = tunneld.wait_remote_listening("half").await;
     assert_eq!(still, connection, "the tunnel must not reconnect");
     tunneld.stop().await;
 }
@@ -284,7 +258,7 @@ async fn a_port_still_held_by_the_dead_session_is_won_back_on_the_new_connection
     );
     std::fs::write(&known_hosts, sshd.known_hosts_line_for_port(proxy.port())).unwrap();
     let tunneld = InProcess::start(&write_config(dir.path(), &config));
-    let (first, _) = listening(&tunneld, "pi").await;
+    let (first, _) = tunneld.wait_remote_listening("pi").await;
 
     // The old connection dies silently; new ones get through.
     proxy.pin_existing(Mode::BlackHole);
@@ -355,7 +329,7 @@ async fn a_port_still_held_by_the_dead_session_is_won_back_on_the_new_connection
     );
 
     // sshd expires the dead session; the port comes back on the same new connection.
-    let (second, ports) = listening(&tunneld, "pi").await;
+    let (second, ports) = tunneld.wait_remote_listening("pi").await;
     let won_back = cut.elapsed();
     assert_ne!(second, first);
     assert_eq!(ports[0], u32::from(port));
@@ -383,7 +357,7 @@ async fn reverse_ssh_to_the_pi_runs_a_command() {
     let port = free_port();
     let block = format!("remote = [\"{port}:localhost:{}\"]\n", pi.port());
     let tunneld = InProcess::start(&write_one_tunnel(dir.path(), &vps, "pi", &block));
-    listening(&tunneld, "pi").await;
+    tunneld.wait_remote_listening("pi").await;
 
     let output = tokio::task::spawn_blocking(move || {
         let output = pi
@@ -425,7 +399,7 @@ async fn connections_reach_the_target_in_the_order_clients_made_them() {
     let port = free_port();
     let block = format!("remote = [\"{port}:127.0.0.1:{target_port}\"]\n");
     let tunneld = InProcess::start(&write_one_tunnel(dir.path(), &sshd, "order", &block));
-    let (_, ports) = listening(&tunneld, "order").await;
+    let (_, ports) = tunneld.wait_remote_listening("order").await;
 
     // sshd accepts them, and opens their channels, in the order they connect.
     support::assert_arrival_order(local(ports[0]), &target, CLIENTS).await;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use harness::{Failure, Sshd, TestDir, backing_off, is_backing_off};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
-use tunneld_supervisor::{Supervisor, TunnelState};
+use tunneld_supervisor::{RemoteState, Supervisor, TunnelState};
 
 /// Generous bounds: these machines are shared and noisy (docs/testing.md).
 pub const UP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -94,6 +94,33 @@ impl InProcess {
     /// Waits until `tunnel` is up, and returns its state.
     pub async fn wait_up(&self, tunnel: &str) -> TunnelState {
         self.wait_for(tunnel, UP_TIMEOUT, TunnelState::is_up).await
+    }
+
+    /// Waits until `tunnel` is up with every remote forward listening; returns its connection
+    /// and the ports the server listens on, in the order of the forwards.
+    pub async fn wait_remote_listening(&self, tunnel: &str) -> (u64, Vec<u32>) {
+        let state = self
+            .wait_for(tunnel, UP_TIMEOUT, |s| match s {
+                TunnelState::Up { remote, .. } => remote
+                    .iter()
+                    .all(|r| matches!(r.state, RemoteState::Listening { .. })),
+                _ => false,
+            })
+            .await;
+        let TunnelState::Up {
+            connection, remote, ..
+        } = state
+        else {
+            unreachable!("wait_for returned a state that is not up")
+        };
+        let ports = remote
+            .iter()
+            .map(|r| match r.state {
+                RemoteState::Listening { port } => port,
+                _ => unreachable!("every remote forward was listening"),
+            })
+            .collect();
+        (connection, ports)
     }
 
     /// Waits until `tunnel` backs off after a failure, and returns what it says about it.
