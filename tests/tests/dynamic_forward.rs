@@ -10,10 +10,10 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use harness::{ClosedPort, HttpServer, Sshd, free_port, localhost, random_bytes};
+use support::socks::{curl, domain_request, ipv4_request, socks5_connect};
 use support::{InProcess, test_dir, write_one_tunnel};
 use tunneld_supervisor::TunnelState;
 
@@ -24,49 +24,6 @@ async fn socks_tunnel(sshd: &Sshd, dir: &Path, extra: &str) -> (InProcess, u16) 
     let tunneld = InProcess::start(&write_one_tunnel(dir, sshd, "socks", &block));
     tunneld.wait_up("socks").await;
     (tunneld, port)
-}
-
-/// Runs curl through the proxy and returns the body it fetched.
-fn curl(args: &[&str], url: &str) -> (bool, Vec<u8>, String) {
-    let out = Command::new("curl")
-        .args(["--silent", "--show-error", "--max-time", "20"])
-        .args(args)
-        .arg(url)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        out.stdout,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// A SOCKS5 CONNECT with no authentication; returns the reply's code byte.
-fn socks5_connect(port: u16, request: &[u8]) -> u8 {
-    let mut s = TcpStream::connect(localhost(port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s.write_all(&[5, 1, 0]).unwrap();
-    let mut choice = [0u8; 2];
-    s.read_exact(&mut choice).unwrap();
-    assert_eq!(choice, [5, 0]);
-    s.write_all(request).unwrap();
-    let mut reply = [0u8; 10];
-    s.read_exact(&mut reply).unwrap();
-    assert_eq!(reply[0], 5);
-    reply[1]
-}
-
-fn domain_request(command: u8, name: &str, port: u16) -> Vec<u8> {
-    let mut r = vec![5, command, 0, 3, name.len() as u8];
-    r.extend_from_slice(name.as_bytes());
-    r.extend_from_slice(&port.to_be_bytes());
-    r
-}
-
-fn ipv4_request(command: u8, port: u16) -> Vec<u8> {
-    let mut r = vec![5, command, 0, 1, 127, 0, 0, 1];
-    r.extend_from_slice(&port.to_be_bytes());
-    r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

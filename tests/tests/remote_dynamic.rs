@@ -9,10 +9,10 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::Duration;
 
 use harness::{ClosedPort, HttpServer, Sshd, free_port, localhost, random_bytes};
+use support::socks::{curl, domain_request, ipv4_request, socks5_connect};
 use support::{InProcess, test_dir, write_one_tunnel};
 use tunneld_supervisor::{ForwardKind, TunnelState};
 
@@ -25,54 +25,6 @@ async fn socks_back(sshd: &Sshd, dir: &std::path::Path) -> (InProcess, u16, u64)
     let (connection, ports) = tunneld.wait_remote_listening("back").await;
     assert_eq!(ports, [u32::from(port)]);
     (tunneld, port, connection)
-}
-
-/// Runs curl through the proxy and returns (success, body, stderr).
-fn curl(args: &[&str], url: &str) -> (bool, Vec<u8>, String) {
-    let out = Command::new("curl")
-        .args(["--silent", "--show-error", "--max-time", "20"])
-        .args(args)
-        .arg(url)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        out.stdout,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// Sends `request` after a no-authentication SOCKS5 greeting; returns the reply's code byte.
-fn socks5_connect(port: u16, request: &[u8]) -> u8 {
-    let mut s = TcpStream::connect(localhost(port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s.write_all(&[5, 1, 0]).unwrap();
-    let mut choice = [0u8; 2];
-    s.read_exact(&mut choice).unwrap();
-    assert_eq!(choice, [5, 0]);
-    s.write_all(request).unwrap();
-    let mut reply = [0u8; 10];
-    s.read_exact(&mut reply).unwrap();
-    assert_eq!(reply[0], 5);
-    // The connection ends after a failure reply.
-    if reply[1] != 0 {
-        let mut rest = Vec::new();
-        assert_eq!(s.read_to_end(&mut rest).unwrap(), 0);
-    }
-    reply[1]
-}
-
-fn ipv4_request(command: u8, port: u16) -> Vec<u8> {
-    let mut r = vec![5, command, 0, 1, 127, 0, 0, 1];
-    r.extend_from_slice(&port.to_be_bytes());
-    r
-}
-
-fn domain_request(name: &str, port: u16) -> Vec<u8> {
-    let mut r = vec![5, 1, 0, 3, u8::try_from(name.len()).unwrap()];
-    r.extend_from_slice(name.as_bytes());
-    r.extend_from_slice(&port.to_be_bytes());
-    r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,7 +90,7 @@ async fn a_target_that_fails_gets_its_socks_reply_and_the_tunnel_stays_up() {
             "connection refused"
         );
         assert_eq!(
-            socks5_connect(port, &domain_request("no-such-host.invalid", 80)),
+            socks5_connect(port, &domain_request(1, "no-such-host.invalid", 80)),
             4,
             "host unreachable"
         );
