@@ -110,7 +110,7 @@ async fn serve_client(
         counters.count_in(request.early.len());
     }
     debug!(target = %host, port = request.port, "forwarding");
-    let report = pipe(
+    pipe(
         stream,
         channel,
         ctx.limits,
@@ -118,7 +118,6 @@ async fn serve_client(
         Tally::tcp_client(&counters),
     )
     .await;
-    debug!(sent = report.sent, received = report.received, end = ?report.end, "forwarded connection ended");
 }
 
 /// The SOCKS reply for a channel the server did not open: what really happened.

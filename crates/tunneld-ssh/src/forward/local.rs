@@ -66,7 +66,6 @@ async fn forward_one<S: ClientStream>(
         Tally::tcp_client(&counters),
     )
     .await;
-    debug!(sent = report.sent, received = report.received, end = ?report.end, "forwarded connection ended");
     if report.end == PipeEnd::CloseTimedOut {
         debug!("the server kept the channel open after the exchange ended");
     }

@@ -81,8 +81,20 @@ pub struct PipeReport {
 }
 
 /// Copies in both directions until the server closes the channel (or a limit runs out),
-/// counting the connection and its bytes as they go.
+/// counting the connection and its bytes as they go, and logs how it ended.
 pub async fn pipe<S: ClientStream>(
+    tcp: S,
+    channel: russh::Channel<Msg>,
+    limits: PipeLimits,
+    cancel: &CancellationToken,
+    tally: Tally<'_>,
+) -> PipeReport {
+    let report = copy(tcp, channel, limits, cancel, tally).await;
+    debug!(sent = report.sent, received = report.received, end = ?report.end, "forwarded connection ended");
+    report
+}
+
+async fn copy<S: ClientStream>(
     tcp: S,
     channel: russh::Channel<Msg>,
     limits: PipeLimits,

@@ -108,7 +108,7 @@ async fn forward_one(
     reply.accept().await;
     debug!(target = %target, "forwarding");
     let tally = Tally::channel_client(&counters);
-    let report = match stream {
+    match stream {
         Connected::Tcp(stream) => {
             stream.no_delay();
             pipe(stream, channel, ctx.limits, &ctx.cancel, tally).await
@@ -116,7 +116,6 @@ async fn forward_one(
         Connected::Unix(stream) => pipe(stream, channel, ctx.limits, &ctx.cancel, tally).await,
     };
     drop(slot);
-    debug!(sent = report.sent, received = report.received, end = ?report.end, "forwarded connection ended");
 }
 
 /// A target connected on this side.

@@ -101,7 +101,7 @@ pub(super) async fn forward_socks(
         counters.count_in(request.early.len());
     }
     debug!(target = %host, port = request.port, "forwarding");
-    let report = pipe(
+    pipe(
         stream,
         channel,
         ctx.limits,
@@ -110,7 +110,6 @@ pub(super) async fn forward_socks(
     )
     .await;
     drop(slot);
-    debug!(sent = report.sent, received = report.received, end = ?report.end, "forwarded connection ended");
 }
 
 /// Sends `reply` if any, then ends the channel as the pipe does: our EOF, and the server's close
