@@ -20,29 +20,17 @@ use tunneld_supervisor::{ForwardKind, ForwardSnapshot};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// The forward of `tunnel` whose spec is `spec`, as a snapshot shows it now.
-fn forward(tunneld: &InProcess, tunnel: &str, spec: &str) -> ForwardSnapshot {
-    let snapshot = tunneld.supervisor.snapshot();
-    let tunnel = snapshot.tunnels.iter().find(|t| t.name == tunnel).unwrap();
-    tunnel
-        .forwards
-        .iter()
-        .find(|f| f.spec == spec)
-        .unwrap_or_else(|| panic!("no forward {spec}"))
-        .clone()
-}
-
 /// Waits until the forward's counters read (active, connections_total, bytes_in, bytes_out).
 async fn wait_counts(tunneld: &InProcess, tunnel: &str, spec: &str, want: (u64, u64, u64, u64)) {
     let counts = |f: &ForwardSnapshot| (f.active, f.connections_total, f.bytes_in, f.bytes_out);
     let reached = wait_until_async(WAIT, || async {
-        counts(&forward(tunneld, tunnel, spec)) == want
+        counts(&tunneld.forward(tunnel, spec)) == want
     })
     .await;
     assert!(
         reached,
         "{spec}: (active, total, in, out) = {:?}, wanted {want:?}",
-        counts(&forward(tunneld, tunnel, spec))
+        counts(&tunneld.forward(tunnel, spec))
     );
 }
 
@@ -85,18 +73,18 @@ async fn every_forward_kind_counts_its_connections_and_exact_bytes() {
     let server_port = remote_port(&tunneld, "all").await;
 
     // The local and dynamic forwards show the addresses they are really bound to.
-    let listen = forward(&tunneld, "all", &local).listen;
+    let listen = tunneld.forward("all", &local).listen;
     assert!(
         listen.contains(&format!("127.0.0.1:{local_port}")),
         "local listens on {listen:?}"
     );
-    let listen = forward(&tunneld, "all", &dynamic).listen;
+    let listen = tunneld.forward("all", &dynamic).listen;
     assert!(
         listen.contains(&format!("127.0.0.1:{socks_port}")),
         "dynamic listens on {listen:?}"
     );
     assert_eq!(
-        forward(&tunneld, "all", &remote).listen,
+        tunneld.forward("all", &remote).listen,
         vec![format!("localhost:{server_port}")]
     );
 

@@ -17,7 +17,7 @@ use support::{InProcess, echo_through, test_dir, write_one_tunnel};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
-use tunneld_supervisor::{ForwardSnapshot, ListenerState, RemoteState, TunnelState};
+use tunneld_supervisor::{ListenerState, RemoteState, TunnelState};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -64,17 +64,6 @@ fn mode_of(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
-fn forward(tunneld: &InProcess, tunnel: &str, spec: &str) -> ForwardSnapshot {
-    let snapshot = tunneld.supervisor.snapshot();
-    let tunnel = snapshot.tunnels.iter().find(|t| t.name == tunnel).unwrap();
-    tunnel
-        .forwards
-        .iter()
-        .find(|f| f.spec == spec)
-        .unwrap_or_else(|| panic!("no forward {spec}"))
-        .clone()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_socket_reaches_a_tcp_target_and_goes_on_stop() {
     let dir = test_dir();
@@ -92,11 +81,11 @@ async fn a_local_socket_reaches_a_tcp_target_and_goes_on_stop() {
     assert!(back == payload, "the echoed bytes differ from the payload");
 
     let counted = wait_until_async(WAIT, || async {
-        let f = forward(&tunneld, "sock", &spec);
+        let f = tunneld.forward("sock", &spec);
         f.connections_total == 1 && f.active == 0 && f.bytes_in == payload.len() as u64
     })
     .await;
-    let shown = forward(&tunneld, "sock", &spec);
+    let shown = tunneld.forward("sock", &spec);
     assert!(counted, "counters: {shown:?}");
     assert_eq!(shown.listen, [socket.display().to_string()]);
     assert_eq!(shown.bytes_out, payload.len() as u64);
@@ -299,13 +288,13 @@ async fn a_socket_on_the_server_reaches_a_tcp_target_here() {
     let payload = random_bytes(2 << 20, 21);
     let back = echo_over_socket(&server_socket, &payload).await;
     assert!(back == payload, "the echoed bytes differ from the payload");
-    let shown = forward(&tunneld, "rsock", &spec);
+    let shown = tunneld.forward("rsock", &spec);
     assert_eq!(shown.listen, [server_socket.display().to_string()]);
     let counted = wait_until_async(WAIT, || async {
-        forward(&tunneld, "rsock", &spec).connections_total == 1
+        tunneld.forward("rsock", &spec).connections_total == 1
     })
     .await;
-    assert!(counted, "{:?}", forward(&tunneld, "rsock", &spec));
+    assert!(counted, "{:?}", tunneld.forward("rsock", &spec));
     tunneld.stop().await;
 }
 

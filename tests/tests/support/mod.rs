@@ -12,7 +12,7 @@ use std::time::Duration;
 use harness::{Failure, Sshd, TestDir, backing_off, is_backing_off};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
-use tunneld_supervisor::{RemoteState, Supervisor, TunnelState};
+use tunneld_supervisor::{ForwardSnapshot, RemoteState, Supervisor, TunnelState};
 
 /// Generous bounds: these machines are shared and noisy (docs/testing.md).
 pub const UP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -123,6 +123,18 @@ impl InProcess {
             })
             .collect();
         (connection, ports)
+    }
+
+    /// The forward of `tunnel` whose spec is `spec`, as a snapshot shows it now.
+    pub fn forward(&self, tunnel: &str, spec: &str) -> ForwardSnapshot {
+        let snapshot = self.supervisor.snapshot();
+        let tunnel = snapshot.tunnels.iter().find(|t| t.name == tunnel).unwrap();
+        tunnel
+            .forwards
+            .iter()
+            .find(|f| f.spec == spec)
+            .unwrap_or_else(|| panic!("no forward {spec}"))
+            .clone()
     }
 
     /// Waits until `tunnel` backs off after a failure, and returns what it says about it.
