@@ -7,7 +7,11 @@
 #   CLIENT=ssh bench/profile.sh ...                OpenSSH's ssh instead of tunneld
 #   PROFILE=perf bench/profile.sh ...              perf record -e cpu-clock (this VM has no
 #                                                  hardware counters); prints the top symbols
+#     PERF_EVENT=page-faults PERF_ARGS="-c 1 --call-graph dwarf" PERF_DATA=FILE: another event,
+#     other options, and perf.data kept in FILE for `perf report -i FILE`
 #   PROFILE=strace bench/profile.sh ...            strace -c: the system calls, counted
+#   PROFILE=stat bench/profile.sh ...              perf stat: CPU time, context switches, CPU
+#                                                  migrations and page faults of the client
 #   TUNNELD_BIN=PATH                               the binary (otherwise the release build)
 #
 # `up` sends from the client through the forward to a sink; `down` reads from a source behind
@@ -59,10 +63,12 @@ for _ in $(seq 600); do
 done
 
 case ${PROFILE:-} in
-    perf) perf record -q -e cpu-clock -F 2000 -p "$client" -o "$work/perf.data" 2>/dev/null & profiler=$! ;;
+    perf) perf record -q -e "${PERF_EVENT:-cpu-clock}" ${PERF_ARGS:--F 2000} -p "$client" -o "$work/perf.data" 2>/dev/null & profiler=$! ;;
     strace) strace -f -c -p "$client" -o "$work/strace.txt" 2>/dev/null & profiler=$! ;;
+    stat) perf stat -e task-clock,context-switches,cpu-migrations,page-faults -p "$client" \
+              -o "$work/stat.txt" 2>/dev/null & profiler=$! ;;
     '') profiler= ;;
-    *) echo "bench/profile.sh: PROFILE is perf or strace, not $PROFILE" >&2; exit 2 ;;
+    *) echo "bench/profile.sh: PROFILE is perf, strace or stat, not $PROFILE" >&2; exit 2 ;;
 esac
 [ -z "$profiler" ] || sleep 0.5 # the profiler attaches
 
@@ -77,8 +83,10 @@ echo "${CLIENT:-tunneld} $direction $cipher $mib MiB: $mbs MB/s, client CPU $cpu
 if [ -n "$profiler" ]; then
     kill -INT "$profiler"; wait "$profiler" 2>/dev/null || true
     case $PROFILE in
-        perf) perf report -i "$work/perf.data" --no-children --sort dso,sym --stdio 2>/dev/null |
+        perf) [ -z "${PERF_DATA:-}" ] || cp "$work/perf.data" "$PERF_DATA"
+              perf report -i "$work/perf.data" --no-children --sort dso,sym --stdio 2>/dev/null |
                   grep '%' | head -n 30 ;;
         strace) head -n 15 "$work/strace.txt" ;;
+        stat) grep -E 'task-clock|switches|migrations|faults' "$work/stat.txt" ;;
     esac
 fi
