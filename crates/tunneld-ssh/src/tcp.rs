@@ -177,9 +177,9 @@ pub(crate) fn tune(stream: &TcpStream, user_timeout: Option<Duration>) {
 /// Linux clears QUICKACK by itself, so it has to be set again. Only a read that returned less
 /// than it asked for needs it: that read took all the kernel held, so we now wait for the
 /// server, and an ACK held back now is what would stall it. A read that filled its buffer
-/// leaves more to read at once (russh asks for each packet and the next one's first block
-/// together, vendor/russh/PATCHES.md change 4): during a transfer that saves a system call per
-/// packet.
+/// leaves more to read at once. (russh reads whatever the socket holds, up to 256 KiB,
+/// vendor/russh/PATCHES.md change 3; during a transfer most reads empty the socket, so this
+/// mostly saves the call on the reads that do not.)
 pub(crate) struct QuickAckStream {
     inner: TcpStream,
 }

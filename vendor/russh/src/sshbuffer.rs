@@ -329,9 +329,11 @@ pub struct SSHBuffer {
     // Sequence numbers are on 32 bits and wrap.
     // https://tools.ietf.org/html/rfc4253#section-6.4
     pub seqn: Wrapping<u32>,
-    /// (tunneld) Bytes read from the stream past the end of the last packet: the start of the
-    /// next one, taken in the same read (`cipher::read`).
-    pub ahead: Vec<u8>,
+    /// (tunneld) What `cipher::read` took from the stream and has not yet made a packet of.
+    pub incoming: BytesMut,
+    /// (tunneld) The packet `cipher::read` returned, decrypted: its length field, padding
+    /// length, payload. A slice of `incoming`'s memory, not a copy; see `cipher::read`.
+    pub packet: BytesMut,
 }
 
 impl SSHBuffer {
@@ -341,12 +343,35 @@ impl SSHBuffer {
             len: 0,
             bytes: 0,
             seqn: Wrapping(0),
-            ahead: Vec::new(),
+            incoming: BytesMut::new(),
+            packet: BytesMut::new(),
         }
     }
 
     pub fn send_ssh_id(&mut self, id: &SshId) {
         id.write(&mut self.buffer);
+    }
+
+    /// (tunneld) The packet `cipher::read` left in `packet`, as the session takes it: its
+    /// payload, decompressed if `decompress` says so. Without compression, that is the packet's
+    /// own memory, not a copy.
+    pub(crate) fn take_payload(
+        &mut self,
+        decompress: Option<&mut compression::Decompress>,
+    ) -> Result<IncomingSshPacket, Error> {
+        let packet = std::mem::take(&mut self.packet).freeze();
+        let payload = packet.get(5..).ok_or(Error::IndexOutOfBounds)?;
+        let buffer = match decompress {
+            Some(decompress) if !matches!(decompress, compression::Decompress::None) => {
+                let mut out = Vec::new();
+                Bytes::copy_from_slice(decompress.decompress(payload, &mut out)?)
+            }
+            _ => packet.slice(5..),
+        };
+        Ok(IncomingSshPacket {
+            buffer,
+            seqn: self.seqn,
+        })
     }
 }
 
@@ -388,10 +413,12 @@ impl PacketBytesWriter {
 }
 
 /// Incoming SSH packet after decryption and optional decompression.
-/// Uses Vec<u8> (not CryptoVec/mlocked) because incoming network data is not secret.
+/// Not CryptoVec/mlocked because incoming network data is not secret. (tunneld) `Bytes`, not
+/// `Vec<u8>`: the payload of the packet as it was read, without a copy, so that channel data
+/// can be handed out as slices of it (`helpers::channel_data`).
 #[derive(Debug)]
 pub(crate) struct IncomingSshPacket {
-    pub buffer: Vec<u8>,
+    pub buffer: Bytes,
     pub seqn: Wrapping<u32>,
 }
 

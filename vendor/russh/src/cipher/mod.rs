@@ -26,6 +26,7 @@ use aes::{Aes128, Aes192, Aes256};
 #[cfg(feature = "aws-lc-rs")]
 use aws_lc_rs::aead::{AES_128_GCM as ALGORITHM_AES_128_GCM, AES_256_GCM as ALGORITHM_AES_256_GCM};
 use byteorder::{BigEndian, ByteOrder};
+use bytes::BytesMut;
 use block::CtrWrapper;
 use ctr::Ctr128BE;
 use delegate::delegate;
@@ -297,24 +298,16 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
     buffer: &mut SSHBuffer,
     cipher: &mut (dyn OpeningKey + Send),
 ) -> Result<usize, Error> {
+    let l = cipher.packet_length_to_read_for_block_length();
     if buffer.len == 0 {
-        let mut len = vec![0; cipher.packet_length_to_read_for_block_length()];
-
-        // (tunneld) The previous read may already hold the start of this packet.
-        let from_ahead = buffer.ahead.len().min(len.len());
-        #[allow(clippy::indexing_slicing)] // from_ahead is within both
-        {
-            len[..from_ahead].copy_from_slice(&buffer.ahead[..from_ahead]);
-            stream.read_exact(&mut len[from_ahead..]).await?;
-        }
-        buffer.ahead.drain(..from_ahead);
-        trace!("reading, len = {len:?}");
+        fill(stream, &mut buffer.incoming, l).await?;
+        #[allow(clippy::indexing_slicing)] // fill: incoming holds at least l bytes
+        let first_block = &buffer.incoming[..l];
+        trace!("reading, len = {first_block:?}");
         {
             let seqn = buffer.seqn.0;
-            buffer.buffer.clear();
-            buffer.buffer.extend_from_slice(&len);
             trace!("reading, seqn = {seqn:?}");
-            let len = cipher.decrypt_packet_length(seqn, &len);
+            let len = cipher.decrypt_packet_length(seqn, first_block);
             let len = BigEndian::read_u32(&len) as usize;
 
             if len > MAXIMUM_PACKET_LEN {
@@ -322,14 +315,10 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
             }
 
             // A valid packet (with its MAC tag) can never be shorter than the
-            // block we already read to probe it; a smaller value would shrink
-            // the buffer below `l` below and panic on the `buffer.buffer[l..]`
-            // slice. Reject it as a protocol error instead. The tag counts:
-            // with an EtM MAC and 8-byte blocks (3des-cbc), packet_length can
-            // be 8, and the probe also reads the start of the tag.
-            if len + PACKET_LENGTH_LEN + cipher.tag_len()
-                < cipher.packet_length_to_read_for_block_length()
-            {
+            // block we already read to probe it. Reject it as a protocol error.
+            // The tag counts: with an EtM MAC and 8-byte blocks (3des-cbc),
+            // packet_length can be 8, and the probe also reads the start of the tag.
+            if len + PACKET_LENGTH_LEN + cipher.tag_len() < l {
                 return Err(Error::PacketSize(len));
             }
 
@@ -338,38 +327,17 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
         }
     }
 
-    let l = cipher.packet_length_to_read_for_block_length();
     let end = buffer.len + 4;
     trace!("read_exact {:?}", end);
-
-    // (tunneld) The rest of the packet and the first block of the next one are read together:
-    // one read per packet instead of two during a transfer, when the next packet has arrived
-    // already. What came of the next packet waits in `ahead`; at most one block is read past
-    // the end, so nothing larger is ever copied twice.
-    buffer.buffer.resize(end + l, 0);
-    let mut filled = l;
-    #[allow(clippy::indexing_slicing)] // filled < end <= buffer.len()
-    if !buffer.ahead.is_empty() {
-        let n = buffer.ahead.len().min(end - filled);
-        buffer.buffer[filled..filled + n].copy_from_slice(&buffer.ahead[..n]);
-        buffer.ahead.drain(..n);
-        filled += n;
-    }
-    while filled < end {
-        #[allow(clippy::indexing_slicing)] // filled < end < buffer.len()
-        let n = stream.read(&mut buffer.buffer[filled..]).await?;
-        if n == 0 {
-            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
-        }
-        filled += n;
-    }
-    #[allow(clippy::indexing_slicing)] // end <= filled <= buffer.len()
-    buffer.ahead.extend_from_slice(&buffer.buffer[end..filled]);
-    buffer.buffer.truncate(end);
+    fill(stream, &mut buffer.incoming, end).await?;
+    // (tunneld) The packet is split off the front of what was read, not copied out of it, and
+    // decrypted where it lies. Whatever was read past it stays in `incoming`, the start of the
+    // next packet.
+    let mut packet = buffer.incoming.split_to(end);
 
     trace!("read_exact done");
     let seqn = buffer.seqn.0;
-    let plaintext = cipher.open(seqn, &mut buffer.buffer)?;
+    let plaintext = cipher.open(seqn, &mut packet)?;
 
     let padding_length = *plaintext.first().to_owned().unwrap_or(&0) as usize;
     trace!("reading, padding_length {padding_length:?}");
@@ -386,9 +354,48 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
     buffer.len = 0;
 
     // Remove the padding
-    buffer.buffer.resize(plaintext_end + 4, 0);
+    packet.truncate(plaintext_end + 4);
+    buffer.packet = packet;
 
     Ok(plaintext_end + 4)
+}
+
+/// (tunneld) The most one read takes from the stream, and the size of the buffer it reads
+/// into: eight channel packets of 32 KiB.
+///
+/// russh as released read each packet with two exact reads, its first block and then the rest,
+/// into one buffer, and the session then copied the payload out twice (`IncomingSshPacket`, then
+/// the channel's `Bytes`), each copy a fresh allocation that the application freed on another
+/// thread. Now a read takes whatever the socket holds, up to this, and packets are split off the
+/// front of it: during a transfer, several packets per system call, and no copy of the data
+/// between the kernel and the application.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// Reads until `incoming` holds at least `want` bytes.
+async fn fill<R: AsyncRead + Unpin>(
+    stream: &mut R,
+    incoming: &mut BytesMut,
+    want: usize,
+) -> Result<(), Error> {
+    while incoming.len() < want {
+        make_room(incoming, want - incoming.len());
+        if stream.read_buf(incoming).await? == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+    }
+    Ok(())
+}
+
+/// Makes room in `incoming` for `need` more bytes: at the end of its allocation if there is
+/// some, or at its start again once every packet split off before has been dropped, or else in a
+/// new allocation (the packets handed out keep the old one for as long as they live).
+fn make_room(incoming: &mut BytesMut, need: usize) {
+    if incoming.try_reclaim(need) {
+        return;
+    }
+    let mut fresh = BytesMut::with_capacity(READ_CHUNK.max(incoming.len() + need));
+    fresh.extend_from_slice(incoming);
+    *incoming = fresh;
 }
 
 pub(crate) const PACKET_LENGTH_LEN: usize = 4;
@@ -439,7 +446,103 @@ mod tests {
             .unwrap();
 
         #[allow(clippy::indexing_slicing)]
-        let payload = &buffer.buffer[5..n];
+        let payload = &buffer.packet[5..n];
         assert_eq!(payload, [52]);
+    }
+}
+
+/// (tunneld) Packets split off one read buffer (`read`, `fill`, `make_room`).
+#[cfg(test)]
+mod read_tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use tokio::io::{AsyncRead, ReadBuf};
+
+    use super::read;
+    use crate::sshbuffer::SSHBuffer;
+
+    /// An unencrypted packet: length, padding length, payload, four bytes of padding.
+    fn packet(payload: &[u8]) -> Vec<u8> {
+        let mut p = ((payload.len() + 1 + 4) as u32).to_be_bytes().to_vec();
+        p.push(4);
+        p.extend_from_slice(payload);
+        p.extend_from_slice(&[0; 4]);
+        p
+    }
+
+    /// A stream that hands out at most `step` bytes per read.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+        reads: usize,
+    }
+
+    impl AsyncRead for Trickle<'_> {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            let n = self.step.min(self.data.len()).min(buf.remaining());
+            let (now, later) = self.data.split_at(n);
+            buf.put_slice(now);
+            self.data = later;
+            self.reads += 1;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    async fn payloads(stream: &mut Trickle<'_>, count: usize) -> Vec<Vec<u8>> {
+        let mut buffer = SSHBuffer::new();
+        let mut key = super::clear::Key;
+        let mut out = Vec::new();
+        for _ in 0..count {
+            let n = read(stream, &mut buffer, &mut key).await.unwrap();
+            out.push(buffer.packet[5..n].to_vec());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn packets_read_together_come_out_one_by_one() {
+        let sent: Vec<Vec<u8>> = (0..50u8).map(|i| vec![i; 1000 + i as usize]).collect();
+        let stream: Vec<u8> = sent.iter().flat_map(|p| packet(p)).collect();
+        let mut whole = Trickle { data: &stream, step: usize::MAX, reads: 0 };
+        assert_eq!(payloads(&mut whole, sent.len()).await, sent);
+        assert!(whole.reads < 5, "{} reads for 50 small packets", whole.reads);
+        // Split anywhere: a packet's length field, or its payload, across reads.
+        for step in [1, 3, 7, 4096] {
+            let mut trickle = Trickle { data: &stream, step, reads: 0 };
+            assert_eq!(payloads(&mut trickle, sent.len()).await, sent);
+        }
+    }
+
+    #[tokio::test]
+    async fn packets_held_while_the_read_buffer_fills_stay_intact() {
+        // The second big packet does not fit beside the first, which is still held.
+        let big = vec![7u8; super::READ_CHUNK * 3 / 4];
+        let small = vec![9u8; 100];
+        let stream: Vec<u8> = [packet(&small), packet(&big), packet(&small), packet(&big)].concat();
+        let mut stream = Trickle { data: &stream, step: 50_000, reads: 0 };
+        let mut buffer = SSHBuffer::new();
+        let mut key = super::clear::Key;
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            read(&mut stream, &mut buffer, &mut key).await.unwrap();
+            held.push(std::mem::take(&mut buffer.packet).freeze());
+        }
+        assert_eq!(&held[0][5..105], &small[..]);
+        assert_eq!(&held[1][5..5 + big.len()], &big[..]);
+        assert_eq!(&held[2][5..105], &small[..]);
+        assert_eq!(&held[3][5..5 + big.len()], &big[..]);
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_ends_inside_a_packet_is_an_error() {
+        let stream = packet(b"hello");
+        let mut cut = Trickle { data: &stream[..stream.len() - 2], step: 3, reads: 0 };
+        let mut buffer = SSHBuffer::new();
+        assert!(read(&mut cut, &mut buffer, &mut super::clear::Key).await.is_err());
     }
 }
