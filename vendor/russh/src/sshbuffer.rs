@@ -330,7 +330,7 @@ pub struct SSHBuffer {
     // https://tools.ietf.org/html/rfc4253#section-6.4
     pub seqn: Wrapping<u32>,
     /// (tunneld) What `cipher::read` took from the stream and has not yet made a packet of.
-    pub incoming: BytesMut,
+    pub(crate) incoming: cipher::Incoming,
     /// (tunneld) The packet `cipher::read` returned, decrypted: its length field, padding
     /// length, payload. A slice of `incoming`'s memory, not a copy; see `cipher::read`.
     pub packet: BytesMut,
@@ -343,7 +343,7 @@ impl SSHBuffer {
             len: 0,
             bytes: 0,
             seqn: Wrapping(0),
-            incoming: BytesMut::new(),
+            incoming: Default::default(),
             packet: BytesMut::new(),
         }
     }

@@ -212,17 +212,17 @@ async fn upstream(
     let mut buffer = ReadBuffer::default();
     let mut sent = 0u64;
     loop {
-        let room = buffer.room();
-        let n = match tcp_read.read_buf(room).await {
-            Ok(0) => break,
-            Ok(n) => n,
+        let chunk = match buffer.read(&mut tcp_read).await {
+            Ok(chunk) if chunk.is_empty() => break,
+            Ok(chunk) => chunk,
             Err(err) => {
                 debug!(error = %err, "reading from the client failed");
                 break;
             }
         };
+        let n = chunk.len();
         tally.read_from_tcp(n);
-        if to_server.data_bytes(room.split().freeze()).await.is_err() {
+        if to_server.data_bytes(chunk).await.is_err() {
             break;
         }
         sent += n as u64;
@@ -239,20 +239,34 @@ async fn upstream(
 /// took it back again and again: `perf record -e page-faults` of an upload put 93 % of tunneld's
 /// page faults there, 15,000 to 34,000 per 512 MiB (docs/performance.md).
 #[derive(Default)]
-struct ReadBuffer(BytesMut);
+struct ReadBuffer {
+    buffer: BytesMut,
+    /// The size of `buffer`'s allocation.
+    size: usize,
+    /// A read has brought half a small buffer or more: the client sends in bulk, and its buffer
+    /// is a large one from then on. A connection that only ever sends requests keeps a small one.
+    bulk: bool,
+}
 
 impl ReadBuffer {
-    /// Eight channel packets of 32 KiB.
-    const CHUNK: usize = 256 << 10;
-    /// The least a read is offered: one channel packet.
-    const READ: usize = 32 << 10;
+    /// The least a read is offered, and the buffer of a connection that does not send in bulk:
+    /// one channel packet.
+    const SMALL: usize = 32 << 10;
+    /// The buffer of one that does: eight channel packets.
+    const LARGE: usize = 256 << 10;
 
-    /// The buffer, empty, with room for at least one packet.
-    fn room(&mut self) -> &mut BytesMut {
-        if self.0.capacity() < Self::READ && !self.0.try_reclaim(Self::READ) {
-            self.0 = BytesMut::with_capacity(Self::CHUNK);
+    /// What one read brings (empty at the end of the stream).
+    async fn read(&mut self, from: &mut (impl AsyncRead + Unpin)) -> std::io::Result<Bytes> {
+        // After the `split` below the buffer is empty and owns the rest of its allocation; once
+        // the slices taken before are all dropped, `try_reclaim` gets the whole of it back.
+        let size = if self.bulk { Self::LARGE } else { Self::SMALL };
+        if self.size < size || !self.buffer.try_reclaim(Self::SMALL) {
+            self.buffer = BytesMut::with_capacity(size);
+            self.size = size;
         }
-        &mut self.0
+        let n = from.read_buf(&mut self.buffer).await?;
+        self.bulk |= n >= Self::SMALL / 2;
+        Ok(self.buffer.split().freeze())
     }
 }
 
@@ -341,31 +355,76 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 mod tests {
     use super::ReadBuffer;
 
-    /// Fills what `room` offers but less than a read, and hands it out as a read would.
-    fn fill(buffer: &mut ReadBuffer, byte: u8) -> bytes::Bytes {
-        let room = buffer.room();
-        let n = room.capacity() - ReadBuffer::READ + 1;
-        room.extend(std::iter::repeat_n(byte, n));
-        room.split().freeze()
+    /// Reads of `step` bytes at most, out of `data`.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
     }
 
-    #[test]
-    fn the_read_buffer_is_reused_once_its_slices_are_dropped() {
+    impl tokio::io::AsyncRead for Trickle<'_> {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            let n = self.step.min(self.data.len()).min(buf.remaining());
+            let (now, later) = self.data.split_at(n);
+            buf.put_slice(now);
+            self.data = later;
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn slices_are_intact_and_the_memory_is_reused_once_they_are_dropped() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+        let mut from = Trickle {
+            data: &data,
+            step: 1000,
+        };
         let mut buffer = ReadBuffer::default();
-        let first = fill(&mut buffer, 1);
-        let start = first.as_ptr();
+        let mut held = Vec::new();
+        loop {
+            let chunk = buffer.read(&mut from).await.unwrap();
+            if chunk.is_empty() {
+                break;
+            }
+            held.push(chunk);
+        }
+        assert_eq!(held.concat(), data);
+        // Reads of 1000 bytes never made this a bulk sender: every buffer was a small one.
+        assert!(!buffer.bulk && buffer.size == ReadBuffer::SMALL);
+
+        let mut from = Trickle {
+            data: &data,
+            step: 1000,
+        };
+        let first = buffer.read(&mut from).await.unwrap();
+        let at = first.as_ptr();
         drop(first);
-        assert_eq!(buffer.room().as_ptr(), start);
-        assert!(buffer.room().capacity() >= ReadBuffer::CHUNK);
+        assert_eq!(buffer.read(&mut from).await.unwrap().as_ptr(), at);
     }
 
-    #[test]
-    fn a_slice_still_held_keeps_its_bytes_and_the_buffer_moves_on() {
+    #[tokio::test]
+    async fn a_client_that_sends_in_bulk_gets_large_buffers() {
+        let data = vec![7u8; 1 << 20];
+        let mut from = Trickle {
+            data: &data,
+            step: usize::MAX,
+        };
         let mut buffer = ReadBuffer::default();
-        let held = fill(&mut buffer, 1);
-        let next = fill(&mut buffer, 2);
-        assert_ne!(next.as_ptr(), held.as_ptr());
-        assert!(held.iter().all(|&b| b == 1) && next.iter().all(|&b| b == 2));
-        assert!(buffer.room().capacity() >= ReadBuffer::READ);
+        let mut total = 0;
+        let mut largest = 0;
+        loop {
+            let chunk = buffer.read(&mut from).await.unwrap();
+            if chunk.is_empty() {
+                break;
+            }
+            total += chunk.len();
+            largest = largest.max(chunk.len());
+        }
+        assert_eq!(total, data.len());
+        assert!(buffer.bulk);
+        assert_eq!(largest, ReadBuffer::LARGE);
     }
 }

@@ -300,9 +300,9 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
 ) -> Result<usize, Error> {
     let l = cipher.packet_length_to_read_for_block_length();
     if buffer.len == 0 {
-        fill(stream, &mut buffer.incoming, l).await?;
+        buffer.incoming.fill(stream, l).await?;
         #[allow(clippy::indexing_slicing)] // fill: incoming holds at least l bytes
-        let first_block = &buffer.incoming[..l];
+        let first_block = &buffer.incoming.buffer[..l];
         trace!("reading, len = {first_block:?}");
         {
             let seqn = buffer.seqn.0;
@@ -329,11 +329,11 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
 
     let end = buffer.len + 4;
     trace!("read_exact {:?}", end);
-    fill(stream, &mut buffer.incoming, end).await?;
+    buffer.incoming.fill(stream, end).await?;
     // (tunneld) The packet is split off the front of what was read, not copied out of it, and
     // decrypted where it lies. Whatever was read past it stays in `incoming`, the start of the
     // next packet.
-    let mut packet = buffer.incoming.split_to(end);
+    let mut packet = buffer.incoming.buffer.split_to(end);
 
     trace!("read_exact done");
     let seqn = buffer.seqn.0;
@@ -360,42 +360,59 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
     Ok(plaintext_end + 4)
 }
 
-/// (tunneld) The most one read takes from the stream, and the size of the buffer it reads
-/// into: eight channel packets of 32 KiB.
+/// (tunneld) What has been read from the stream and not yet made a packet of (`read`).
 ///
 /// russh as released read each packet with two exact reads, its first block and then the rest,
 /// into one buffer, and the session then copied the payload out twice (`IncomingSshPacket`, then
 /// the channel's `Bytes`), each copy a fresh allocation that the application freed on another
-/// thread. Now a read takes whatever the socket holds, up to this, and packets are split off the
-/// front of it: during a transfer, several packets per system call, and no copy of the data
-/// between the kernel and the application.
-const READ_CHUNK: usize = 256 * 1024;
-
-/// Reads until `incoming` holds at least `want` bytes.
-async fn fill<R: AsyncRead + Unpin>(
-    stream: &mut R,
-    incoming: &mut BytesMut,
-    want: usize,
-) -> Result<(), Error> {
-    while incoming.len() < want {
-        make_room(incoming, want - incoming.len());
-        if stream.read_buf(incoming).await? == 0 {
-            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
-        }
-    }
-    Ok(())
+/// thread. Here a read takes whatever the socket holds, up to the room in the buffer, and packets
+/// are split off the front of it: during a transfer, several packets per system call, and no
+/// copy of the data between the kernel and the application.
+#[derive(Debug, Default)]
+pub(crate) struct Incoming {
+    buffer: BytesMut,
+    /// The size of `buffer`'s allocation.
+    size: usize,
+    /// A read has brought half a small buffer or more at once: the peer sends in bulk, and the
+    /// buffer is a large one from then on.
+    bulk: bool,
 }
 
-/// Makes room in `incoming` for `need` more bytes: at the end of its allocation if there is
-/// some, or at its start again once every packet split off before has been dropped, or else in a
-/// new allocation (the packets handed out keep the old one for as long as they live).
-fn make_room(incoming: &mut BytesMut, need: usize) {
-    if incoming.try_reclaim(need) {
-        return;
+impl Incoming {
+    /// The buffer of a quiet connection (key exchanges, keepalives, small requests): a
+    /// connection holds no more than this until it receives in bulk.
+    const SMALL: usize = 32 * 1024;
+    /// The buffer of a busy one: eight channel packets of 32 KiB, up to 256 KiB per read.
+    const LARGE: usize = 256 * 1024;
+
+    /// Reads until at least `want` bytes are here.
+    async fn fill<R: AsyncRead + Unpin>(&mut self, stream: &mut R, want: usize) -> Result<(), Error> {
+        while self.buffer.len() < want {
+            self.make_room(want - self.buffer.len());
+            let n = stream.read_buf(&mut self.buffer).await?;
+            if n == 0 {
+                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+            }
+            self.bulk |= n >= Self::SMALL / 2;
+        }
+        Ok(())
     }
-    let mut fresh = BytesMut::with_capacity(READ_CHUNK.max(incoming.len() + need));
-    fresh.extend_from_slice(incoming);
-    *incoming = fresh;
+
+    /// Room for `need` more bytes: at the end of the buffer's allocation if there is some, or at
+    /// its start again once every packet split off before has been dropped, or else in a new
+    /// allocation (the packets handed out keep the old one for as long as they live). A new one
+    /// too when the peer has started sending in bulk and the buffer is still a small one.
+    fn make_room(&mut self, need: usize) {
+        let size = if self.bulk { Self::LARGE } else { Self::SMALL };
+        if self.size >= size && self.buffer.try_reclaim(need) {
+            return;
+        }
+        let size = size.max(self.buffer.len() + need);
+        let mut fresh = BytesMut::with_capacity(size);
+        fresh.extend_from_slice(&self.buffer);
+        self.buffer = fresh;
+        self.size = size;
+    }
 }
 
 pub(crate) const PACKET_LENGTH_LEN: usize = 4;
@@ -521,7 +538,7 @@ mod read_tests {
     #[tokio::test]
     async fn packets_held_while_the_read_buffer_fills_stay_intact() {
         // The second big packet does not fit beside the first, which is still held.
-        let big = vec![7u8; super::READ_CHUNK * 3 / 4];
+        let big = vec![7u8; super::Incoming::LARGE * 3 / 4];
         let small = vec![9u8; 100];
         let stream: Vec<u8> = [packet(&small), packet(&big), packet(&small), packet(&big)].concat();
         let mut stream = Trickle { data: &stream, step: 50_000, reads: 0 };
@@ -536,6 +553,29 @@ mod read_tests {
         assert_eq!(&held[1][5..5 + big.len()], &big[..]);
         assert_eq!(&held[2][5..105], &small[..]);
         assert_eq!(&held[3][5..5 + big.len()], &big[..]);
+    }
+
+    #[tokio::test]
+    async fn the_buffer_grows_only_for_a_peer_that_sends_in_bulk() {
+        let mut key = super::clear::Key;
+        // Small packets, one per read, as on a quiet connection: the small buffer, reused.
+        let payload = vec![5u8; 1000];
+        let stream: Vec<u8> = (0..400).flat_map(|_| packet(&payload)).collect();
+        let mut quiet = Trickle { data: &stream, step: packet(&payload).len(), reads: 0 };
+        let mut buffer = SSHBuffer::new();
+        for _ in 0..400 {
+            read(&mut quiet, &mut buffer, &mut key).await.unwrap();
+            assert_eq!(buffer.incoming.size, super::Incoming::SMALL);
+        }
+        // The same stream at once: the reads bring more, and the next buffer is large.
+        let mut fast = Trickle { data: &stream, step: usize::MAX, reads: 0 };
+        let mut buffer = SSHBuffer::new();
+        let mut largest = 0;
+        for _ in 0..400 {
+            read(&mut fast, &mut buffer, &mut key).await.unwrap();
+            largest = largest.max(buffer.incoming.size);
+        }
+        assert_eq!(largest, super::Incoming::LARGE);
     }
 
     #[tokio::test]
