@@ -71,13 +71,7 @@ impl Session {
             pkt.buffer.len()
         );
 
-        // (tunneld) Channel data is handed on as slices of this packet (`helpers::channel_data`).
-        // Let go of it right after: the read buffer under it is reused only once every slice
-        // of it is gone.
-        self.packet = pkt.buffer.clone();
-        let result = self.process_packet(client, &pkt.buffer).await;
-        self.packet = bytes::Bytes::new();
-        result
+        self.process_packet(client, &pkt.buffer).await
     }
 
     pub(crate) async fn process_packet<H: Handler>(
@@ -596,7 +590,7 @@ impl Session {
             Some((&msg::CHANNEL_DATA, mut r)) => {
                 trace!("channel_data");
                 let channel_num = map_err!(ChannelId::decode(&mut r))?;
-                let data = map_err!(crate::helpers::channel_data(&self.packet, &mut r))?;
+                let data = map_err!(crate::helpers::decode_channel_data(&mut r))?;
                 map_err!(ensure_end(&r))?;
                 if !self.common.is_established_channel(channel_num) {
                     return Ok(());
@@ -626,7 +620,7 @@ impl Session {
                 debug!("channel_extended_data");
                 let channel_num = map_err!(ChannelId::decode(&mut r))?;
                 let extended_code = map_err!(u32::decode(&mut r))?;
-                let data = map_err!(crate::helpers::channel_data(&self.packet, &mut r))?;
+                let data = map_err!(crate::helpers::decode_channel_data(&mut r))?;
                 map_err!(ensure_end(&r))?;
                 if !self.common.is_established_channel(channel_num) {
                     return Ok(());

@@ -106,8 +106,6 @@ pub struct Session {
     server_sig_algs: Option<Vec<Algorithm>>,
     /// Number of EXT_INFO messages received (RFC 8308 allows at most two).
     ext_info_count: u8,
-    /// (tunneld) The packet being processed, whose channel data is handed on as slices of it.
-    packet: bytes::Bytes,
 }
 
 impl Drop for Session {
@@ -1368,7 +1366,6 @@ impl Session {
             open_global_requests: VecDeque::new(),
             server_sig_algs: None,
             ext_info_count: 0,
-            packet: bytes::Bytes::new(),
         }
     }
 
