@@ -8,6 +8,7 @@ mod handshake;
 pub mod listen;
 pub mod local;
 pub mod pipe;
+mod read_buffer;
 pub mod remote;
 mod remote_socks;
 pub mod socket_file;
