@@ -63,7 +63,9 @@ for _ in $(seq 600); do
 done
 
 case ${PROFILE:-} in
-    perf) perf record -q -e "${PERF_EVENT:-cpu-clock}" ${PERF_ARGS:--F 2000} -p "$client" -o "$work/perf.data" 2>/dev/null & profiler=$! ;;
+    perf) read -r -a perf_args <<< "${PERF_ARGS:--F 2000}"
+          perf record -q -e "${PERF_EVENT:-cpu-clock}" "${perf_args[@]}" -p "$client" \
+              -o "$work/perf.data" 2>/dev/null & profiler=$! ;;
     strace) strace -f -c -p "$client" -o "$work/strace.txt" 2>/dev/null & profiler=$! ;;
     stat) perf stat -e task-clock,context-switches,cpu-migrations,page-faults -p "$client" \
               -o "$work/stat.txt" 2>/dev/null & profiler=$! ;;
