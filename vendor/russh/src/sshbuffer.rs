@@ -414,8 +414,8 @@ impl PacketBytesWriter {
 
 /// Incoming SSH packet after decryption and optional decompression.
 /// Not CryptoVec/mlocked because incoming network data is not secret. (tunneld) `Bytes`, not
-/// `Vec<u8>`: the payload of the packet as it was read, without a copy, so that channel data
-/// can be handed out as slices of it (`helpers::channel_data`).
+/// `Vec<u8>`: the payload of the packet where it was read and decrypted, not a copy of it
+/// (`SSHBuffer::take_payload`).
 #[derive(Debug)]
 pub(crate) struct IncomingSshPacket {
     pub buffer: Bytes,

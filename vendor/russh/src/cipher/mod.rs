@@ -366,8 +366,9 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
 /// into one buffer, and the session then copied the payload out twice (`IncomingSshPacket`, then
 /// the channel's `Bytes`), each copy a fresh allocation that the application freed on another
 /// thread. Here a read takes whatever the socket holds, up to the room in the buffer, and packets
-/// are split off the front of it: during a transfer, several packets per system call, and no
-/// copy of the data between the kernel and the application.
+/// are split off the front of it: during a transfer, several packets per system call, and one
+/// copy of the data between the kernel and the application (the channel data's, in
+/// `helpers::decode_channel_data`) instead of two.
 #[derive(Debug, Default)]
 pub(crate) struct Incoming {
     buffer: BytesMut,
