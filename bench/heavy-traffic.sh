@@ -43,11 +43,9 @@ bench_init tunneld-heavy
 start_sshd "RekeyLimit 32M"
 iperf_port=$(free_port); t_port=$(free_port); o_port=$(free_port)
 
-cat > "$work/tunneld.toml" <<CFG
+{ bench_hosts_toml; cat <<CFG; } > "$work/tunneld.toml"
 [tunnels.heavy]
-host = "127.0.0.1:$ssh_port"
-identity_files = ["$work/client"]
-known_hosts = "$work/known_hosts"
+host = "bench"
 ciphers = ["aes128-gcm@openssh.com"]
 rekey_limit = "16M"
 local = ["$t_port:127.0.0.1:$iperf_port"]

@@ -45,6 +45,13 @@ start_sshd() {
     wait_port "$ssh_port"
 }
 
+# bench_hosts_toml: the start of a tunneld config for that sshd: its client key and known_hosts
+# as [defaults], and the sshd as the host "bench". Tunnels add `host = "bench"`.
+bench_hosts_toml() {
+    printf '[defaults]\nidentity_files = ["%s"]\nknown_hosts = "%s"\n' "$work/client" "$work/known_hosts"
+    printf '[hosts.bench]\nhostname = "127.0.0.1"\nport = %s\n' "$ssh_port"
+}
+
 # stop_sshd: SIGKILLs the sshd of start_sshd and its session processes (its children), as a
 # crash or a reboot of the server would: the clients see their connections close at once.
 stop_sshd() {

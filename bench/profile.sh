@@ -45,11 +45,9 @@ if [ "${CLIENT:-tunneld}" = ssh ]; then
         -o Ciphers="$cipher" -i "$work/client" -p "$ssh_port" \
         -L "$forward:127.0.0.1:$target" "$(id -un)@127.0.0.1" 2>"$work/client.log" & client=$!
 else
-    cat > "$work/tunneld.toml" <<CFG
+    { bench_hosts_toml; cat <<CFG; } > "$work/tunneld.toml"
 [tunnels.profile]
-host = "$(id -un)@127.0.0.1:$ssh_port"
-identity_files = ["$work/client"]
-known_hosts = "$work/known_hosts"
+host = "bench"
 ciphers = ["$cipher"]
 local = ["$forward:127.0.0.1:$target"]
 CFG

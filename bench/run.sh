@@ -100,8 +100,7 @@ ssh_cmd=(ssh -F "$work/ssh_config" -N)
 tunneld_config() {
     local name=$1; shift
     {
-        printf '[defaults]\nidentity_files = ["%s"]\nknown_hosts = "%s"\n' "$work/client" "$work/known_hosts"
-        printf '[hosts.bench]\nhostname = "127.0.0.1"\nport = %s\n' "$ssh_port"
+        bench_hosts_toml
         printf '[hosts.jumphost]\nhostname = "127.0.0.1"\nport = %s\nciphers = ["%s"]\n' "$ssh_port" "$aes"
         printf '[tunnels.%s]\nhost = "bench"\n' "$name"
         for line in "$@"; do echo "$line"; done
@@ -326,8 +325,7 @@ rss_once() {
     for i in $(seq "$n"); do ports+=("$(new_port)"); done
     if [ "$who" = t ]; then
         {
-            printf '[defaults]\nidentity_files = ["%s"]\nknown_hosts = "%s"\n' "$work/client" "$work/known_hosts"
-            printf '[hosts.bench]\nhostname = "127.0.0.1"\nport = %s\n' "$ssh_port"
+            bench_hosts_toml
             for i in "${!ports[@]}"; do
                 printf '[tunnels.t%02d]\nhost = "bench"\nlocal = ["%s:127.0.0.1:%s"]\n' "$i" "${ports[$i]}" "$echo_port"
             done
