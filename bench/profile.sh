@@ -35,10 +35,11 @@ bench_init tunneld-profile
 start_sshd
 target=$(free_port); forward=$(free_port)
 if [ "$direction" = up ]; then
-    python3 bench/traffic.py servers "$target" "$(free_port)" "$(free_port)" "$(free_port)" & pids+=($!)
+    python3 bench/traffic.py servers "$target" "$(free_port)" "$(free_port)" "$(free_port)" & traffic=$!
 else
-    python3 bench/traffic.py source "$target" "$bytes" & pids+=($!)
+    python3 bench/traffic.py source "$target" "$bytes" & traffic=$!
 fi
+pids+=("$traffic")
 
 if [ "${CLIENT:-tunneld}" = ssh ]; then
     ssh -N -F /dev/null -o BatchMode=yes -o UserKnownHostsFile="$work/known_hosts" \
@@ -60,25 +61,46 @@ for _ in $(seq 600); do
     sleep 0.05
 done
 
+# PROFILE_TARGET=sshd: the server's side of the same transfer, its processes for this session.
+profiled=$client
+if [ "${PROFILE_TARGET:-client}" = sshd ]; then
+    for _ in $(seq 600); do
+        sessions=$(pgrep -d, -P "$sshd_pid" || true)
+        [ -z "$sessions" ] || break
+        sleep 0.05
+    done
+    [ -n "$sessions" ] || { echo "bench/profile.sh: the client never logged in to sshd" >&2; exit 1; }
+    profiled=$sessions
+    while grandchildren=$(pgrep -d, -P "$sessions"); do sessions=$grandchildren; profiled+=",$sessions"; done
+fi
+
 case ${PROFILE:-} in
     perf) read -r -a perf_args <<< "${PERF_ARGS:--F 2000}"
-          perf record -q -e "${PERF_EVENT:-cpu-clock}" "${perf_args[@]}" -p "$client" \
+          perf record -q -e "${PERF_EVENT:-cpu-clock}" "${perf_args[@]}" -p "$profiled" \
               -o "$work/perf.data" 2>/dev/null & profiler=$! ;;
-    strace) strace -f -c -p "$client" -o "$work/strace.txt" 2>/dev/null & profiler=$! ;;
-    stat) perf stat -e task-clock,context-switches,cpu-migrations,page-faults -p "$client" \
+    strace) read -r -a strace_pids <<< "${profiled//,/ -p }"
+            strace -f -c -p "${strace_pids[@]}" -o "$work/strace.txt" 2>/dev/null & profiler=$! ;;
+    stat) perf stat -e task-clock,context-switches,cpu-migrations,page-faults -p "$profiled" \
               -o "$work/stat.txt" 2>/dev/null & profiler=$! ;;
     '') profiler= ;;
     *) echo "bench/profile.sh: PROFILE is perf, strace or stat, not $PROFILE" >&2; exit 2 ;;
 esac
 [ -z "$profiler" ] || sleep 0.5 # the profiler attaches
 
+budget="sshd=$sshd_pid,traffic=$traffic"
 if [ "$direction" = up ]; then
-    result=$(python3 bench/traffic.py bulk "$forward" "$bytes" --cpu "$client")
+    result=$(python3 bench/traffic.py bulk "$forward" "$bytes" --cpu "$client" --budget "$budget")
 else
-    result=$(python3 bench/traffic.py drain "$forward" "$bytes" --cpu "$client")
+    result=$(python3 bench/traffic.py drain "$forward" "$bytes" --cpu "$client" --budget "$budget")
 fi
-read -r -d '' mbs cpu <<<"$result" || true
+{ read -r mbs; read -r cpu; read -r _ sshd; read -r _ server; read -r _ driver; read -r _ machine
+  read -r _ busy; read -r _ stolen; } <<<"$result"
 echo "${CLIENT:-tunneld} $direction $cipher $mib MiB: $mbs MB/s, client CPU $cpu s/GiB"
+# Everyone's CPU per GiB: on loopback they share the same cores, so when the machine is busy
+# all the time, throughput is its core count divided by the sum (docs/performance.md).
+other=$(python3 -c "print(f'{$machine - $cpu - $sshd - $server - $driver:.3f}')")
+echo "  s/GiB: client $cpu, sshd $sshd, traffic $server + $driver, other $other;" \
+    "machine $machine, busy $busy % of $(nproc) cores, $stolen % stolen by the VM's host"
 
 if [ -n "$profiler" ]; then
     kill -INT "$profiler"; wait "$profiler" 2>/dev/null || true

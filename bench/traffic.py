@@ -24,6 +24,10 @@ For bench/profile.sh's downloads:
                                                         connection, then closes it
   drain PORT BYTES [--cpu PID]                          reads BYTES through PORT: MB/s, then CPU
                                                         seconds per GiB of PID's tree
+  bulk and drain also take --budget NAME=PID,...: after those two numbers, one line per NAME
+  with the CPU seconds per GiB of PID's tree, then `driver` (this process), `machine` (every
+  CPU's busy time, from /proc/stat), `busy` (the machine's busy share, in % of all its CPUs) and
+  `stolen` (the share its virtual machine host gave to others, in %)
 """
 import os
 import random
@@ -205,6 +209,52 @@ def payload(text):
     return memoryview(b"".join(lines)[:CHUNK])
 
 
+def machine_busy():
+    """Seconds every CPU together spent busy, and stolen (a virtual machine's CPU time that its
+    host gave to someone else), from /proc/stat's `cpu` line, in ticks: user nice system idle
+    iowait irq softirq steal."""
+    with open("/proc/stat") as f:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
+    tick = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / tick, steal / tick
+
+
+class Budget:
+    """Where the machine's CPU went during a transfer (--budget NAME=PID,...): each named
+    process tree, this process, and the machine as a whole. On loopback the client, sshd and
+    the traffic all share the same cores, so a client's throughput is bounded by what the
+    others leave it."""
+
+    def __init__(self, args):
+        spec = args[args.index("--budget") + 1] if "--budget" in args else ""
+        self.named = [(name, int(pid)) for name, pid in
+                      (item.split("=", 1) for item in spec.split(",") if item)]
+
+    def start(self):
+        # The trees are read now, once the connection is up: sshd forks a process per session.
+        self.parties = [(name, tree(pid)) for name, pid in self.named]
+        self.before = self.sample()
+
+    def stop(self):
+        self.after = self.sample()
+
+    def sample(self):
+        return ([cpu_seconds(pids) for _, pids in self.parties], time.process_time(),
+                machine_busy(), time.perf_counter())
+
+    def report(self, size):
+        if not self.named:
+            return
+        (p0, d0, (m0, s0), t0), (p1, d1, (m1, s1), t1) = self.before, self.after
+        per_gib = (1 << 30) / size
+        for (name, _), a, b in zip(self.parties, p0, p1):
+            print(f"{name} {(b - a) * per_gib:.3f}")
+        print(f"driver {(d1 - d0) * per_gib:.3f}")
+        print(f"machine {(m1 - m0) * per_gib:.3f}")
+        print(f"busy {100 * (m1 - m0) / (t1 - t0) / os.cpu_count():.0f}")
+        print(f"stolen {100 * (s1 - s0) / (t1 - t0) / os.cpu_count():.0f}")
+
+
 def report(size, secs, cpu):
     """MB/s, then (when a process was watched) its CPU seconds per GiB."""
     print(f"{size / secs / 1e6:.1f}")
@@ -218,8 +268,10 @@ def bulk(args):
     pid = int(args[args.index("--cpu") + 1]) if "--cpu" in args else None
     data = payload("--text" in args)
     pids = tree(pid) if pid else []
+    budget = Budget(args)
     s = connect(port, socks)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * CHUNK)
+    budget.start()
     cpu0, t0 = cpu_seconds(pids), time.perf_counter()
     left = size
     while left:
@@ -229,28 +281,34 @@ def bulk(args):
     s.shutdown(socket.SHUT_WR)
     got = struct.unpack(">Q", recv_exactly(s, 8))[0]
     t1, cpu1 = time.perf_counter(), cpu_seconds(pids)
+    budget.stop()
     s.close()
     if got != size:
         die(f"bulk through port {port}: the sink received {got} of {size} bytes")
     report(size, t1 - t0, cpu1 - cpu0 if pid else None)
+    budget.report(size)
 
 
 def drain(args):
     port, size = int(args[0]), int(args[1])
     pid = int(args[args.index("--cpu") + 1]) if "--cpu" in args else None
     pids = tree(pid) if pid else []
+    budget = Budget(args)
     s = connect(port)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * CHUNK)
     buf = bytearray(CHUNK)
+    budget.start()
     cpu0, t0 = cpu_seconds(pids), time.perf_counter()
     got = 0
     while n := s.recv_into(buf):
         got += n
     t1, cpu1 = time.perf_counter(), cpu_seconds(pids)
+    budget.stop()
     s.close()
     if got != size:
         die(f"drain through port {port}: received {got} of {size} bytes")
     report(size, t1 - t0, cpu1 - cpu0 if pid else None)
+    budget.report(size)
 
 
 def duplex(args):
