@@ -21,6 +21,7 @@ mod snapshot;
 mod startup;
 mod state;
 mod state_name;
+mod threads;
 mod tunnel;
 
 use std::collections::BTreeMap;
@@ -36,6 +37,7 @@ use tunneld_config::{Change, Config, Tunnel, diff};
 use crate::counters::TunnelCounters;
 use crate::health::Liveness;
 use crate::record::Record;
+use crate::threads::Threads;
 
 pub use connector::{Attempt, Connector, SshConnector};
 pub use health::Report;
@@ -70,27 +72,42 @@ pub struct Supervisor {
     shutdown: CancellationToken,
     connector: Arc<dyn Connector>,
     grace: Duration,
+    /// The threads the tunnels run on; `None`: the runtime the supervisor was started in.
+    threads: Option<Threads>,
 }
 
 impl Supervisor {
-    /// Starts one task per tunnel of `config`. Everything stops when `shutdown` is cancelled.
-    /// Must be called inside a tokio runtime.
+    /// Starts one task per tunnel of `config`, each tunnel on one thread of a pool of up to
+    /// one thread per CPU (`threads.rs` says why). Everything stops when `shutdown` is
+    /// cancelled. Must be called inside a tokio runtime.
     pub fn start(config: &Config, shutdown: CancellationToken) -> Supervisor {
-        Self::start_with(
+        Self::start_inner(
             config,
             shutdown,
             Arc::new(SshConnector),
             health::DEFAULT_GRACE,
+            Some(Threads::per_cpu()),
         )
     }
 
     /// [`Supervisor::start`] with another connector, and the grace beyond a step's own bound
-    /// after which a tunnel counts as wedged (tests use both).
+    /// after which a tunnel counts as wedged (tests use both). The tunnels run in the caller's
+    /// runtime, so that tests with paused time pause theirs too.
     pub fn start_with(
         config: &Config,
         shutdown: CancellationToken,
         connector: Arc<dyn Connector>,
         grace: Duration,
+    ) -> Supervisor {
+        Self::start_inner(config, shutdown, connector, grace, None)
+    }
+
+    fn start_inner(
+        config: &Config,
+        shutdown: CancellationToken,
+        connector: Arc<dyn Connector>,
+        grace: Duration,
+        threads: Option<Threads>,
     ) -> Supervisor {
         let mut supervisor = Supervisor {
             tunnels: BTreeMap::new(),
@@ -99,6 +116,7 @@ impl Supervisor {
             shutdown,
             connector,
             grace,
+            threads,
         };
         // Not all at once: sshd's MaxStartups would drop most of a large batch (`startup.rs`).
         let count = config.tunnels.len();
@@ -129,7 +147,21 @@ impl Supervisor {
             first_attempt_after,
             counters: counters.clone(),
         };
-        self.tracker.spawn(tunnel::run(tunnel.clone(), wiring));
+        let running = tunnel::run(tunnel.clone(), wiring);
+        match self.threads.as_ref().and_then(Threads::place) {
+            Some((thread, placed)) => {
+                self.tracker.spawn_on(
+                    async move {
+                        let _placed = placed;
+                        running.await
+                    },
+                    &thread,
+                );
+            }
+            None => {
+                self.tracker.spawn(running);
+            }
+        }
         self.viewer.insert(snapshot::View {
             tunnel: tunnel.clone(),
             state: state_rx.clone(),

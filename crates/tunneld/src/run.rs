@@ -33,7 +33,9 @@ pub(crate) fn run(path: &Path) -> ExitCode {
         }
     };
     raise_open_file_limit();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // This thread runs the control socket, the metrics server, systemd's notifications and
+    // reloads; the tunnels run on threads of their own (tunneld-supervisor's `threads.rs`).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
