@@ -62,6 +62,10 @@ new_port() {
 }
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 load_start=$(load)
+# The CPU time the VM's host gave to other guests ("steal", the 8th value of /proc/stat's cpu
+# line), and all CPU time: a run with some stolen is slower for both clients.
+cpu_ticks() { awk '/^cpu / { print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
+read -r steal_start ticks_start < <(cpu_ticks)
 # The cipher of every row but the chacha20 one: AES-GCM is what both pick on a CPU with AES-NI.
 aes=aes128-gcm@openssh.com
 
@@ -407,6 +411,8 @@ for row in bulk remote dynamic jump zlib iperf duplex latency requests startup r
     echo "bench/run.sh: row $row took $(( $(date +%s) - started )) s" >&2
 done
 load_end=$(load)
+read -r steal_end ticks_end < <(cpu_ticks)
+stolen=$(( 100 * (steal_end - steal_start) / (ticks_end - ticks_start + 1) ))
 
 table() {
     echo "| measure | tunneld | OpenSSH | ratio tunneld/OpenSSH |"
@@ -426,7 +432,7 @@ if [ "$write" = 1 ] && [ ${#failed[@]} = 0 ]; then
         echo
         table
         echo
-        echo "- machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), load average $load_start at the start, $load_end at the end"
+        echo "- machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), load average $load_start at the start, $load_end at the end, $stolen % of the CPU time stolen by the VM's host"
         echo "- tunneld: $("$tunneld" --version), $binary"
         echo "- OpenSSH: $(ssh -V 2>&1); kernel $(uname -r)"
         echo "- to reproduce: \`$command_line\`"
