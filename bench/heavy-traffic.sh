@@ -13,6 +13,7 @@
 #   STREAMS="4 16"                         (the stream counts to run; "" for iperf3 alone)
 #   COMPRESSED_MIB=N                       (streams of N MiB in the compressed cases, which run
 #                                           at zlib's speed; default SIZE_MIB)
+#   TUNNELD_BIN=PATH                       (iperf3: a release binary already built)
 #
 # It takes a while: at ~1 GB/s, 16 x 1 GiB both ways is half a minute per case, and the matrix
 # has 15 cases per stream count.
@@ -35,10 +36,9 @@ for streams in ${STREAMS-4 16}; do
 done
 
 # iperf3 --bidir through tunneld -L and ssh -L.
-cargo build --quiet --release --bin tunneld
-tunneld="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/tunneld"
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
+release_tunneld
 bench_init tunneld-heavy
 start_sshd "RekeyLimit 32M"
 iperf_port=$(free_port); t_port=$(free_port); o_port=$(free_port)
