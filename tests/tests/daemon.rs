@@ -570,3 +570,49 @@ fn a_host_certificate_is_trusted_through_cert_authority_and_checked() {
     tunneld.expect_log(expected, LOG_TIMEOUT);
     assert!(!wrong.log().contains("Accepted publickey"));
 }
+
+/// The names of `pid`'s threads (`/proc/PID/task/*/comm`).
+fn thread_names(pid: u32) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim_end().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn tunnels_run_on_threads_of_their_own_one_per_cpu_at_most() {
+    let dir = test_dir();
+    let sshd = Sshd::start();
+    let echo = EchoServer::start();
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let mut text = defaults_for(&sshd, dir.path());
+    for (index, port) in ports.iter().enumerate() {
+        text += &format!(
+            "[tunnels.t{index}]\n{}local = [\"{port}:127.0.0.1:{}\"]\n",
+            host_line(&sshd),
+            echo.port()
+        );
+    }
+    let tunneld = run(&write_config(dir.path(), &text));
+    assert!(
+        tunneld.wait_for_log_count("tunnel up", 3, LOG_TIMEOUT),
+        "three tunnels up:\n{}",
+        tunneld.logs()
+    );
+    for port in &ports {
+        assert_eq!(echo_once(*port, b"threads"), b"threads");
+    }
+    // One thread per tunnel while there are CPUs for them (tunneld-supervisor's threads.rs).
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    let expected: Vec<String> = (0..ports.len().min(cpus))
+        .map(|index| format!("tunnels-{index}"))
+        .collect();
+    let started: Vec<String> = thread_names(tunneld.pid())
+        .into_iter()
+        .filter(|name| name.starts_with("tunnels-"))
+        .collect();
+    assert_eq!(started, expected, "{cpus} CPUs, 3 tunnels");
+}
