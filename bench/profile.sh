@@ -94,11 +94,10 @@ else
     result=$(python3 bench/traffic.py drain "$forward" "$bytes" --cpu "$client" --budget "$budget")
 fi
 { read -r mbs; read -r cpu; read -r _ sshd; read -r _ server; read -r _ driver; read -r _ machine
-  read -r _ busy; read -r _ stolen; } <<<"$result"
+  read -r _ other; read -r _ busy; read -r _ stolen; } <<<"$result"
 echo "${CLIENT:-tunneld} $direction $cipher $mib MiB: $mbs MB/s, client CPU $cpu s/GiB"
 # Everyone's CPU per GiB: on loopback they share the same cores, so when the machine is busy
 # all the time, throughput is its core count divided by the sum (docs/performance.md).
-other=$(python3 -c "print(f'{$machine - $cpu - $sshd - $server - $driver:.3f}')")
 echo "  s/GiB: client $cpu, sshd $sshd, traffic $server + $driver, other $other;" \
     "machine $machine, busy $busy % of $(nproc) cores, $stolen % stolen by the VM's host"
 

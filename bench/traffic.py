@@ -26,8 +26,9 @@ For bench/profile.sh's downloads:
                                                         seconds per GiB of PID's tree
   bulk and drain also take --budget NAME=PID,...: after those two numbers, one line per NAME
   with the CPU seconds per GiB of PID's tree, then `driver` (this process), `machine` (every
-  CPU's busy time, from /proc/stat), `busy` (the machine's busy share, in % of all its CPUs) and
-  `stolen` (the share its virtual machine host gave to others, in %)
+  CPU's busy time, from /proc/stat), `other` (the machine's less everything counted, --cpu
+  included), `busy` (the machine's busy share, in % of all its CPUs) and `stolen` (the share
+  its virtual machine host gave to others, in %)
 """
 import os
 import random
@@ -242,7 +243,8 @@ class Budget:
         return ([cpu_seconds(pids) for _, pids in self.parties], time.process_time(),
                 machine_busy(), time.perf_counter())
 
-    def report(self, size):
+    def report(self, size, client):
+        """`client`: the client's CPU seconds over the transfer (--cpu), to tell `other`."""
         if not self.named:
             return
         (p0, d0, (m0, s0), t0), (p1, d1, (m1, s1), t1) = self.before, self.after
@@ -251,6 +253,8 @@ class Budget:
             print(f"{name} {(b - a) * per_gib:.3f}")
         print(f"driver {(d1 - d0) * per_gib:.3f}")
         print(f"machine {(m1 - m0) * per_gib:.3f}")
+        counted = (client or 0) + sum(b - a for a, b in zip(p0, p1)) + (d1 - d0)
+        print(f"other {(m1 - m0 - counted) * per_gib:.3f}")
         print(f"busy {100 * (m1 - m0) / (t1 - t0) / os.cpu_count():.0f}")
         print(f"stolen {100 * (s1 - s0) / (t1 - t0) / os.cpu_count():.0f}")
 
@@ -286,7 +290,7 @@ def bulk(args):
     if got != size:
         die(f"bulk through port {port}: the sink received {got} of {size} bytes")
     report(size, t1 - t0, cpu1 - cpu0 if pid else None)
-    budget.report(size)
+    budget.report(size, cpu1 - cpu0 if pid else None)
 
 
 def drain(args):
@@ -308,7 +312,7 @@ def drain(args):
     if got != size:
         die(f"drain through port {port}: received {got} of {size} bytes")
     report(size, t1 - t0, cpu1 - cpu0 if pid else None)
-    budget.report(size)
+    budget.report(size, cpu1 - cpu0 if pid else None)
 
 
 def duplex(args):
