@@ -1,5 +1,6 @@
-//! What encrypting SSH packets costs with each AEAD implementation within tunneld's reach, in CPU
-//! seconds per GiB of payload, on this machine: the floor under a bulk transfer's client CPU.
+//! What encrypting SSH packets costs with each AEAD implementation within tunneld's reach, in
+//! seconds per GiB of payload on one core of this machine (wall clock of a loop that only does
+//! that; run it on a quiet machine): the floor under a bulk transfer's client CPU.
 //!
 //! It answers one question of docs/performance.md ("What limits the goals that are not met"):
 //! could tunneld's chacha20-poly1305@openssh.com cost less with another implementation? ring's
@@ -29,7 +30,9 @@ const PACKET: usize = 4 + PAYLOAD;
 const TAG: usize = 16;
 
 #[derive(Parser)]
-#[command(about = "CPU seconds per GiB of each AEAD implementation within tunneld's reach")]
+#[command(
+    about = "Seconds per GiB of each AEAD implementation within tunneld's reach, on one core"
+)]
 struct Args {
     /// MiB of payload per measurement.
     #[arg(long, default_value_t = 1024)]
@@ -262,7 +265,9 @@ fn main() -> ExitCode {
             seconds.push(start.elapsed().as_secs_f64() / gib);
         }
     }
-    println!("{mib} MiB in packets of {PAYLOAD} bytes, median of {runs}, CPU seconds per GiB:");
+    println!(
+        "{mib} MiB in packets of {PAYLOAD} bytes, median of {runs}, seconds per GiB on one core:"
+    );
     for ((name, _), mut seconds) in cases.iter().zip(seconds) {
         seconds.sort_by(f64::total_cmp);
         let median = seconds[seconds.len() / 2];
