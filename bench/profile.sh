@@ -3,7 +3,7 @@
 # OpenSSH's ssh -N -L for comparison) against a throwaway sshd on loopback, with the client's
 # CPU seconds per GiB, and optionally a profile of the client while it runs.
 #
-#   bench/profile.sh [up|down] [CIPHER] [MIB]      (default: down aes128-gcm@openssh.com 1024)
+#   bench/profile.sh [up|down|duplex] [CIPHER] [MIB]  (default: down aes128-gcm@openssh.com 1024)
 #   CLIENT=ssh bench/profile.sh ...                OpenSSH's ssh instead of tunneld
 #   PROFILE=perf bench/profile.sh ...              perf record -e cpu-clock (this VM has no
 #                                                  hardware counters); prints the top symbols
@@ -15,7 +15,8 @@
 #   TUNNELD_BIN=PATH                               the binary (otherwise the release build)
 #
 # `up` sends from the client through the forward to a sink; `down` reads from a source behind
-# it. perf needs symbols, which the release binary strips. An optimised binary that keeps them:
+# it; `duplex` sends MIB through it to an echo server and reads them back at the same time (its
+# figures are per GiB each way). perf needs symbols, which the release binary strips. An optimised binary that keeps them:
 #   CARGO_PROFILE_MEASURE_STRIP=none CARGO_PROFILE_MEASURE_DEBUG=line-tables-only \
 #       cargo build --profile measure --bin tunneld
 # A profile's percentages hold under load; CPU seconds per GiB move by 10-20 % from run to run
@@ -24,7 +25,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 direction=${1:-down}; cipher=${2:-aes128-gcm@openssh.com}; mib=${3:-1024}
-case $direction in up|down) ;; *) echo "bench/profile.sh: up or down, not $direction" >&2; exit 2 ;; esac
+case $direction in up|down|duplex) ;; *) echo "bench/profile.sh: up, down or duplex, not $direction" >&2; exit 2 ;; esac
 bytes=$((mib << 20))
 
 # shellcheck source=bench/lib.sh
@@ -36,6 +37,8 @@ start_sshd
 target=$(free_port); forward=$(free_port)
 if [ "$direction" = up ]; then
     python3 bench/traffic.py servers "$target" "$(free_port)" "$(free_port)" "$(free_port)" & traffic=$!
+elif [ "$direction" = duplex ]; then
+    python3 bench/traffic.py servers "$(free_port)" "$target" "$(free_port)" "$(free_port)" & traffic=$!
 else
     python3 bench/traffic.py source "$target" "$bytes" & traffic=$!
 fi
@@ -88,11 +91,12 @@ esac
 [ -z "$profiler" ] || sleep 0.5 # the profiler attaches
 
 budget="sshd=$sshd_pid,traffic=$traffic"
-if [ "$direction" = up ]; then
-    result=$(python3 bench/traffic.py bulk "$forward" "$bytes" --cpu "$client" --budget "$budget")
-else
-    result=$(python3 bench/traffic.py drain "$forward" "$bytes" --cpu "$client" --budget "$budget")
-fi
+case $direction in
+    up) mode=bulk ;;
+    down) mode=drain ;;
+    duplex) mode=duplex ;;
+esac
+result=$(python3 bench/traffic.py "$mode" "$forward" "$bytes" --cpu "$client" --budget "$budget")
 { read -r mbs; read -r cpu; read -r _ sshd; read -r _ server; read -r _ driver; read -r _ machine
   read -r _ other; read -r _ busy; read -r _ stolen; } <<<"$result"
 echo "${CLIENT:-tunneld} $direction $cipher $mib MiB: $mbs MB/s, client CPU $cpu s/GiB"

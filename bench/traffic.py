@@ -11,7 +11,8 @@ Servers (one process, a thread per connection, bound to 127.0.0.1):
 
 Clients (print one number on stdout; exit non-zero, saying why on stderr, on any mismatch):
   bulk PORT BYTES [--socks PORT] [--text] [--cpu PID]   MB/s, then CPU seconds per GiB of PID's tree
-  duplex PORT BYTES                                     MB/s each way, through an echo server
+  duplex PORT BYTES [--cpu PID]                         MB/s each way, through an echo server,
+                                                        then CPU seconds per GiB (each way) of PID's tree
   latency PORT COUNT                                    p50 and p99 ms of connect + first byte
   ready TIMEOUT PORT...                                 waits until each PORT echoes
   startup PORT TIMEOUT -- CMD...                        ms from exec of CMD to its first echo on PORT
@@ -24,7 +25,7 @@ For bench/profile.sh's downloads:
                                                         connection, then closes it
   drain PORT BYTES [--cpu PID]                          reads BYTES through PORT: MB/s, then CPU
                                                         seconds per GiB of PID's tree
-  bulk and drain also take --budget NAME=PID,...: after those two numbers, one line per NAME
+  bulk, drain and duplex also take --budget NAME=PID,...: after those two numbers, one line per NAME
   with the CPU seconds per GiB of PID's tree, then `driver` (this process), `machine` (every
   CPU's busy time, from /proc/stat), `other` (the machine's less everything counted, --cpu
   included), `busy` (the machine's busy share, in % of all its CPUs) and `stolen` (the share
@@ -317,6 +318,9 @@ def drain(args):
 
 def duplex(args):
     port, size = int(args[0]), int(args[1])
+    pid = int(args[args.index("--cpu") + 1]) if "--cpu" in args else None
+    pids = tree(pid) if pid else []
+    budget = Budget(args)
     data = payload(False)
     s = connect(port)
     got = [0]
@@ -328,7 +332,8 @@ def duplex(args):
             if not n:
                 break
             got[0] += n
-    t0 = time.perf_counter()
+    budget.start()
+    cpu0, t0 = cpu_seconds(pids), time.perf_counter()
     r = threading.Thread(target=reader)
     r.start()
     left = size
@@ -337,11 +342,13 @@ def duplex(args):
         s.sendall(data[:n])
         left -= n
     r.join()
-    t1 = time.perf_counter()
+    t1, cpu1 = time.perf_counter(), cpu_seconds(pids)
+    budget.stop()
     s.close()
     if got[0] != size:
         die(f"duplex through port {port}: {got[0]} of {size} bytes echoed back")
-    print(f"{size / (t1 - t0) / 1e6:.1f}")
+    report(size, t1 - t0, cpu1 - cpu0 if pid else None)
+    budget.report(size, cpu1 - cpu0 if pid else None)
 
 
 def latency(args):
