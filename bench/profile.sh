@@ -16,7 +16,8 @@
 #
 # `up` sends from the client through the forward to a sink; `down` reads from a source behind
 # it; `duplex` sends MIB through it to an echo server and reads them back at the same time (its
-# figures are per GiB each way). perf needs symbols, which the release binary strips. An optimised binary that keeps them:
+# figures are per GiB each way). perf needs symbols, which the release binary strips. An
+# optimised binary that keeps them:
 #   CARGO_PROFILE_MEASURE_STRIP=none CARGO_PROFILE_MEASURE_DEBUG=line-tables-only \
 #       cargo build --profile measure --bin tunneld
 # A profile's percentages hold under load; CPU seconds per GiB move by 10-20 % from run to run
@@ -35,13 +36,15 @@ bench_init tunneld-profile
 # shellcheck disable=SC2119 # no extra sshd_config lines
 start_sshd
 target=$(free_port); forward=$(free_port)
-if [ "$direction" = up ]; then
-    python3 bench/traffic.py servers "$target" "$(free_port)" "$(free_port)" "$(free_port)" & traffic=$!
-elif [ "$direction" = duplex ]; then
-    python3 bench/traffic.py servers "$(free_port)" "$target" "$(free_port)" "$(free_port)" & traffic=$!
-else
-    python3 bench/traffic.py source "$target" "$bytes" & traffic=$!
-fi
+# The server behind the forward, and traffic.py's client mode for the direction.
+case $direction in
+    up) mode=bulk
+        python3 bench/traffic.py servers "$target" "$(free_port)" "$(free_port)" "$(free_port)" & traffic=$! ;;
+    duplex) mode=duplex
+        python3 bench/traffic.py servers "$(free_port)" "$target" "$(free_port)" "$(free_port)" & traffic=$! ;;
+    down) mode=drain
+        python3 bench/traffic.py source "$target" "$bytes" & traffic=$! ;;
+esac
 pids+=("$traffic")
 
 if [ "${CLIENT:-tunneld}" = ssh ]; then
@@ -91,11 +94,6 @@ esac
 [ -z "$profiler" ] || sleep 0.5 # the profiler attaches
 
 budget="sshd=$sshd_pid,traffic=$traffic"
-case $direction in
-    up) mode=bulk ;;
-    down) mode=drain ;;
-    duplex) mode=duplex ;;
-esac
 result=$(python3 bench/traffic.py "$mode" "$forward" "$bytes" --cpu "$client" --budget "$budget")
 { read -r mbs; read -r cpu; read -r _ sshd; read -r _ server; read -r _ driver; read -r _ machine
   read -r _ other; read -r _ busy; read -r _ stolen; } <<<"$result"

@@ -213,27 +213,31 @@ def payload(text):
 
 def machine_busy():
     """Seconds every CPU together spent busy, and stolen (a virtual machine's CPU time that its
-    host gave to someone else), from /proc/stat's `cpu` line, in ticks: user nice system idle
-    iowait irq softirq steal."""
+    host gave to someone else), from /proc/stat's `cpu` line, whose first values are these, in
+    ticks: user nice system idle iowait irq softirq steal."""
     with open("/proc/stat") as f:
         user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
     tick = os.sysconf("SC_CLK_TCK")
     return (user + nice + system + irq + softirq) / tick, steal / tick
 
 
-class Budget:
-    """Where the machine's CPU went during a transfer (--budget NAME=PID,...): each named
-    process tree, this process, and the machine as a whole. On loopback the client, sshd and
-    the traffic all share the same cores, so a client's throughput is bounded by what the
-    others leave it."""
+class Watch:
+    """What a client measures over a transfer, sampled once at each end: the time it took, the
+    CPU time of --cpu PID's process tree, and with --budget NAME=PID,... where the machine's CPU
+    went: each named process tree, this process, and the machine as a whole. On loopback the
+    client, sshd and the traffic all share the same cores, so a client's throughput is bounded
+    by what the others leave it."""
 
     def __init__(self, args):
+        self.client = int(args[args.index("--cpu") + 1]) if "--cpu" in args else None
         spec = args[args.index("--budget") + 1] if "--budget" in args else ""
         self.named = [(name, int(pid)) for name, pid in
                       (item.split("=", 1) for item in spec.split(",") if item)]
 
     def start(self):
-        # The trees are read now, once the connection is up: sshd forks a process per session.
+        # The trees are read now, once the connection is up: sshd forks a process per session
+        # (and ssh -J runs the jump's ssh as a child).
+        self.client_pids = tree(self.client) if self.client else []
         self.parties = [(name, tree(pid)) for name, pid in self.named]
         self.before = self.sample()
 
@@ -241,43 +245,38 @@ class Budget:
         self.after = self.sample()
 
     def sample(self):
-        return ([cpu_seconds(pids) for _, pids in self.parties], time.process_time(),
-                machine_busy(), time.perf_counter())
+        return (time.perf_counter(), cpu_seconds(self.client_pids),
+                [cpu_seconds(pids) for _, pids in self.parties], time.process_time(),
+                machine_busy())
 
-    def report(self, size, client):
-        """`client`: the client's CPU seconds over the transfer (--cpu), to tell `other`."""
+    def report(self, size):
+        """MB/s, then (with --cpu) the client's CPU seconds per GiB, then (with --budget) one
+        line per party."""
+        (t0, c0, p0, d0, (m0, s0)), (t1, c1, p1, d1, (m1, s1)) = self.before, self.after
+        per_gib = (1 << 30) / size
+        print(f"{size / (t1 - t0) / 1e6:.1f}")
+        if self.client:
+            print(f"{(c1 - c0) * per_gib:.3f}")
         if not self.named:
             return
-        (p0, d0, (m0, s0), t0), (p1, d1, (m1, s1), t1) = self.before, self.after
-        per_gib = (1 << 30) / size
         for (name, _), a, b in zip(self.parties, p0, p1):
             print(f"{name} {(b - a) * per_gib:.3f}")
         print(f"driver {(d1 - d0) * per_gib:.3f}")
         print(f"machine {(m1 - m0) * per_gib:.3f}")
-        counted = (client or 0) + sum(b - a for a, b in zip(p0, p1)) + (d1 - d0)
+        counted = (c1 - c0) + sum(b - a for a, b in zip(p0, p1)) + (d1 - d0)
         print(f"other {(m1 - m0 - counted) * per_gib:.3f}")
         print(f"busy {100 * (m1 - m0) / (t1 - t0) / os.cpu_count():.0f}")
         print(f"stolen {100 * (s1 - s0) / (t1 - t0) / os.cpu_count():.0f}")
 
 
-def report(size, secs, cpu):
-    """MB/s, then (when a process was watched) its CPU seconds per GiB."""
-    print(f"{size / secs / 1e6:.1f}")
-    if cpu is not None:
-        print(f"{cpu * (1 << 30) / size:.3f}")
-
-
 def bulk(args):
     port, size = int(args[0]), int(args[1])
     socks = int(args[args.index("--socks") + 1]) if "--socks" in args else None
-    pid = int(args[args.index("--cpu") + 1]) if "--cpu" in args else None
     data = payload("--text" in args)
-    pids = tree(pid) if pid else []
-    budget = Budget(args)
+    watch = Watch(args)
     s = connect(port, socks)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * CHUNK)
-    budget.start()
-    cpu0, t0 = cpu_seconds(pids), time.perf_counter()
+    watch.start()
     left = size
     while left:
         n = min(left, CHUNK)
@@ -285,42 +284,33 @@ def bulk(args):
         left -= n
     s.shutdown(socket.SHUT_WR)
     got = struct.unpack(">Q", recv_exactly(s, 8))[0]
-    t1, cpu1 = time.perf_counter(), cpu_seconds(pids)
-    budget.stop()
+    watch.stop()
     s.close()
     if got != size:
         die(f"bulk through port {port}: the sink received {got} of {size} bytes")
-    report(size, t1 - t0, cpu1 - cpu0 if pid else None)
-    budget.report(size, cpu1 - cpu0 if pid else None)
+    watch.report(size)
 
 
 def drain(args):
     port, size = int(args[0]), int(args[1])
-    pid = int(args[args.index("--cpu") + 1]) if "--cpu" in args else None
-    pids = tree(pid) if pid else []
-    budget = Budget(args)
+    watch = Watch(args)
     s = connect(port)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * CHUNK)
     buf = bytearray(CHUNK)
-    budget.start()
-    cpu0, t0 = cpu_seconds(pids), time.perf_counter()
+    watch.start()
     got = 0
     while n := s.recv_into(buf):
         got += n
-    t1, cpu1 = time.perf_counter(), cpu_seconds(pids)
-    budget.stop()
+    watch.stop()
     s.close()
     if got != size:
         die(f"drain through port {port}: received {got} of {size} bytes")
-    report(size, t1 - t0, cpu1 - cpu0 if pid else None)
-    budget.report(size, cpu1 - cpu0 if pid else None)
+    watch.report(size)
 
 
 def duplex(args):
     port, size = int(args[0]), int(args[1])
-    pid = int(args[args.index("--cpu") + 1]) if "--cpu" in args else None
-    pids = tree(pid) if pid else []
-    budget = Budget(args)
+    watch = Watch(args)
     data = payload(False)
     s = connect(port)
     got = [0]
@@ -332,8 +322,7 @@ def duplex(args):
             if not n:
                 break
             got[0] += n
-    budget.start()
-    cpu0, t0 = cpu_seconds(pids), time.perf_counter()
+    watch.start()
     r = threading.Thread(target=reader)
     r.start()
     left = size
@@ -342,13 +331,11 @@ def duplex(args):
         s.sendall(data[:n])
         left -= n
     r.join()
-    t1, cpu1 = time.perf_counter(), cpu_seconds(pids)
-    budget.stop()
+    watch.stop()
     s.close()
     if got[0] != size:
         die(f"duplex through port {port}: {got[0]} of {size} bytes echoed back")
-    report(size, t1 - t0, cpu1 - cpu0 if pid else None)
-    budget.report(size, cpu1 - cpu0 if pid else None)
+    watch.report(size)
 
 
 def latency(args):
