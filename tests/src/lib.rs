@@ -27,7 +27,7 @@ pub use agent::SshAgent;
 pub use chaos::{ChaosProxy, Mode};
 pub use config::{HostEntry, host_entry, known_hosts_file};
 pub use keys::{KeyKind, KeyPair};
-pub use procfs::{accepted_on, descendants, process_state};
+pub use procfs::{accepted_from, accepted_on, descendants, process_state};
 pub use servers::{ClosedPort, EchoServer, HttpServer};
 pub use servers::{ReplyServer, SilentServer, SourceServer};
 pub use sshd::{Sshd, SshdBuilder};

@@ -122,6 +122,16 @@ pub fn fd_count(pid: u32) -> usize {
 /// clients a listener of it has accepted. Counted by socket inode, so connections of the same
 /// process that are still closing on other ports do not count (an fd count would).
 pub fn accepted_on(pid: u32, port: u16) -> usize {
+    accepted(pid, port, |_| true)
+}
+
+/// [`accepted_on`], counting only the clients whose own (remote) port is one of `clients`: those
+/// connections and no others, whatever else the listener has accepted or is closing meanwhile.
+pub fn accepted_from(pid: u32, port: u16, clients: &[u16]) -> usize {
+    accepted(pid, port, |remote| clients.contains(&remote))
+}
+
+fn accepted(pid: u32, port: u16, remote_port_wanted: impl Fn(u16) -> bool) -> usize {
     let inodes: Vec<String> = fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|entries| {
             entries
@@ -136,6 +146,10 @@ pub fn accepted_on(pid: u32, port: u16) -> usize {
         })
         .unwrap_or_default();
     let wanted = format!(":{port:04X}");
+    let remote_port = |address: &str| {
+        let (_, hex) = address.rsplit_once(':')?;
+        u16::from_str_radix(hex, 16).ok()
+    };
     ["tcp", "tcp6"]
         .iter()
         .filter_map(|table| fs::read_to_string(format!("/proc/{pid}/net/{table}")).ok())
@@ -146,6 +160,7 @@ pub fn accepted_on(pid: u32, port: u16) -> usize {
             fields.len() > 9
                 && fields[1].ends_with(&wanted)
                 && fields[3] == "01"
+                && remote_port(fields[2]).is_some_and(&remote_port_wanted)
                 && inodes.iter().any(|inode| inode == fields[9])
         })
         .count()

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use harness::{
-    ChaosProxy, EchoServer, Sshd, TunneldProcess, accepted_on, localhost, random_bytes, try_echo,
+    ChaosProxy, EchoServer, Sshd, TunneldProcess, accepted_from, localhost, random_bytes, try_echo,
     wait_until,
 };
 use nix::sys::signal::Signal;
@@ -26,13 +26,19 @@ fn open_clients(port: u16, n: usize) -> Vec<std::net::TcpStream> {
 }
 
 /// Opens `n` clients of the forward on `port` while the tunnel is down, and returns once tunneld
-/// has accepted them (its fd count went up by `n`): they wait for the tunnel inside tunneld.
+/// has accepted them: they wait for the tunnel inside tunneld. These clients are counted by
+/// their own ports, not by how many connections the listener holds: the connections of the
+/// session that just died may still be closing, and a count taken before them would then never
+/// grow by `n`.
 fn open_waiting_clients(tunneld: &TunneldProcess, port: u16, n: usize) -> Vec<std::net::TcpStream> {
-    let before = accepted_on(tunneld.pid(), port);
     let clients = open_clients(port, n);
+    let ports: Vec<u16> = clients
+        .iter()
+        .map(|client| client.local_addr().unwrap().port())
+        .collect();
     assert!(
-        wait_until(STATE_TIMEOUT, || accepted_on(tunneld.pid(), port)
-            >= before + n),
+        wait_until(STATE_TIMEOUT, || accepted_from(tunneld.pid(), port, &ports)
+            == n),
         "tunneld did not accept the clients"
     );
     clients
